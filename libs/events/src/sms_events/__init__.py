@@ -1,0 +1,42 @@
+"""Event contracts, event store, outbox relay and consumer helpers for the SMS services."""
+
+from sms_events.contracts import (
+    ClientCreated,
+    ClientDeleted,
+    ClientUpdated,
+    Event,
+    UnknownEventType,
+    event_class,
+    registered_events,
+    upcast,
+)
+from sms_events.envelope import Envelope, EnvelopeError
+from sms_events.store import (
+    ANY_VERSION,
+    NO_STREAM,
+    Checkpoint,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    WrongExpectedVersion,
+)
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "Checkpoint",
+    "ClientCreated",
+    "ClientDeleted",
+    "ClientUpdated",
+    "Envelope",
+    "EnvelopeError",
+    "Event",
+    "EventStore",
+    "NewEvent",
+    "RecordedEvent",
+    "UnknownEventType",
+    "WrongExpectedVersion",
+    "event_class",
+    "registered_events",
+    "upcast",
+]

@@ -1,0 +1,100 @@
+"""RabbitMQ topology and publishing: a durable topic exchange, persistent messages, confirms."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+
+from sms_events.envelope import CONTENT_TYPE, Envelope
+from sms_events.settings import RabbitSettings
+from sms_events.store import RecordedEvent
+
+__all__ = ["Broker", "envelope_of"]
+
+
+def envelope_of(event: RecordedEvent, source: str) -> Envelope:
+    """The CloudEvent published for a stored event."""
+    meta = event.metadata
+    return Envelope(
+        id=event.event_id,
+        type=event.type,
+        subject=event.stream_id,
+        source=meta.get("source", source),
+        time=event.recorded_at,
+        data=event.data,
+        dataversion=event.schema_version,
+        sequence=event.stream_version,
+        correlationid=meta.get("correlation_id"),
+        causationid=meta.get("causation_id"),
+    )
+
+
+class Broker:
+    """One robust connection per process; channels reopen by themselves after a broker restart."""
+
+    def __init__(self, settings: RabbitSettings) -> None:
+        self.settings = settings
+        self.connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": "sms-events"}
+        )
+
+    async def channel(self, prefetch: int = 0) -> AbstractRobustChannel:
+        assert self.connection is not None, "connect() first"
+        channel = await self.connection.channel(publisher_confirms=True)
+        if prefetch:
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel  # type: ignore[return-value]
+
+    async def exchange(self) -> AbstractExchange:
+        if self._exchange is None:
+            self._publish_channel = await self.channel()
+            self._exchange = await declare_exchange(self._publish_channel, self.settings)
+        return self._exchange
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish a batch and wait until the broker confirms every message.
+
+        All messages go out before the first confirm is awaited, so a batch costs one round
+        trip, not one per message. Raises if any message is nacked or the connection drops;
+        the caller retries the whole batch (consumers de-duplicate by event id).
+        """
+        exchange = await self.exchange()
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        body=env.to_json(),
+                        content_type=CONTENT_TYPE,
+                        message_id=str(env.id),
+                        correlation_id=env.correlationid,
+                        type=env.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=env.type,
+                )
+                for env in envelopes
+            )
+        )
+
+    async def ping(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+
+async def declare_exchange(
+    channel: AbstractRobustChannel, settings: RabbitSettings
+) -> AbstractExchange:
+    return await channel.declare_exchange(
+        settings.amqp_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )

@@ -1,0 +1,229 @@
+"""Consume events from RabbitMQ in batches, idempotently, with a dead-letter queue.
+
+Each service owns one durable quorum queue bound to the routing keys it needs. Deliveries are
+gathered into batches (up to ``batch_size``, or whatever arrived within ``batch_wait``) and
+handled in one PostgreSQL transaction that also records every event id in
+``processed_events``; a redelivered event is filtered out there, so it changes nothing. Acks go
+out after the commit, one per batch. A batch whose handler raises is retried event by event;
+an event that still fails after ``attempts`` tries, or that is not a CloudEvent at all, is
+rejected into the queue's dead-letter queue. Database or connection errors are not the event's
+fault: the batch is kept and retried until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+
+from sms_events.broker import Broker, declare_exchange
+from sms_events.envelope import Envelope, EnvelopeError
+from sms_events.metrics import (
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_DEAD_LETTERED,
+    CONSUMER_FAILURES,
+    CONSUMER_HANDLED,
+)
+
+__all__ = ["BatchHandler", "Consumer", "QueueSpec"]
+
+log = structlog.get_logger(__name__)
+
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Envelope]], Awaitable[None]]
+
+# Errors that say "the database or network is unwell", not "this event is bad".
+_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+              asyncpg.ConnectionDoesNotExistError, asyncpg.TooManyConnectionsError,
+              asyncpg.DeadlockDetectedError, asyncpg.SerializationError)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A service's queue: its name and the event types (routing keys, ``*``/``#`` allowed)."""
+
+    name: str
+    routing_keys: Sequence[str]
+    # Safety net for a message that crashes the whole process before it can be rejected.
+    delivery_limit: int = 20
+
+
+class Consumer:
+    def __init__(
+        self,
+        spec: QueueSpec,
+        pool: asyncpg.Pool,
+        broker: Broker,
+        handler: BatchHandler,
+        *,
+        batch_size: int = 500,
+        batch_wait: float = 0.02,
+        attempts: int = 3,
+    ) -> None:
+        self.spec = spec
+        self._pool = pool
+        self._broker = broker
+        self._handler = handler
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
+        self._attempts = attempts
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self.queue_name = broker.settings.amqp_queue_prefix + spec.name
+
+    async def declare(self) -> AbstractQueue:
+        """Declare the queue, its bindings and its dead-letter queue (idempotent)."""
+        settings = self._broker.settings
+        self._channel = await self._broker.channel(prefetch=self._batch_size * 2)
+        exchange = await declare_exchange(self._channel, settings)
+        dlx = await self._channel.declare_exchange(
+            f"{settings.amqp_exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dlq = await self._channel.declare_queue(
+            f"{self.queue_name}.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(dlx, routing_key=self.queue_name)
+        self._queue = await self._channel.declare_queue(
+            self.queue_name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": dlx.name,
+                "x-dead-letter-routing-key": self.queue_name,
+                "x-delivery-limit": self.spec.delivery_limit,
+            },
+        )
+        for key in self.spec.routing_keys:
+            await self._queue.bind(exchange, routing_key=key)
+        return self._queue
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then finish the batch in hand and hand back the rest."""
+        queue = self._queue or await self.declare()
+        tag = await queue.consume(self._inbox.put)
+        log.info("consumer_started", queue=self.queue_name)
+        try:
+            while not stop.is_set():
+                batch = await self._next_batch(stop)
+                if batch:
+                    await self._handle(batch, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+            # Whatever was delivered but not handled goes back to the queue for another consumer.
+            while not self._inbox.empty():
+                with contextlib.suppress(Exception):
+                    await self._inbox.get_nowait().nack(requeue=True)
+            if self._channel is not None:
+                with contextlib.suppress(Exception):
+                    await self._channel.close()
+            log.info("consumer_stopped", queue=self.queue_name)
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+        getter = asyncio.ensure_future(self._inbox.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({getter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+            return []
+        batch = [getter.result()]
+        deadline = time.monotonic() + self._batch_wait
+        while len(batch) < self._batch_size:
+            if self._inbox.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    batch.append(await asyncio.wait_for(self._inbox.get(), remaining))
+                continue
+            batch.append(self._inbox.get_nowait())
+        return batch
+
+    async def _handle(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+        parsed: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        for message in batch:
+            try:
+                parsed.append((message, Envelope.from_json(message.body)))
+            except EnvelopeError as exc:
+                await self._dead_letter(message, f"unreadable: {exc}")
+        if not parsed:
+            return
+        started = time.perf_counter()
+        delay = 0.2
+        while True:
+            try:
+                await self._commit([env for _, env in parsed])
+                break
+            except _TRANSIENT as exc:
+                if stop.is_set():
+                    return  # unacked deliveries return to the queue when the channel closes
+                log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                CONSUMER_FAILURES.labels(self.spec.name).inc()
+                log.warning("consumer_batch_failed", queue=self.queue_name, error=repr(exc))
+                await self._one_by_one(parsed)
+                return
+        await parsed[-1][0].ack(multiple=True)
+        CONSUMER_HANDLED.labels(self.spec.name).inc(len(parsed))
+        CONSUMER_BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+
+    async def _commit(self, envelopes: Sequence[Envelope]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh_ids = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    """
+                    INSERT INTO processed_events (consumer, event_id)
+                    SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id
+                    """,
+                    self.spec.name,
+                    list({env.id for env in envelopes}),
+                )
+            }
+            fresh: list[Envelope] = []
+            for env in envelopes:
+                if env.id in fresh_ids:
+                    fresh_ids.discard(env.id)  # a duplicate inside one batch is handled once
+                    fresh.append(env)
+            if fresh:
+                await self._handler(conn, fresh)
+
+    async def _one_by_one(self, parsed: list[tuple[AbstractIncomingMessage, Envelope]]) -> None:
+        for message, env in parsed:
+            error: Exception | None = None
+            for attempt in range(self._attempts):
+                try:
+                    await self._commit([env])
+                    error = None
+                    break
+                except Exception as exc:
+                    error = exc
+                    await asyncio.sleep(0.1 * 2**attempt)
+            if error is None:
+                await message.ack()
+                CONSUMER_HANDLED.labels(self.spec.name).inc()
+            else:
+                await self._dead_letter(message, repr(error), event_type=env.type)
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, reason: str, event_type: str | None = None
+    ) -> None:
+        CONSUMER_DEAD_LETTERED.labels(self.spec.name).inc()
+        log.error(
+            "event_dead_lettered",
+            queue=self.queue_name,
+            message_id=message.message_id,
+            event_type=event_type,
+            reason=reason,
+        )
+        await message.reject(requeue=False)

@@ -1,0 +1,132 @@
+"""Outbox relay: publishes every committed event to RabbitMQ, at least once, in commit order.
+
+The event store is the outbox. Commands append events in their own transaction, so an event
+is published only if it committed, and every committed event is published: the relay reads the
+store with the gap-free reader and only advances its checkpoint after the broker confirmed
+the batch. A crash between confirm and checkpoint republishes the batch; consumers
+de-duplicate by event id. One relay per database is active at a time (a PostgreSQL advisory
+lock held on its own connection; PostgreSQL releases it if the holder dies), so any service can
+run one and a standby takes over within a poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import asyncpg
+import structlog
+
+from sms_events.broker import Broker, envelope_of
+from sms_events.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+)
+from sms_events.store import EventStore
+
+__all__ = ["OutboxRelay"]
+
+log = structlog.get_logger(__name__)
+
+_LEADER_LOCK_KEY = 0x5E5_0002
+_READER = "outbox-relay"
+_NOTIFY_CHANNEL = "sms_events_appended"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: Broker,
+        *,
+        source: str,
+        batch_size: int = 2000,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._store = EventStore(pool)
+        self._broker = broker
+        self._source = source
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self.is_leader = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set; waits as a standby while another relay leads."""
+        while not stop.is_set():
+            try:
+                await self._lead(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay_database_error", error=str(exc))
+                await _sleep_unless(stop, self._poll_interval)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        async with self._pool.acquire() as lock_conn:
+            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK_KEY):
+                await _sleep_unless(stop, self._poll_interval)
+                return
+            self.is_leader = True
+            await lock_conn.add_listener(_NOTIFY_CHANNEL, self._on_notify)
+            log.info("relay_leading")
+            try:
+                await self._publish_loop(stop)
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await lock_conn.remove_listener(_NOTIFY_CHANNEL, self._on_notify)
+                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK_KEY)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _publish_loop(self, stop: asyncio.Event) -> None:
+        checkpoint = await self._store.load_checkpoint(_READER)
+        backoff = 0.1
+        while not stop.is_set():
+            self._wake.clear()
+            events = await self._store.read_all(checkpoint, limit=self._batch_size)
+            if not events:
+                OUTBOX_BACKLOG.set(0)
+                OUTBOX_OLDEST_AGE.set(0)
+                await _wait_any(self._wake, stop, self._poll_interval)
+                continue
+            OUTBOX_OLDEST_AGE.set(max(0.0, time.time() - events[0].recorded_at.timestamp()))
+            try:
+                await self._broker.publish([envelope_of(e, self._source) for e in events])
+            except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
+                OUTBOX_PUBLISH_FAILURES.inc()
+                log.warning("relay_publish_failed", error=str(exc), batch=len(events))
+                await _sleep_unless(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            checkpoint = events[-1].checkpoint
+            await self._store.save_checkpoint(_READER, checkpoint)
+            OUTBOX_PUBLISHED.inc(len(events))
+            if len(events) == self._batch_size:
+                self._wake.set()  # more may be waiting: don't sleep
+            await self._update_backlog(checkpoint.global_position)
+
+    async def _update_backlog(self, position: int) -> None:
+        # An estimate: positions are not gap-free, but the gauge only has to show a trend.
+        last = await self._pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+        OUTBOX_BACKLOG.set(max(0, int(last) - position))
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    _done, pending = await asyncio.wait(
+        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()

@@ -1,0 +1,122 @@
+"""Process wiring shared by the services: logging, migrations, pool, broker, relay, signals,
+and a small HTTP server for /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sms_events.broker import Broker
+from sms_events.db import create_pool
+from sms_events.logs import configure_logging
+from sms_events.migrate import apply_migrations_async
+from sms_events.relay import OutboxRelay
+from sms_events.settings import ServiceSettings
+
+__all__ = ["Runtime", "run_service"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: its pool, broker and the stop signal."""
+
+    name: str
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    broker: Broker
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=name))
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": False, "broker": await self.broker.ping()}
+        with contextlib.suppress(Exception):
+            checks["database"] = await self.pool.fetchval("SELECT 1") == 1
+        return checks
+
+
+async def _health_server(rt: Runtime, host: str, port: int) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = await rt.ready()
+        return web.json_response(checks, status=200 if all(checks.values()) else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.add_routes(
+        [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_service(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    migrations: str,
+    start: Callable[[Runtime], Awaitable[None]],
+    http_host: str = "127.0.0.1",
+    http_port: int | None = None,
+) -> None:
+    """Run a consumer service until SIGTERM/SIGINT, then drain and stop cleanly.
+
+    ``start`` spawns the service's own tasks (consumers, timers) with ``rt.spawn``; each must
+    return soon after ``rt.stop`` is set.
+    """
+    configure_logging(name, settings.log_level, settings.log_format)
+    applied = await apply_migrations_async(settings.database_url, migrations)
+    if applied:
+        log.info("migrations_applied", ids=applied)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+    )
+    broker = Broker(settings)
+    await broker.connect()
+    rt = Runtime(name, settings, pool, broker, asyncio.Event())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, rt.stop.set)
+    runner = await _health_server(rt, http_host, http_port) if http_port else None
+    if settings.relay_enabled:
+        rt.spawn(OutboxRelay(pool, broker, source=f"/sms/{name}").run(rt.stop), "relay")
+    await start(rt)
+    log.info("service_started", http_port=http_port)
+    await rt.stop.wait()
+    log.info("service_stopping")
+    await _drain(rt.tasks, timeout=30)
+    if runner is not None:
+        await runner.cleanup()
+    await broker.close()
+    await pool.close()
+    log.info("service_stopped")
+
+
+async def _drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("task_failed", task=task.get_name(), error=repr(exc))

@@ -1,0 +1,257 @@
+"""PostgreSQL event store: append with optimistic concurrency, read a stream, read everything.
+
+Reading everything in order without skipping
+--------------------------------------------
+``global_position`` comes from a sequence, and sequence values are handed out when a row is
+inserted, not when its transaction commits. Transaction A can take position 10, transaction B
+position 11, and B can commit first. A reader that remembers "I have read up to 11" after seeing
+B would never see A's event 10 when it finally commits: the classic sequence-gap bug.
+
+Two fixes are common. A table lock taken by every writer makes insert order equal commit
+order, but serialises all writers, including bulk imports and the dispatcher's result batches.
+Instead we record each event's transaction id (``pg_current_xact_id()``, a 64-bit ``xid8`` that
+never wraps) and let a reader see only events whose transaction id is below
+``pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still running. Everything
+below that horizon has either committed or aborted, and every transaction that can still commit
+has an id at or above it. Ordering by ``(transaction_id, global_position)`` and resuming strictly
+after the last pair read therefore never skips an event. The price is latency, not correctness:
+a long-running transaction holds back readers until it ends, so writers keep transactions short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from sms_events.contracts import Event, upcast
+from sms_events.tracing import current_metadata
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "Checkpoint",
+    "EventStore",
+    "NewEvent",
+    "RecordedEvent",
+    "WrongExpectedVersion",
+]
+
+NO_STREAM: Final = 0
+"""``expected_version`` meaning "the stream must not exist yet"."""
+ANY_VERSION: Final = None
+"""``expected_version`` meaning "append at the end, whatever the version"."""
+
+
+class WrongExpectedVersion(Exception):
+    """The stream moved on since the caller read it; reload and retry the command."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(f"stream {stream_id}: expected version {expected}, found {actual}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended, with the id that makes a retried append a no-op."""
+
+    event: Event
+    event_id: UUID = field(default_factory=uuid4)
+    metadata: Mapping[str, Any] = field(default_factory=current_metadata)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Checkpoint:
+    """Where a reader of all events stands: the last (transaction id, position) it handled."""
+
+    transaction_id: int = 0
+    global_position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored, with its place in its stream and in the whole store."""
+
+    global_position: int
+    transaction_id: int
+    event_id: UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.transaction_id, self.global_position)
+
+    def payload(self) -> Event:
+        """The typed event (older schema versions upcast on read)."""
+        return upcast(self.type, self.schema_version, self.data)
+
+
+_COLUMNS = (
+    "global_position, transaction_id::text::bigint AS transaction_id, event_id, stream_id,"
+    " stream_version, type, schema_version, data, metadata, recorded_at"
+)
+
+_INSERT_FROM_ARRAYS = """
+INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, data, metadata)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[],
+                     $6::jsonb[], $7::jsonb[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(**dict(row))
+
+
+class EventStore:
+    """Appends and reads events. Every method takes an optional connection so that callers
+    can append in the same transaction as their own read-model writes."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | Event],
+        *,
+        expected_version: int | None = ANY_VERSION,
+        conn: asyncpg.Connection | None = None,
+    ) -> int:
+        """Append ``events`` atomically to one stream; returns the stream's new version.
+
+        ``expected_version`` is the version the caller last saw (``NO_STREAM`` for a new
+        stream, ``ANY_VERSION`` to skip the check). Events whose ids are already stored are
+        skipped, so retrying a command that already went through changes nothing.
+        """
+        new = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
+        if conn is None:
+            async with self._pool.acquire() as own, own.transaction():
+                return await self._append(own, stream_id, new, expected_version)
+        async with conn.transaction():  # a savepoint when the caller already opened one
+            return await self._append(conn, stream_id, new, expected_version)
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        events: list[NewEvent],
+        expected_version: int | None,
+    ) -> int:
+        stored = await conn.fetch(
+            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])",
+            [e.event_id for e in events],
+        )
+        seen = {r["event_id"] for r in stored}
+        events = [e for e in events if e.event_id not in seen]
+        current = await self.stream_version(stream_id, conn=conn)
+        if not events:
+            return current
+        if expected_version is not None and expected_version != current:
+            raise WrongExpectedVersion(stream_id, expected_version, current)
+        try:
+            await self._insert(conn, ((stream_id, current + i, e) for i, e in enumerate(events, 1)))
+        except asyncpg.UniqueViolationError as exc:
+            # A concurrent writer took the same stream version between our read and insert.
+            raise WrongExpectedVersion(stream_id, expected_version, None) from exc
+        return current + len(events)
+
+    async def append_versioned(
+        self, items: Iterable[tuple[str, int, NewEvent]], *, conn: asyncpg.Connection
+    ) -> None:
+        """Bulk append for hot paths where the caller already knows each stream's next version
+        (from its own read model): one statement for the whole batch. A version already taken
+        raises ``WrongExpectedVersion``; an event id already stored is skipped."""
+        try:
+            await self._insert(conn, items)
+        except asyncpg.UniqueViolationError as exc:
+            raise WrongExpectedVersion("<batch>", None, None) from exc
+
+    @staticmethod
+    async def _insert(
+        conn: asyncpg.Connection, items: Iterable[tuple[str, int, NewEvent]]
+    ) -> None:
+        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        for stream_id, version, new in items:
+            cols[0].append(new.event_id)
+            cols[1].append(stream_id)
+            cols[2].append(version)
+            cols[3].append(new.event.event_type)
+            cols[4].append(new.event.schema_version)
+            cols[5].append(new.event.model_dump(mode="json"))
+            cols[6].append(dict(new.metadata))
+        if cols[0]:
+            await conn.execute(_INSERT_FROM_ARRAYS, *cols)
+
+    async def stream_version(self, stream_id: str, *, conn: asyncpg.Connection | None = None) -> int:
+        """The version of the stream's last event, ``NO_STREAM`` (0) when it has none."""
+        query = "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1"
+        if conn is not None:
+            return int(await conn.fetchval(query, stream_id))
+        return int(await self._pool.fetchval(query, stream_id))
+
+    async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        """Every event of one stream from ``from_version``, oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"
+            " ORDER BY stream_version",
+            stream_id,
+            from_version,
+        )
+        return [_record(r) for r in rows]
+
+    async def read_all(
+        self,
+        after: Checkpoint = Checkpoint(),
+        *,
+        limit: int = 1000,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` committed events after ``after``, in an order that never skips an
+        event committed late (see the module docstring). Resume from the last one's
+        ``checkpoint``."""
+        query = f"""
+            SELECT {_COLUMNS} FROM events
+            WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY transaction_id, global_position
+            LIMIT $3
+        """
+        args = (str(after.transaction_id), after.global_position, limit)
+        rows = await (conn or self._pool).fetch(query, *args)
+        return [_record(r) for r in rows]
+
+    async def load_checkpoint(self, reader: str) -> Checkpoint:
+        row = await self._pool.fetchrow(
+            "SELECT transaction_id, global_position FROM event_checkpoints WHERE reader = $1",
+            reader,
+        )
+        return Checkpoint(row["transaction_id"], row["global_position"]) if row else Checkpoint()
+
+    async def save_checkpoint(
+        self, reader: str, checkpoint: Checkpoint, *, conn: asyncpg.Connection | None = None
+    ) -> None:
+        await (conn or self._pool).execute(
+            """
+            INSERT INTO event_checkpoints (reader, transaction_id, global_position)
+            VALUES ($1, $2, $3)
+            ON CONFLICT (reader) DO UPDATE
+               SET transaction_id = excluded.transaction_id,
+                   global_position = excluded.global_position, updated_at = now()
+            """,
+            reader,
+            checkpoint.transaction_id,
+            checkpoint.global_position,
+        )

@@ -1,0 +1,1 @@
+"""Test support shipped with the contracts: per-run database and broker names, fixtures."""

@@ -1,0 +1,27 @@
+"""Entrypoint: `python -m reporter` (or `sms-reporter`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from reporter.config import Settings
+from reporter.consumer import start
+from sms_events.runtime import run_service
+
+
+def main() -> None:
+    settings = Settings()
+    asyncio.run(
+        run_service(
+            "reporter",
+            settings,
+            migrations="reporter",
+            start=start,
+            http_host=settings.reporter_http_host,
+            http_port=settings.reporter_http_port,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Entrypoint: `python -m scheduler` (or `sms-scheduler`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scheduler.config import Settings
+from scheduler.consumer import start
+from sms_events.runtime import run_service
+
+
+def main() -> None:
+    settings = Settings()
+    asyncio.run(
+        run_service(
+            "scheduler",
+            settings,
+            migrations="scheduler",
+            start=start,
+            http_host=settings.scheduler_http_host,
+            http_port=settings.scheduler_http_port,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
