@@ -24,6 +24,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
 from sms_events.broker import Broker, declare_exchange
+from sms_events.db import Connection
 from sms_events.envelope import Envelope, EnvelopeError
 from sms_events.metrics import (
     CONSUMER_BATCH_SECONDS,
@@ -36,7 +37,7 @@ __all__ = ["BatchHandler", "Consumer", "QueueSpec"]
 
 log = structlog.get_logger(__name__)
 
-BatchHandler = Callable[[asyncpg.Connection, Sequence[Envelope]], Awaitable[None]]
+BatchHandler = Callable[[Connection, Sequence[Envelope]], Awaitable[None]]
 
 # Errors that say "the database or network is unwell", not "this event is bad".
 _TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,9 +47,10 @@ class Event(BaseModel):
         raise NotImplementedError
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _REGISTRY: dict[str, type[Event]] = {}
 # (type, from_version) -> function turning a payload of that version into the next one.
-_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
 def register(cls: type[Event]) -> type[Event]:
@@ -60,14 +61,10 @@ def register(cls: type[Event]) -> type[Event]:
     return cls
 
 
-def upcaster(
-    event_type: str, from_version: int
-) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]]:
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
     """Register a function that turns a ``from_version`` payload into ``from_version + 1``."""
 
-    def decorate(
-        fn: Callable[[dict[str, Any]], dict[str, Any]],
-    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def decorate(fn: Upcaster) -> Upcaster:
         _UPCASTERS[(event_type, from_version)] = fn
         return fn
 
@@ -134,3 +131,232 @@ class ClientDeleted(_ClientEvent):
     description: ClassVar[str] = "A client was removed from the base."
 
     deleted_at: datetime
+
+
+# --- mailings (appended by the gateway to stream mailing-<id>) ---------------------------------
+
+
+class _MailingEvent(Event):
+    stream_category: ClassVar[str] = "mailing"
+
+    mailing_id: int
+
+    def _stream_key(self) -> str:
+        return str(self.mailing_id)
+
+
+class _MailingState(_MailingEvent):
+    text: str = Field(min_length=1)
+    datetime_start: datetime
+    datetime_end: datetime
+    send_interval_time_start: time | None = Field(
+        default=None, description="Start of the clients' local send window (inclusive)"
+    )
+    send_interval_time_end: time | None = Field(
+        default=None, description="End of the clients' local send window (exclusive)"
+    )
+    client_filter: str | None = Field(
+        default=None, description="Comma-separated operator codes and tags; empty means all"
+    )
+    updated_at: datetime
+
+
+@register
+class MailingScheduled(_MailingState):
+    event_type: ClassVar[str] = "mailing.scheduled"
+    description: ClassVar[str] = "A mailing was created and will start at datetime_start."
+
+
+@register
+class MailingUpdated(_MailingState):
+    event_type: ClassVar[str] = "mailing.updated"
+    description: ClassVar[str] = (
+        "A mailing changed (any field before its start, only datetime_end after); full new state."
+    )
+
+
+@register
+class MailingDeleted(_MailingEvent):
+    event_type: ClassVar[str] = "mailing.deleted"
+    description: ClassVar[str] = "A mailing was deleted before its start; nothing will be sent."
+
+    deleted_at: datetime
+
+
+@register
+class MailingCancelled(_MailingEvent):
+    event_type: ClassVar[str] = "mailing.cancelled"
+    description: ClassVar[str] = "A mailing was stopped; its unsent messages become cancelled."
+
+    cancelled_at: datetime
+
+
+@register
+class MailingPaused(_MailingEvent):
+    event_type: ClassVar[str] = "mailing.paused"
+    description: ClassVar[str] = "Sending is held until the mailing is resumed."
+
+    paused_at: datetime
+
+
+@register
+class MailingResumed(_MailingEvent):
+    event_type: ClassVar[str] = "mailing.resumed"
+    description: ClassVar[str] = "Sending of a paused mailing goes on."
+
+    resumed_at: datetime
+
+
+# --- messages ----------------------------------------------------------------------------------
+# The hot path carries messages in batches (one event per up to a few hundred messages of one
+# mailing): a million-recipient mailing is thousands of events, not millions. Each batch is its
+# own stream, schedule-<mailing id>-<batch id> or dispatch-<mailing id>-<batch id>, so that
+# scheduler and dispatcher replicas never contend for stream versions.
+
+
+class _MailingBatch(Event):
+    mailing_id: int
+    batch_id: str = Field(description="Unique per batch (a UUID)")
+
+    def _stream_key(self) -> str:
+        return f"{self.mailing_id}-{self.batch_id}"
+
+
+class ScheduledMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: int = Field(description="Stable id; also the provider's msgId on every attempt")
+    client_id: int
+    due_at: datetime = Field(description="When it is to be sent (inside the client's window)")
+
+
+@register
+class MessagesScheduled(_MailingBatch):
+    event_type: ClassVar[str] = "messages.scheduled"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = "Recipients were resolved: each gets one message with a due time."
+
+    messages: list[ScheduledMessage]
+
+
+@register
+class MailingAudienceResolved(_MailingBatch):
+    event_type: ClassVar[str] = "mailing.audience_resolved"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = (
+        "The scheduler resolved the mailing's recipients against the whole client base (at "
+        "creation and after each edit before the start); recipients is the audience size."
+    )
+
+    recipients: int = Field(ge=0)
+    resolved_at: datetime
+
+
+@register
+class MessagesRescheduled(_MailingBatch):
+    event_type: ClassVar[str] = "messages.rescheduled"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = "Messages got a new due time (mailing edited, client moved)."
+
+    messages: list[ScheduledMessage]
+
+
+@register
+class MessagesWithdrawn(_MailingBatch):
+    event_type: ClassVar[str] = "messages.withdrawn"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = (
+        "Before the start, clients left the audience (deleted, edited out of the filter, or no "
+        "longer reachable in the window): their messages no longer exist."
+    )
+
+    message_ids: list[int]
+
+
+@register
+class MessagesCancelled(_MailingBatch):
+    event_type: ClassVar[str] = "messages.cancelled"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = "Unsent messages will not be sent (status CA)."
+
+    message_ids: list[int]
+    reason: str = Field(examples=["mailing cancelled", "end reached", "client deleted"])
+
+
+class DueMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: int
+    client_id: int
+    phone: str
+    attempt: int = Field(ge=1, description="1 for the first call to the provider")
+
+
+@register
+class MessagesDue(_MailingBatch):
+    event_type: ClassVar[str] = "messages.due"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = "Messages handed over to the dispatcher to be sent now."
+
+    text: str
+    not_after: datetime = Field(description="The mailing's end: never send at or after it")
+    messages: list[DueMessage]
+
+
+class DeliveredMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: int
+    attempt: int
+    sent_at: datetime
+
+
+class FailedAttempt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: int
+    attempts: int = Field(description="Provider calls made so far for this message")
+    error: str
+    retry_at: datetime = Field(description="Not before this time (backoff, Retry-After)")
+
+
+class UndeliveredMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: int
+    attempts: int
+    error: str
+    failed_at: datetime
+
+
+class _DispatchBatch(_MailingBatch):
+    stream_category: ClassVar[str] = "dispatch"
+
+
+@register
+class MessagesDelivered(_DispatchBatch):
+    event_type: ClassVar[str] = "messages.delivered"
+    description: ClassVar[str] = "The provider accepted these messages (status DL)."
+
+    messages: list[DeliveredMessage]
+
+
+@register
+class MessageAttemptsFailed(_DispatchBatch):
+    event_type: ClassVar[str] = "messages.attempt_failed"
+    description: ClassVar[str] = (
+        "A retryable failure (timeout, connection error, 5xx, 429, provider circuit open): "
+        "the scheduler sends the message again at retry_at if the mailing is still on."
+    )
+
+    messages: list[FailedAttempt]
+
+
+@register
+class MessagesUndelivered(_DispatchBatch):
+    event_type: ClassVar[str] = "messages.undelivered"
+    description: ClassVar[str] = (
+        "Final failure (status ND): rejected by the provider, attempt limit or end reached."
+    )
+
+    messages: list[UndeliveredMessage]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["create_pool", "init_connection"]
+__all__ = ["Connection", "create_pool", "init_connection"]
+
+# What callers hold: a plain connection, or one acquired from the pool (a proxy to one).
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 
 def _dumps(value: Any) -> str:

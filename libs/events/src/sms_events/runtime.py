@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from sms_events.migrate import apply_migrations_async
 from sms_events.relay import OutboxRelay
 from sms_events.settings import ServiceSettings
 
-__all__ = ["Runtime", "run_service"]
+__all__ = ["RUNTIME", "Runtime", "run_service"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,12 @@ class Runtime:
         return checks
 
 
-async def _health_server(rt: Runtime, host: str, port: int) -> web.AppRunner:
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+async def _health_server(
+    rt: Runtime, host: str, port: int, routes: Sequence[web.RouteDef]
+) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -60,9 +65,11 @@ async def _health_server(rt: Runtime, host: str, port: int) -> web.AppRunner:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
+    app[RUNTIME] = rt
     app.add_routes(
         [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     )
+    app.add_routes(routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -77,9 +84,12 @@ async def run_service(
     start: Callable[[Runtime], Awaitable[None]],
     http_host: str = "127.0.0.1",
     http_port: int | None = None,
+    http_routes: Sequence[web.RouteDef] = (),
 ) -> None:
     """Run a consumer service until SIGTERM/SIGINT, then drain and stop cleanly.
 
+    ``http_routes`` are served beside /healthz, /readyz and /metrics; handlers find the
+    ``Runtime`` in ``request.app[RUNTIME]``.
     ``start`` spawns the service's own tasks (consumers, timers) with ``rt.spawn``; each must
     return soon after ``rt.stop`` is set.
     """
@@ -98,14 +108,14 @@ async def run_service(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, rt.stop.set)
-    runner = await _health_server(rt, http_host, http_port) if http_port else None
+    runner = await _health_server(rt, http_host, http_port, http_routes) if http_port else None
     if settings.relay_enabled:
         rt.spawn(OutboxRelay(pool, broker, source=f"/sms/{name}").run(rt.stop), "relay")
     await start(rt)
     log.info("service_started", http_port=http_port)
     await rt.stop.wait()
     log.info("service_stopping")
-    await _drain(rt.tasks, timeout=30)
+    await _drain(rt.tasks, grace=30)
     if runner is not None:
         await runner.cleanup()
     await broker.close()
@@ -113,8 +123,8 @@ async def run_service(
     log.info("service_stopped")
 
 
-async def _drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
-    done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+async def _drain(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    done, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
     for task in pending:
         task.cancel()
     for task in done:

@@ -29,6 +29,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from sms_events.contracts import Event, upcast
+from sms_events.db import Connection
 from sms_events.tracing import current_metadata
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "NewEvent",
     "RecordedEvent",
     "WrongExpectedVersion",
+    "append_new_streams",
 ]
 
 NO_STREAM: Final = 0
@@ -111,6 +113,10 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 
+# Appends with ANY_VERSION that lose a version race retry this often before giving up.
+_ANY_VERSION_ATTEMPTS: Final = 20
+
+
 def _record(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(**dict(row))
 
@@ -128,7 +134,7 @@ class EventStore:
         events: Sequence[NewEvent | Event],
         *,
         expected_version: int | None = ANY_VERSION,
-        conn: asyncpg.Connection | None = None,
+        conn: Connection | None = None,
     ) -> int:
         """Append ``events`` atomically to one stream; returns the stream's new version.
 
@@ -137,15 +143,25 @@ class EventStore:
         skipped, so retrying a command that already went through changes nothing.
         """
         new = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
-        if conn is None:
-            async with self._pool.acquire() as own, own.transaction():
-                return await self._append(own, stream_id, new, expected_version)
-        async with conn.transaction():  # a savepoint when the caller already opened one
-            return await self._append(conn, stream_id, new, expected_version)
+        attempt = 1
+        while True:
+            try:
+                if conn is None:
+                    async with self._pool.acquire() as own, own.transaction():
+                        return await self._append(own, stream_id, new, expected_version)
+                async with conn.transaction():  # a savepoint when the caller already opened one
+                    return await self._append(conn, stream_id, new, expected_version)
+            except WrongExpectedVersion:
+                # With ANY_VERSION the caller asked for "at the end": losing the race for a
+                # version to a concurrent writer is no conflict, so try again at the new end
+                # (the savepoint or transaction above was rolled back).
+                if expected_version is not ANY_VERSION or attempt >= _ANY_VERSION_ATTEMPTS:
+                    raise
+                attempt += 1
 
     async def _append(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         stream_id: str,
         events: list[NewEvent],
         expected_version: int | None,
@@ -169,7 +185,7 @@ class EventStore:
         return current + len(events)
 
     async def append_versioned(
-        self, items: Iterable[tuple[str, int, NewEvent]], *, conn: asyncpg.Connection
+        self, items: Iterable[tuple[str, int, NewEvent]], *, conn: Connection
     ) -> None:
         """Bulk append for hot paths where the caller already knows each stream's next version
         (from its own read model): one statement for the whole batch. A version already taken
@@ -181,7 +197,7 @@ class EventStore:
 
     @staticmethod
     async def _insert(
-        conn: asyncpg.Connection, items: Iterable[tuple[str, int, NewEvent]]
+        conn: Connection, items: Iterable[tuple[str, int, NewEvent]]
     ) -> None:
         cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
         for stream_id, version, new in items:
@@ -195,7 +211,7 @@ class EventStore:
         if cols[0]:
             await conn.execute(_INSERT_FROM_ARRAYS, *cols)
 
-    async def stream_version(self, stream_id: str, *, conn: asyncpg.Connection | None = None) -> int:
+    async def stream_version(self, stream_id: str, *, conn: Connection | None = None) -> int:
         """The version of the stream's last event, ``NO_STREAM`` (0) when it has none."""
         query = "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1"
         if conn is not None:
@@ -217,7 +233,7 @@ class EventStore:
         after: Checkpoint = Checkpoint(),
         *,
         limit: int = 1000,
-        conn: asyncpg.Connection | None = None,
+        conn: Connection | None = None,
     ) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in an order that never skips an
         event committed late (see the module docstring). Resume from the last one's
@@ -241,7 +257,7 @@ class EventStore:
         return Checkpoint(row["transaction_id"], row["global_position"]) if row else Checkpoint()
 
     async def save_checkpoint(
-        self, reader: str, checkpoint: Checkpoint, *, conn: asyncpg.Connection | None = None
+        self, reader: str, checkpoint: Checkpoint, *, conn: Connection | None = None
     ) -> None:
         await (conn or self._pool).execute(
             """
@@ -255,3 +271,12 @@ class EventStore:
             checkpoint.transaction_id,
             checkpoint.global_position,
         )
+
+
+async def append_new_streams(conn: Connection, events: Sequence[Event]) -> None:
+    """Append events that each open a stream of their own (the hot path's batch events, whose
+    stream ids carry a fresh batch id), in the caller's transaction, in one statement."""
+    try:
+        await EventStore._insert(conn, ((e.stream_id(), 1, NewEvent(e)) for e in events))
+    except asyncpg.UniqueViolationError as exc:
+        raise WrongExpectedVersion("<new streams>", NO_STREAM, None) from exc

@@ -1,27 +1,47 @@
-"""Dispatcher's event consumer: the queue it owns and the handler for each batch."""
+"""Dispatcher wiring: the provider client, limiter, breaker, and the due-messages queue."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import asyncpg
-import structlog
-
+from dispatcher.breaker import CircuitBreaker
+from dispatcher.config import Settings
+from dispatcher.domain import RetryPolicy
+from dispatcher.handlers import Dispatcher
+from dispatcher.provider import ProviderClient
+from dispatcher.ratelimit import RateLimiter
 from sms_events.consumer import Consumer, QueueSpec
-from sms_events.envelope import Envelope
 from sms_events.runtime import Runtime
 
-log = structlog.get_logger(__name__)
-
-QUEUE = QueueSpec(name="dispatcher", routing_keys=["message.due"])
-
-
-async def handle(conn: asyncpg.Connection, events: Sequence[Envelope]) -> None:
-    for env in events:
-        log.debug("event_received", event_type=env.type, subject=env.subject)
+QUEUE = QueueSpec(name="dispatcher", routing_keys=["messages.due"])
 
 
 async def start(rt: Runtime) -> None:
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle)
+    settings = rt.settings
+    assert isinstance(settings, Settings)
+    client = ProviderClient(
+        settings.sms_api_url,
+        settings.sms_api_token.get_secret_value(),
+        concurrency=settings.dispatch_concurrency,
+        timeout_s=settings.dispatch_timeout_s,
+    )
+    limiter = RateLimiter(rt.pool, rate=settings.dispatch_rate_limit)
+    breaker = CircuitBreaker(
+        failure_threshold=settings.breaker_failure_threshold,
+        cooldown_s=settings.breaker_cooldown_s,
+        max_cooldown_s=settings.breaker_max_cooldown_s,
+    )
+    policy = RetryPolicy(
+        settings.dispatch_retry_base_s, settings.dispatch_retry_cap_s, settings.dispatch_max_attempts
+    )
+    dispatcher = Dispatcher(
+        rt.pool, client, limiter, breaker, policy, concurrency=settings.dispatch_concurrency
+    )
+    consumer = Consumer(QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch)
     await consumer.declare()
-    rt.spawn(consumer.run(rt.stop), "consumer")
+
+    async def run() -> None:
+        try:
+            await consumer.run_each(rt.stop, dispatcher.handle)
+        finally:
+            await client.close()
+
+    rt.spawn(run(), "consumer")

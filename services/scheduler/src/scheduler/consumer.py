@@ -1,27 +1,46 @@
-"""Scheduler's event consumer: the queue it owns and the handler for each batch."""
+"""Scheduler's event consumer and timer wiring."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
-import asyncpg
-import structlog
-
+from scheduler.config import Settings
+from scheduler.handlers import handle_batch
+from scheduler.timer import Timer
 from sms_events.consumer import Consumer, QueueSpec
+from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.runtime import Runtime
 
-log = structlog.get_logger(__name__)
-
-QUEUE = QueueSpec(name="scheduler", routing_keys=["client.*", "mailing.*"])
-
-
-async def handle(conn: asyncpg.Connection, events: Sequence[Envelope]) -> None:
-    for env in events:
-        log.debug("event_received", event_type=env.type, subject=env.subject)
+QUEUE = QueueSpec(
+    name="scheduler",
+    routing_keys=[
+        "client.*",
+        "mailing.*",
+        "messages.delivered",
+        "messages.undelivered",
+        "messages.attempt_failed",
+    ],
+)
 
 
 async def start(rt: Runtime) -> None:
+    settings = rt.settings
+    assert isinstance(settings, Settings)
+    timer = Timer(
+        rt.pool,
+        batch=settings.scheduler_handover_batch,
+        max_in_flight=settings.scheduler_max_in_flight,
+        tick=settings.scheduler_tick_s,
+        lease=timedelta(seconds=settings.scheduler_lease_s),
+    )
+
+    async def handle(conn: Connection, events: Sequence[Envelope]) -> None:
+        await handle_batch(conn, events)
+        timer.wake.set()  # new or changed messages may be due already
+
     consumer = Consumer(QUEUE, rt.pool, rt.broker, handle)
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
+    rt.spawn(timer.run(rt.stop), "timer")

@@ -1,0 +1,76 @@
+# Two commands matter: `make run` starts the whole system, `make test` runs the whole suite.
+# Both create the virtual environment first when it is missing or out of date.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/events services/api-gateway services/scheduler services/dispatcher \
+            services/reporter tools/fake-provider
+SRC_DIRS := $(addsuffix /src,$(PACKAGES))
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv run test test-unit test-integration test-e2e lint fmt migrate bench \
+        asyncapi up down logs services clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): requirements-dev.txt constraints.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-dev.txt \
+		$(addprefix -e ,$(PACKAGES))
+	@touch $@
+
+venv: $(STAMP) ## create or update the virtual environment
+
+services: ## start the local PostgreSQL and RabbitMQ when they are installed but down
+	@scripts/ensure-services.sh
+
+run: $(STAMP) services ## migrate and start every service in the foreground (Ctrl-C stops all)
+	$(BIN)/python scripts/run.py
+
+migrate: $(STAMP) ## apply database migrations to DATABASE_URL
+	$(BIN)/sms-migrate gateway scheduler dispatcher reporter
+
+test: $(STAMP) services ## the whole suite against the real PostgreSQL and RabbitMQ
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## fast tests with no services
+	$(BIN)/pytest $$(find libs services tools -path '*/tests/unit' -type d)
+
+test-integration: $(STAMP) services ## tests against PostgreSQL and RabbitMQ
+	$(BIN)/pytest $$(find libs services tools -path '*/tests/integration' -type d)
+
+test-e2e: $(STAMP) services ## every service as a real process
+	$(BIN)/pytest tests/e2e
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(SRC_DIRS)
+
+fmt: $(STAMP) ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.json from the event models
+	$(BIN)/sms-asyncapi --output docs/asyncapi.json
+
+bench: $(STAMP) services ## end-to-end benchmark: 100,000 clients, one mailing, 20 ms provider
+	$(BIN)/python scripts/bench.py
+
+up: ## docker compose: the whole platform with Prometheus and Grafana
+	docker compose -f deploy/docker-compose.yml --env-file .env up -d --build
+
+down: ## docker compose: stop it
+	docker compose -f deploy/docker-compose.yml down
+
+logs: ## docker compose: follow the logs
+	docker compose -f deploy/docker-compose.yml logs -f
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,101 @@
+"""`make run`: prepare .env, migrate, start every service in the foreground; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from dotenv import dotenv_values
+
+from sms_events.migrate import apply_migrations, migration_dirs
+from sms_events.settings import PostgresSettings
+from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ROOT / ".env"
+
+
+def _setting(name: str, dotenv: dict[str, str | None]) -> str | None:
+    return os.environ.get(name) or dotenv.get(name)
+
+
+def _remember(name: str, value: str) -> None:
+    with ENV_FILE.open("a") as fh:
+        fh.write(f"{name}={value}\n")
+    ENV_FILE.chmod(0o600)
+
+
+def prepare_env() -> dict[str, str]:
+    """Generate what must exist but must not be committed: an API key, the provider token."""
+    dotenv = dotenv_values(ENV_FILE) if ENV_FILE.exists() else {}
+    extra: dict[str, str] = {}
+    if not _setting("API_KEYS", dotenv):
+        key = secrets.token_urlsafe(32)
+        _remember("API_KEYS", key)
+        print(f"\nGenerated an API key (saved in .env, shown only this once):\n\n    {key}\n")
+        print(f"    curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/v1/clients/\n")
+    if not _setting("SMS_API_URL", dotenv):
+        # No real provider configured: run the fake one and point the dispatcher at it.
+        token = _setting("SMS_API_TOKEN", dotenv)
+        if not token:
+            token = secrets.token_urlsafe(24)
+            _remember("SMS_API_TOKEN", token)
+        port = _setting("FAKE_PROVIDER_PORT", dotenv) or "8010"
+        extra |= {
+            "SMS_API_URL": f"http://127.0.0.1:{port}",
+            "SMS_API_TOKEN": token,
+            "FAKE_PROVIDER_TOKEN": token,
+            "FAKE_PROVIDER_PORT": port,
+        }
+    return extra
+
+
+def ensure_database(dsn: str) -> None:
+    base, _, name = dsn.rpartition("/")
+    name = name.split("?")[0]
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    extra = prepare_env()
+    dsn = PostgresSettings().database_url
+    ensure_database(dsn)
+    applied = apply_migrations(dsn, migration_dirs(*(s.module for s in SERVICES)))
+    print(f"migrations: {len(applied)} applied")
+    group = ProcessGroup(env=extra)
+    # The terminal delivers Ctrl-C to every process in the foreground group; each service
+    # shuts down cleanly on SIGINT. We only wait for them (and force a second Ctrl-C).
+    signal.signal(signal.SIGINT, lambda *_: None)
+    if "FAKE_PROVIDER_TOKEN" in extra:
+        group.start_module("fake-provider", "fake_provider")
+    for spec in SERVICES:
+        group.start_module(spec.name, spec.module)
+    gateway = f"http://{os.environ.get('GATEWAY_HOST', '127.0.0.1')}:" + (
+        os.environ.get("GATEWAY_PORT", "8000")
+    )
+    try:
+        wait_http_ok(f"{gateway}/healthz", 60, group)
+        print(f"\nready: {gateway}/docs   (Ctrl-C stops everything)\n")
+        while not group.exited():
+            time.sleep(0.3)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"startup failed: {exc}", file=sys.stderr)
+    finally:
+        # Give every service a SIGTERM (a no-op for those already stopping after Ctrl-C).
+        group.stop_all(timeout=40)
+    codes = group.exited()
+    print("stopped:", ", ".join(f"{n}={c}" for n, c in codes.items()))
+    return 0 if all(c in (0, -signal.SIGINT, -signal.SIGTERM) for c in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""What a provider answer means for a message: delivered, try again at a time, or give up."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from dispatcher.backoff import retry_due
+from dispatcher.provider import Outcome, SendResult
+from sms_events.contracts import DeliveredMessage, FailedAttempt, UndeliveredMessage
+
+__all__ = ["RetryPolicy", "Verdict", "judge", "not_attempted"]
+
+Verdict = DeliveredMessage | FailedAttempt | UndeliveredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_s: float = 2.0
+    cap_s: float = 300.0
+    max_attempts: int = 0  # 0: retry until the mailing's end
+
+
+def judge(
+    message_id: int,
+    attempt: int,
+    result: SendResult,
+    now: datetime,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Verdict:
+    """The event item for one provider call (``attempt`` counts calls from 1)."""
+    if result.outcome is Outcome.DELIVERED:
+        return DeliveredMessage(message_id=message_id, attempt=attempt, sent_at=now)
+    error = result.error or "unknown error"
+    exhausted = policy.max_attempts and attempt >= policy.max_attempts
+    if result.outcome is Outcome.REJECTED or exhausted:
+        return UndeliveredMessage(
+            message_id=message_id, attempts=attempt, error=error, failed_at=now
+        )
+    retry_at = retry_due(now, attempt, policy.base_s, policy.cap_s, rng, result.retry_after_s)
+    return FailedAttempt(message_id=message_id, attempts=attempt, error=error, retry_at=retry_at)
+
+
+def not_attempted(message_id: int, attempt: int, reason: str, retry_at: datetime) -> FailedAttempt:
+    """A message handed back without calling the provider (circuit open, end reached): the
+    scheduler decides again at ``retry_at``; no attempt is counted."""
+    return FailedAttempt(
+        message_id=message_id, attempts=attempt - 1, error=reason, retry_at=retry_at
+    )

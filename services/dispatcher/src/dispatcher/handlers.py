@@ -1,0 +1,170 @@
+"""Sending one batch of due messages: skip what was already sent, call the provider with
+bounded concurrency under the rate limit and the circuit breaker, then record every outcome
+and append the result events in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from dispatcher import metrics
+from dispatcher.breaker import CircuitBreaker
+from dispatcher.domain import RetryPolicy, Verdict, judge, not_attempted
+from dispatcher.provider import ProviderClient, SendResult
+from dispatcher.ratelimit import RateLimiter
+from sms_events.batches import new_batch_id
+from sms_events.contracts import (
+    DeliveredMessage,
+    DueMessage,
+    Event,
+    FailedAttempt,
+    MessageAttemptsFailed,
+    MessagesDelivered,
+    MessagesDue,
+    MessagesUndelivered,
+    UndeliveredMessage,
+)
+from sms_events.db import Connection
+from sms_events.envelope import Envelope
+from sms_events.store import append_new_streams
+
+__all__ = ["Dispatcher"]
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: ProviderClient,
+        limiter: RateLimiter,
+        breaker: CircuitBreaker,
+        policy: RetryPolicy,
+        *,
+        concurrency: int,
+        clock: Callable[[], datetime] = _now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._limiter = limiter
+        self._breaker = breaker
+        self._policy = policy
+        self._slots = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def handle(self, env: Envelope) -> None:
+        """Handle one ``messages.due`` event; returns once its outcomes are committed."""
+        due = env.payload()
+        assert isinstance(due, MessagesDue)
+        todo = await self._not_yet_sent(due)
+        if not todo:
+            return
+        verdicts = await asyncio.gather(*(self._send(due, m) for m in todo))
+        await self._record(due.mailing_id, list(verdicts))
+
+    async def _not_yet_sent(self, due: MessagesDue) -> list[DueMessage]:
+        # A redelivered batch (dispatcher killed after sending, before acking) must not call
+        # the provider again for attempts already made, nor for messages already settled.
+        rows = await self._pool.fetch(
+            "SELECT message_id, max(attempt) AS attempt,"
+            " bool_or(outcome <> 'retryable') AS settled"
+            " FROM dispatcher_attempts WHERE message_id = ANY($1) GROUP BY message_id",
+            [m.message_id for m in due.messages],
+        )
+        done = {r["message_id"]: r for r in rows}
+        todo = []
+        for m in due.messages:
+            r = done.get(m.message_id)
+            if r is None or (not r["settled"] and r["attempt"] < m.attempt):
+                todo.append(m)
+        if skipped := len(due.messages) - len(todo):
+            metrics.SKIPPED.inc(skipped)
+        return todo
+
+    async def _send(self, due: MessagesDue, m: DueMessage) -> Verdict | tuple[Verdict, SendResult]:
+        now = self._clock()
+        if now >= due.not_after:
+            return not_attempted(m.message_id, m.attempt, "end reached", now)
+        if not self._breaker.allow(time.monotonic()):
+            metrics.BREAKER_REJECTED.inc()
+            wait = self._breaker.retry_in(time.monotonic())
+            return not_attempted(
+                m.message_id, m.attempt, "provider circuit open", now + timedelta(seconds=wait)
+            )
+        async with self._slots:
+            await self._limiter.acquire()
+            metrics.IN_FLIGHT.inc()
+            try:
+                result = await self._client.send(m.message_id, m.phone, due.text)
+            finally:
+                metrics.IN_FLIGHT.dec()
+        self._breaker.record(time.monotonic(), success=not result.retryable)
+        metrics.observe(result)
+        return judge(m.message_id, m.attempt, result, self._clock(), self._policy, self._rng), result
+
+    async def _record(
+        self, mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendResult]]
+    ) -> None:
+        delivered: list[DeliveredMessage] = []
+        failed: list[FailedAttempt] = []
+        undelivered: list[UndeliveredMessage] = []
+        attempts: list[tuple[int, int, str, int | None, str | None]] = []
+        for outcome in outcomes:
+            verdict, result = outcome if isinstance(outcome, tuple) else (outcome, None)
+            if isinstance(verdict, DeliveredMessage):
+                delivered.append(verdict)
+            elif isinstance(verdict, FailedAttempt):
+                failed.append(verdict)
+            else:
+                undelivered.append(verdict)
+            if result is not None:  # a provider call was made: remember it
+                attempt = verdict.attempt if isinstance(verdict, DeliveredMessage) else verdict.attempts
+                attempts.append(
+                    (_message_id(verdict), attempt, result.outcome.value, result.status, result.error)
+                )
+        events: list[Event] = []
+        if delivered:
+            events.append(MessagesDelivered(mailing_id=mailing_id, batch_id=new_batch_id(),
+                                            messages=delivered))
+        if failed:
+            events.append(MessageAttemptsFailed(mailing_id=mailing_id, batch_id=new_batch_id(),
+                                                messages=failed))
+        if undelivered:
+            events.append(MessagesUndelivered(mailing_id=mailing_id, batch_id=new_batch_id(),
+                                              messages=undelivered))
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _insert_attempts(conn, attempts)
+            await append_new_streams(conn, events)
+        log.info("batch_dispatched", mailing_id=mailing_id, delivered=len(delivered),
+                 failed=len(failed), undelivered=len(undelivered))  # fmt: skip
+
+
+def _message_id(verdict: Verdict) -> int:
+    return verdict.message_id
+
+
+async def _insert_attempts(
+    conn: Connection, rows: list[tuple[int, int, str, int | None, str | None]]
+) -> None:
+    if rows:
+        await conn.execute(
+            """
+            INSERT INTO dispatcher_attempts (message_id, attempt, outcome, status, error)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[])
+            ON CONFLICT (message_id, attempt) DO NOTHING
+            """,
+            *map(list, zip(*rows, strict=True)),
+        )

@@ -1,0 +1,30 @@
+"""Who gets a mailing: the mailing's ``client_filter`` against a client's operator code and tag."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+__all__ = ["matches_filter", "parse_client_filter"]
+
+
+def parse_client_filter(text: str | None) -> frozenset[str]:
+    """The items of a comma-separated ``client_filter``.
+
+    Spaces around items and empty items are dropped, so ``" 999, vip ,,"`` gives
+    ``{"999", "vip"}``. None, ``""`` or a text of only commas and spaces gives the empty set,
+    which means every client.
+    """
+    if text is None:
+        return frozenset()
+    return frozenset(item for raw in text.split(",") if (item := raw.strip()))
+
+
+def matches_filter(items: Collection[str], operator_code: str, tag: str | None) -> bool:
+    """Whether a client is in the audience: no items, or its operator code or tag is one.
+
+    Comparison is exact (case-sensitive), as in the old system; a client without a tag can
+    match only by operator code.
+    """
+    if not items:
+        return True
+    return operator_code in items or (tag is not None and tag in items)

@@ -1,0 +1,435 @@
+"""What each event does to the schedule. Called with a batch of events inside the consumer's
+transaction (which also records the event ids, so a redelivered batch changes nothing)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from scheduler.resolution import Mailing, cancelled_events, load_mailing, resolve, resolve_started
+from scheduler.window import send_time, send_window
+from sms_events.batches import chunks, new_batch_id
+from sms_events.contracts import (
+    ClientCreated,
+    ClientDeleted,
+    ClientUpdated,
+    Event,
+    MailingCancelled,
+    MailingDeleted,
+    MailingPaused,
+    MailingResumed,
+    MailingScheduled,
+    MailingUpdated,
+    MessageAttemptsFailed,
+    MessagesDelivered,
+    MessagesUndelivered,
+    MessagesWithdrawn,
+    UndeliveredMessage,
+)
+from sms_events.db import Connection
+from sms_events.envelope import Envelope
+from sms_events.store import append_new_streams
+
+__all__ = ["Failure", "handle_batch", "settle"]
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Failure(Protocol):
+    """A message that could not be sent: a FailedAttempt, or an unsent one at the end."""
+
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def error(self) -> str: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def handle_batch(
+    conn: Connection, envelopes: Sequence[Envelope], clock: Clock = _now
+) -> None:
+    """Apply a batch in order, grouping consecutive client events into one set-based step."""
+    pending_clients: list[Envelope] = []
+    for env in envelopes:
+        if env.type.startswith("client."):
+            pending_clients.append(env)
+            continue
+        if pending_clients:
+            await _on_clients(conn, pending_clients, clock())
+            pending_clients = []
+        handler = _HANDLERS.get(env.type)
+        if handler is not None:
+            await handler(conn, env, clock())
+    if pending_clients:
+        await _on_clients(conn, pending_clients, clock())
+
+
+# --- clients -----------------------------------------------------------------------------------
+
+
+async def _on_clients(conn: Connection, envs: list[Envelope], now: datetime) -> None:
+    latest: dict[int, tuple[int, Event]] = {}
+    for env in envs:
+        event = env.payload()
+        assert isinstance(event, ClientCreated | ClientUpdated | ClientDeleted)
+        version = env.sequence or 0
+        if event.client_id not in latest or latest[event.client_id][0] < version:
+            latest[event.client_id] = (version, event)
+    upserts = [(v, e) for v, e in latest.values() if not isinstance(e, ClientDeleted)]
+    deleted = [e.client_id for _, e in latest.values() if isinstance(e, ClientDeleted)]
+    changed: list[int] = []
+    if upserts:
+        rows = await conn.fetch(
+            """
+            INSERT INTO scheduler_clients AS c
+                (client_id, phone, operator_code, tag, time_zone, version)
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::int[]) AS u(client_id, phone, operator_code, tag, tz, v)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM scheduler_deleted_clients d WHERE d.client_id = u.client_id)
+            ON CONFLICT (client_id) DO UPDATE
+               SET phone = excluded.phone, operator_code = excluded.operator_code,
+                   tag = excluded.tag, time_zone = excluded.time_zone, version = excluded.version
+             WHERE c.version < excluded.version
+            RETURNING client_id
+            """,
+            *_columns(upserts),
+        )
+        changed = [r["client_id"] for r in rows]
+    if changed:
+        await _follow_clients(conn, changed, now)
+    if deleted:
+        await _on_clients_deleted(conn, deleted, now)
+
+
+def _columns(upserts: list[tuple[int, Event]]) -> tuple[list[object], ...]:
+    cols: tuple[list[object], ...] = ([], [], [], [], [], [])
+    for version, e in upserts:
+        assert isinstance(e, ClientCreated | ClientUpdated)
+        for col, value in zip(
+            cols, (e.client_id, e.phone, e.operator_code, e.tag, e.time_zone, version), strict=True
+        ):
+            col.append(value)
+    return cols
+
+
+async def _follow_clients(conn: Connection, client_ids: list[int], now: datetime) -> None:
+    """Mailings not started yet follow the base; started ones reschedule clients who moved."""
+    for row in await conn.fetch(
+        "SELECT mailing_id FROM scheduler_mailings"
+        " WHERE status IN ('active', 'paused') AND datetime_start > $1",
+        now,
+    ):
+        mailing = await load_mailing(conn, row["mailing_id"])
+        assert mailing is not None
+        await resolve(conn, mailing, client_ids=client_ids)
+    for row in await conn.fetch(
+        "SELECT DISTINCT m.mailing_id FROM scheduler_messages m JOIN scheduler_mailings g"
+        " USING (mailing_id) WHERE m.client_id = ANY($1) AND m.state = 'scheduled'"
+        " AND g.datetime_start <= $2",
+        client_ids,
+        now,
+    ):
+        mailing = await load_mailing(conn, row["mailing_id"])
+        assert mailing is not None
+        await resolve_started(conn, mailing, client_ids, now)
+
+
+async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO scheduler_deleted_clients SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
+        client_ids,
+    )
+    await conn.execute("DELETE FROM scheduler_clients WHERE client_id = ANY($1)", client_ids)
+    # Not started: the client simply leaves the audience. Started: its unsent message is
+    # cancelled (it was part of the fixed audience and stays counted).
+    left = await conn.fetch(
+        """
+        DELETE FROM scheduler_messages m USING scheduler_mailings g
+        WHERE m.mailing_id = g.mailing_id AND m.client_id = ANY($1) AND m.state = 'scheduled'
+          AND g.datetime_start > $2
+        RETURNING m.mailing_id, m.message_id
+        """,
+        client_ids,
+        now,
+    )
+    gone = await conn.fetch(
+        """
+        UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()
+        WHERE client_id = ANY($1) AND state = 'scheduled'
+        RETURNING mailing_id, message_id
+        """,
+        client_ids,
+    )
+    events: list[Event] = []
+    for mailing_id, ids in _by_mailing(left).items():
+        events += [
+            MessagesWithdrawn(mailing_id=mailing_id, batch_id=new_batch_id(), message_ids=list(p))
+            for p in chunks(ids, 500)
+        ]
+    for mailing_id, ids in _by_mailing(gone).items():
+        events += cancelled_events(mailing_id, ids, "client deleted")
+    await append_new_streams(conn, events)
+
+
+def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for r in rows:
+        grouped[r["mailing_id"]].append(r["message_id"])
+    return grouped
+
+
+# --- mailings ----------------------------------------------------------------------------------
+
+
+async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MailingScheduled | MailingUpdated)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO scheduler_mailings AS g (mailing_id, text, datetime_start, datetime_end,
+            window_start, window_end, client_filter, version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (mailing_id) DO UPDATE
+           SET text = excluded.text, datetime_start = excluded.datetime_start,
+               datetime_end = excluded.datetime_end, window_start = excluded.window_start,
+               window_end = excluded.window_end, client_filter = excluded.client_filter,
+               version = excluded.version, swept = g.swept AND excluded.datetime_end <= now(),
+               updated_at = now()
+         WHERE g.version < excluded.version
+        RETURNING mailing_id
+        """,
+        event.mailing_id,
+        event.text,
+        event.datetime_start,
+        event.datetime_end,
+        event.send_interval_time_start,
+        event.send_interval_time_end,
+        event.client_filter,
+        env.sequence or 0,
+    )
+    if row is None:
+        return  # an older version than we already have
+    mailing = await load_mailing(conn, event.mailing_id)
+    assert mailing is not None
+    if mailing.status in ("cancelled", "deleted"):
+        return
+    if not mailing.started(now):
+        await resolve(conn, mailing)
+    elif isinstance(event, MailingScheduled):
+        # Created after its start: resolve once; from now on the audience is fixed.
+        await resolve(conn, mailing, follow_base=False)
+
+
+async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MailingDeleted)
+    await _set_status(conn, event.mailing_id, "deleted")
+    await conn.execute(
+        "DELETE FROM scheduler_messages WHERE mailing_id = $1 AND state = 'scheduled'",
+        event.mailing_id,
+    )
+
+
+async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MailingCancelled)
+    await _set_status(conn, event.mailing_id, "cancelled")
+    rows = await conn.fetch(
+        "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
+        " WHERE mailing_id = $1 AND state = 'scheduled' RETURNING message_id",
+        event.mailing_id,
+    )
+    ids = [r["message_id"] for r in rows]
+    await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
+
+
+async def _on_mailing_paused(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MailingPaused)
+    await conn.execute(
+        "UPDATE scheduler_mailings SET status = 'paused', updated_at = now()"
+        " WHERE mailing_id = $1 AND status = 'active'",
+        event.mailing_id,
+    )
+
+
+async def _on_mailing_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MailingResumed)
+    await conn.execute(
+        "UPDATE scheduler_mailings SET status = 'active', updated_at = now()"
+        " WHERE mailing_id = $1 AND status = 'paused'",
+        event.mailing_id,
+    )
+
+
+async def _set_status(conn: Connection, mailing_id: int, status: str) -> None:
+    # The mailing may not be known yet (events of another stream raced ahead): remember it.
+    await conn.execute(
+        """
+        INSERT INTO scheduler_mailings (mailing_id, text, datetime_start, datetime_end, status,
+                                        version)
+        VALUES ($1, '', 'epoch', 'epoch', $2, 0)
+        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, updated_at = now()
+        """,
+        mailing_id,
+        status,
+    )
+
+
+# --- outcomes from the dispatcher --------------------------------------------------------------
+
+
+async def _on_delivered(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MessagesDelivered)
+    await conn.execute(
+        """
+        UPDATE scheduler_messages m SET state = 'delivered', attempts = u.attempt,
+               updated_at = now()
+        FROM unnest($1::bigint[], $2::int[]) AS u(message_id, attempt)
+        WHERE m.message_id = u.message_id
+        """,
+        [m.message_id for m in event.messages],
+        [m.attempt for m in event.messages],
+    )
+
+
+async def _on_undelivered(conn: Connection, env: Envelope, now: datetime) -> None:
+    event = env.payload()
+    assert isinstance(event, MessagesUndelivered)
+    await conn.execute(
+        """
+        UPDATE scheduler_messages m SET state = 'undelivered', attempts = u.attempts,
+               last_error = u.error, updated_at = now()
+        FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
+        WHERE m.message_id = u.message_id AND m.state <> 'delivered'
+        """,
+        [m.message_id for m in event.messages],
+        [m.attempts for m in event.messages],
+        [m.error for m in event.messages],
+    )
+
+
+async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) -> None:
+    """Put each message back on the timer at its retry time, inside the client's window and
+    before the end; when no such moment is left the message is settled: ND with the last
+    error when the provider was tried, CA when it never was."""
+    event = env.payload()
+    assert isinstance(event, MessageAttemptsFailed)
+    mailing = await load_mailing(conn, event.mailing_id)
+    failures = {f.message_id: f for f in event.messages}
+    rows = await conn.fetch(
+        "SELECT m.message_id, c.time_zone FROM scheduler_messages m"
+        " LEFT JOIN scheduler_clients c USING (client_id)"
+        " WHERE m.message_id = ANY($1) AND m.state IN ('handed_over', 'scheduled')",
+        list(failures),
+    )
+    retry: list[tuple[int, datetime]] = []
+    give_up: list[int] = []
+    for r in rows:
+        f = failures[r["message_id"]]
+        due = _retry_time(mailing, r["time_zone"], f.retry_at)
+        if due is None:
+            give_up.append(f.message_id)
+        else:
+            retry.append((f.message_id, due))
+    if retry:
+        await conn.execute(
+            """
+            UPDATE scheduler_messages m SET state = 'scheduled', due_at = u.due,
+                   attempts = u.attempts, last_error = u.error, handed_over_at = NULL,
+                   updated_at = now()
+            FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::text[])
+                 AS u(message_id, due, attempts, error)
+            WHERE m.message_id = u.message_id
+            """,
+            [m for m, _ in retry],
+            [d for _, d in retry],
+            [failures[m].attempts for m, _ in retry],
+            [failures[m].error for m, _ in retry],
+        )
+    if give_up:
+        await settle(conn, event.mailing_id, [failures[m] for m in give_up], now)
+
+
+def _retry_time(mailing: Mailing | None, zone: str | None, retry_at: datetime) -> datetime | None:
+    if mailing is None or zone is None or mailing.status in ("cancelled", "deleted"):
+        return None
+    return send_time(
+        mailing.datetime_start,
+        mailing.datetime_end,
+        send_window(mailing.window_start, mailing.window_end),
+        zone,
+        not_before=retry_at,
+    )
+
+
+async def settle(
+    conn: Connection,
+    mailing_id: int,
+    failures: Sequence[Failure],
+    now: datetime,
+) -> None:
+    """Final state for messages with no send moment left: ND if tried, CA if never tried."""
+    tried = [f for f in failures if f.attempts > 0]
+    untried = [f.message_id for f in failures if f.attempts == 0]
+    if tried:
+        await conn.execute(
+            """
+            UPDATE scheduler_messages m SET state = 'undelivered', attempts = u.attempts,
+                   last_error = u.error, updated_at = now()
+            FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
+            WHERE m.message_id = u.message_id
+            """,
+            [f.message_id for f in tried],
+            [f.attempts for f in tried],
+            [f.error for f in tried],
+        )
+    if untried:
+        await conn.execute(
+            "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
+            " WHERE message_id = ANY($1)",
+            untried,
+        )
+    events: list[Event] = [
+        MessagesUndelivered(
+            mailing_id=mailing_id,
+            batch_id=new_batch_id(),
+            messages=[
+                UndeliveredMessage(
+                    message_id=f.message_id, attempts=f.attempts, error=f.error, failed_at=now
+                )
+                for f in part
+            ],
+        )
+        for part in chunks(tried, 500)
+    ]
+    events += cancelled_events(mailing_id, untried, "end reached")
+    await append_new_streams(conn, events)
+
+
+_HANDLERS = {
+    "mailing.scheduled": _on_mailing_state,
+    "mailing.updated": _on_mailing_state,
+    "mailing.deleted": _on_mailing_deleted,
+    "mailing.cancelled": _on_mailing_cancelled,
+    "mailing.paused": _on_mailing_paused,
+    "mailing.resumed": _on_mailing_resumed,
+    "messages.delivered": _on_delivered,
+    "messages.undelivered": _on_undelivered,
+    "messages.attempt_failed": _on_attempts_failed,
+}

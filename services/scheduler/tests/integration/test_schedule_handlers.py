@@ -1,0 +1,191 @@
+"""The scheduler's handlers and timer against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+
+import asyncpg
+
+from scheduler.handlers import handle_batch
+from scheduler.timer import hand_over_due, sweep_ended
+from sms_events.contracts import (
+    ClientCreated,
+    ClientDeleted,
+    ClientUpdated,
+    Event,
+    FailedAttempt,
+    MailingCancelled,
+    MailingPaused,
+    MailingScheduled,
+    MailingUpdated,
+    MessageAttemptsFailed,
+    MessagesDelivered,
+    DeliveredMessage,
+)
+from sms_events.testing.factories import envelope_for
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _id() -> int:
+    return random.randint(10**9, 10**12)
+
+
+def _client(client_id: int, tag: str, zone: str = "UTC", code: str = "999") -> ClientCreated:
+    return ClientCreated(
+        client_id=client_id, phone=f"7{code}{client_id % 10**7:07d}", operator_code=code, tag=tag,
+        time_zone=zone, updated_at=NOW,
+    )  # fmt: skip
+
+
+def _mailing(mailing_id: int, tag: str, start: datetime, **kw: object) -> MailingScheduled:
+    fields: dict[str, object] = dict(
+        mailing_id=mailing_id, text="hello", datetime_start=start,
+        datetime_end=start + timedelta(days=1), client_filter=tag, updated_at=NOW,
+    )  # fmt: skip
+    fields.update(kw)
+    return MailingScheduled.model_validate(fields)
+
+
+async def _apply(pool: asyncpg.Pool, events: Sequence[tuple[Event, int]], now: datetime = NOW) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await handle_batch(conn, [envelope_for(e, v) for e, v in events], clock=lambda: now)
+
+
+async def _messages(pool: asyncpg.Pool, mailing_id: int) -> dict[int, asyncpg.Record]:
+    rows = await pool.fetch(
+        "SELECT * FROM scheduler_messages WHERE mailing_id = $1", mailing_id
+    )
+    return {r["client_id"]: r for r in rows}
+
+
+async def _events(pool: asyncpg.Pool, mailing_id: int, type_: str) -> list[dict[str, object]]:
+    rows = await pool.fetch(
+        "SELECT data FROM events WHERE type = $1 AND (data->>'mailing_id')::bigint = $2"
+        " ORDER BY global_position",
+        type_,
+        mailing_id,
+    )
+    return [r["data"] for r in rows]
+
+
+async def test_resolves_matching_clients_once_with_one_message_each(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    a, b, other = _id(), _id(), _id()
+    mailing = _id()
+    start = NOW - timedelta(minutes=1)
+    await _apply(pool, [(_client(a, tag), 1), (_client(b, tag), 1), (_client(other, "x"), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start), 1)])  # redelivered: nothing new
+    messages = await _messages(pool, mailing)
+    assert set(messages) == {a, b}
+    assert all(m["due_at"] == start for m in messages.values())
+    scheduled = await _events(pool, mailing, "messages.scheduled")
+    assert sum(len(e["messages"]) for e in scheduled) == 2  # type: ignore[arg-type]
+    resolved = await _events(pool, mailing, "mailing.audience_resolved")
+    assert resolved[0]["recipients"] == 2
+
+
+async def test_audience_follows_the_base_until_the_start(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    stay, leave, move, join = _id(), _id(), _id(), _id()
+    mailing = _id()
+    start = NOW + timedelta(hours=1)
+    window = dict(send_interval_time_start=time(13, 0), send_interval_time_end=time(18, 0))
+    await _apply(pool, [(_client(c, tag), 1) for c in (stay, leave, move)])
+    await _apply(pool, [(_mailing(mailing, tag, start, **window), 1)])
+    before = await _messages(pool, mailing)
+    assert set(before) == {stay, leave, move}
+    await _apply(
+        pool,
+        [
+            (ClientDeleted(client_id=leave, deleted_at=NOW), 2),
+            (ClientUpdated(**(_client(move, tag, "Asia/Vladivostok").model_dump())), 2),
+            (_client(join, tag), 1),
+        ],
+    )
+    after = await _messages(pool, mailing)
+    assert set(after) == {stay, move, join}
+    assert after[move]["message_id"] == before[move]["message_id"]  # the id is stable
+    # The start, 13:00 UTC, is 23:00 in Vladivostok (UTC+10); its window opens 03:00 UTC.
+    assert after[move]["due_at"] == datetime(2026, 6, 2, 3, 0, tzinfo=UTC)
+    assert after[stay]["due_at"] == start
+    withdrawn = await _events(pool, mailing, "messages.withdrawn")
+    assert [e["message_ids"] for e in withdrawn] == [[before[leave]["message_id"]]]
+
+
+async def test_edit_before_start_re_resolves_the_audience(pool: asyncpg.Pool) -> None:
+    tag, tag2 = f"t{_id()}", f"u{_id()}"
+    a, b = _id(), _id()
+    mailing = _id()
+    start = NOW + timedelta(hours=1)
+    await _apply(pool, [(_client(a, tag), 1), (_client(b, tag2), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start), 1)])
+    edited = MailingUpdated(**_mailing(mailing, tag2, start).model_dump())
+    await _apply(pool, [(edited, 2)])
+    assert set(await _messages(pool, mailing)) == {b}
+
+
+async def test_hands_over_due_messages_of_running_mailings_only(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    clients = [_id() for _ in range(3)]
+    running, paused = _id(), _id()
+    start = NOW - timedelta(minutes=5)
+    await _apply(pool, [(_client(c, tag), 1) for c in clients])
+    await _apply(pool, [(_mailing(running, tag, start), 1), (_mailing(paused, tag, start), 1)])
+    await _apply(pool, [(MailingPaused(mailing_id=paused, paused_at=NOW), 2)])
+    async with pool.acquire() as conn, conn.transaction():
+        await hand_over_due(conn, NOW, limit=10_000, max_in_flight=10**9)
+    due = await _events(pool, running, "messages.due")
+    assert sorted(m["client_id"] for e in due for m in e["messages"]) == sorted(clients)  # type: ignore[union-attr]
+    assert all(m["attempt"] == 1 for e in due for m in e["messages"])  # type: ignore[union-attr]
+    assert await _events(pool, paused, "messages.due") == []
+    states = {r["state"] for r in (await _messages(pool, running)).values()}
+    assert states == {"handed_over"}
+
+
+async def test_failed_attempt_goes_back_on_the_timer_and_end_settles_it(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    tried, untried = _id(), _id()
+    mailing = _id()
+    start = NOW - timedelta(minutes=5)
+    end = NOW + timedelta(minutes=1)
+    await _apply(pool, [(_client(tried, tag), 1), (_client(untried, tag), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start, datetime_end=end), 1)])
+    messages = await _messages(pool, mailing)
+    failed = MessageAttemptsFailed(
+        mailing_id=mailing, batch_id="b1",
+        messages=[FailedAttempt(message_id=messages[tried]["message_id"], attempts=1,
+                                error="HTTP 503", retry_at=NOW + timedelta(seconds=30))],
+    )  # fmt: skip
+    await _apply(pool, [(failed, 1)])
+    row = (await _messages(pool, mailing))[tried]
+    assert (row["state"], row["attempts"], row["last_error"]) == ("scheduled", 1, "HTTP 503")
+    assert row["due_at"] == NOW + timedelta(seconds=30)
+    async with pool.acquire() as conn, conn.transaction():
+        await sweep_ended(conn, end + timedelta(seconds=1))
+    final = await _messages(pool, mailing)
+    assert final[tried]["state"] == "undelivered"
+    assert final[untried]["state"] == "cancelled"
+    undelivered = await _events(pool, mailing, "messages.undelivered")
+    assert undelivered[0]["messages"][0]["error"] == "HTTP 503"  # type: ignore[index]
+
+
+async def test_cancel_stops_unsent_messages_and_delivery_is_final(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    sent, unsent = _id(), _id()
+    mailing = _id()
+    await _apply(pool, [(_client(sent, tag), 1), (_client(unsent, tag), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, NOW - timedelta(minutes=1)), 1)])
+    ids = {c: r["message_id"] for c, r in (await _messages(pool, mailing)).items()}
+    delivered = MessagesDelivered(
+        mailing_id=mailing, batch_id="d1",
+        messages=[DeliveredMessage(message_id=ids[sent], attempt=1, sent_at=NOW)],
+    )  # fmt: skip
+    await _apply(pool, [(delivered, 1), (MailingCancelled(mailing_id=mailing, cancelled_at=NOW), 2)])
+    states = {c: r["state"] for c, r in (await _messages(pool, mailing)).items()}
+    assert states == {sent: "delivered", unsent: "cancelled"}
+    cancelled = await _events(pool, mailing, "messages.cancelled")
+    assert cancelled[0]["message_ids"] == [ids[unsent]]
