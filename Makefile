@@ -11,6 +11,7 @@ PACKAGES := libs/events services/api-gateway services/scheduler services/dispatc
             services/reporter tools/fake-provider
 SRC_DIRS := $(addsuffix /src,$(PACKAGES))
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
 
 .PHONY: help venv run test test-unit test-integration test-e2e lint fmt migrate bench \
         asyncapi up down logs services clean
@@ -27,6 +28,11 @@ $(STAMP): requirements-dev.txt constraints.txt $(addsuffix /pyproject.toml,$(PAC
 
 venv: $(STAMP) ## create or update the virtual environment
 
+# The AsyncAPI document is validated by the reference parser (npm), pinned by package-lock.json.
+$(NODE_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 services: ## start the local PostgreSQL and RabbitMQ when they are installed but down
 	@scripts/ensure-services.sh
 
@@ -36,7 +42,7 @@ run: $(STAMP) services ## migrate and start every service in the foreground (Ctr
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	$(BIN)/sms-migrate gateway scheduler dispatcher reporter
 
-test: $(STAMP) services ## the whole suite against the real PostgreSQL and RabbitMQ
+test: $(STAMP) $(NODE_STAMP) services ## the whole suite against the real PostgreSQL and RabbitMQ
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## fast tests with no services
@@ -57,8 +63,9 @@ fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-asyncapi: $(STAMP) ## regenerate docs/asyncapi.json from the event models
+asyncapi: $(STAMP) $(NODE_STAMP) ## regenerate and validate docs/asyncapi.json from the models
 	$(BIN)/sms-asyncapi --output docs/asyncapi.json
+	node tools/asyncapi/validate.mjs docs/asyncapi.json --strict
 
 bench: $(STAMP) services ## end-to-end benchmark: 100,000 clients, one mailing, 20 ms provider
 	$(BIN)/python scripts/bench.py

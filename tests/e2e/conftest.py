@@ -72,23 +72,29 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def system(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
     env = TestEnvironment.create([s.module for s in SERVICES])
     ports = {s.name: free_port() for s in SERVICES} | {"fake-provider": free_port()}
-    service_env = env.env_vars() | FAST | {
-        "API_KEYS": API_KEY,
-        "GATEWAY_PORT": str(ports["api-gateway"]),
-        "SCHEDULER_HTTP_PORT": str(ports["scheduler"]),
-        "DISPATCHER_HTTP_PORT": str(ports["dispatcher"]),
-        "REPORTER_HTTP_PORT": str(ports["reporter"]),
-        "REPORTER_URL": f"http://127.0.0.1:{ports['reporter']}",
-        "FAKE_PROVIDER_PORT": str(ports["fake-provider"]),
-        "FAKE_PROVIDER_TOKEN": PROVIDER_TOKEN,
-        "SMS_API_URL": f"http://127.0.0.1:{ports['fake-provider']}",
-        "SMS_API_TOKEN": PROVIDER_TOKEN,
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "INFO"),
-    }
+    service_env = (
+        env.env_vars()
+        | FAST
+        | {
+            "API_KEYS": API_KEY,
+            "GATEWAY_PORT": str(ports["api-gateway"]),
+            "SCHEDULER_HTTP_PORT": str(ports["scheduler"]),
+            "DISPATCHER_HTTP_PORT": str(ports["dispatcher"]),
+            "REPORTER_HTTP_PORT": str(ports["reporter"]),
+            "REPORTER_URL": f"http://127.0.0.1:{ports['reporter']}",
+            "FAKE_PROVIDER_PORT": str(ports["fake-provider"]),
+            "FAKE_PROVIDER_TOKEN": PROVIDER_TOKEN,
+            "SMS_API_URL": f"http://127.0.0.1:{ports['fake-provider']}",
+            "SMS_API_TOKEN": PROVIDER_TOKEN,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "INFO"),
+        }
+    )
     marker = request.node.get_closest_marker("service_env")
     if marker is not None:
         service_env |= marker.args[0]

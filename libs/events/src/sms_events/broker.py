@@ -33,13 +33,20 @@ def envelope_of(event: RecordedEvent, source: str) -> Envelope:
 
 
 class Broker:
-    """One robust connection per process; channels reopen by themselves after a broker restart."""
+    """One robust connection per process; channels reopen by themselves after a broker restart.
 
-    def __init__(self, settings: RabbitSettings) -> None:
+    ``publish_timeout`` bounds one ``publish`` call, confirms included: a connection that died
+    without a reset (a network partition) would otherwise leave the caller waiting for
+    confirms until the heartbeat notices, with the relay stuck and deaf to its stop signal.
+    """
+
+    def __init__(self, settings: RabbitSettings, *, publish_timeout: float = 30.0) -> None:
         self.settings = settings
+        self.publish_timeout = publish_timeout
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._exchange_lock = asyncio.Lock()
 
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(
@@ -47,45 +54,55 @@ class Broker:
         )
 
     async def channel(self, prefetch: int = 0) -> AbstractRobustChannel:
+        """A new channel with publisher confirms (and ``prefetch`` as its QoS when given)."""
         assert self.connection is not None, "connect() first"
         channel = await self.connection.channel(publisher_confirms=True)
         if prefetch:
             await channel.set_qos(prefetch_count=prefetch)
-        return channel  # type: ignore[return-value]
+        return channel
 
     async def exchange(self) -> AbstractExchange:
-        if self._exchange is None:
-            self._publish_channel = await self.channel()
-            self._exchange = await declare_exchange(self._publish_channel, self.settings)
-        return self._exchange
+        """The events exchange on the publishing channel (declared once; the robust channel
+        re-declares it after a reconnect, so the object stays valid)."""
+        async with self._exchange_lock:  # concurrent first publishes must share one channel
+            if self._exchange is None:
+                self._publish_channel = await self.channel()
+                self._exchange = await declare_exchange(self._publish_channel, self.settings)
+            return self._exchange
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish a batch and wait until the broker confirms every message.
 
         All messages go out before the first confirm is awaited, so a batch costs one round
-        trip, not one per message. Raises if any message is nacked or the connection drops;
-        the caller retries the whole batch (consumers de-duplicate by event id).
+        trip, not one per message. Raises if any message is nacked, the connection drops or
+        ``publish_timeout`` passes; the caller retries the whole batch (consumers de-duplicate
+        by event id). Messages nobody subscribed to are dropped by the broker, not returned.
         """
-        exchange = await self.exchange()
-        await asyncio.gather(
-            *(
-                exchange.publish(
-                    aio_pika.Message(
-                        body=env.to_json(),
-                        content_type=CONTENT_TYPE,
-                        message_id=str(env.id),
-                        correlation_id=env.correlationid,
-                        type=env.type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=env.type,
+        async with asyncio.timeout(self.publish_timeout):
+            exchange = await self.exchange()
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            body=env.to_json(),
+                            content_type=CONTENT_TYPE,
+                            message_id=str(env.id),
+                            correlation_id=env.correlationid,
+                            type=env.type,
+                            timestamp=env.time,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=env.type,
+                        mandatory=False,
+                    )
+                    for env in envelopes
                 )
-                for env in envelopes
             )
-        )
 
     async def ping(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed
+        """Whether the connection is up right now (false while it reconnects)."""
+        connection = self.connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def close(self) -> None:
         if self.connection is not None:

@@ -33,15 +33,19 @@ from sms_events.metrics import (
     CONSUMER_HANDLED,
 )
 
-__all__ = ["BatchHandler", "Consumer", "QueueSpec"]
+__all__ = ["BatchHandler", "Consumer", "EachHandler", "QueueSpec"]
 
 log = structlog.get_logger(__name__)
 
 BatchHandler = Callable[[Connection, Sequence[Envelope]], Awaitable[None]]
+EachHandler = Callable[[Envelope], Awaitable[None]]
 
 # Errors that say "the database or network is unwell", not "this event is bad".
-_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-              asyncpg.ConnectionDoesNotExistError, asyncpg.TooManyConnectionsError,
+# PostgresConnectionError covers a connection lost mid-query, the shutdown errors a database
+# restart: without them a restart would dead-letter every event in flight.
+_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+              asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+              asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
               asyncpg.DeadlockDetectedError, asyncpg.SerializationError)  # fmt: skip
 
 
@@ -61,11 +65,12 @@ class Consumer:
         spec: QueueSpec,
         pool: asyncpg.Pool,
         broker: Broker,
-        handler: BatchHandler,
+        handler: BatchHandler | None = None,
         *,
         batch_size: int = 500,
         batch_wait: float = 0.02,
         attempts: int = 3,
+        prefetch: int | None = None,
     ) -> None:
         self.spec = spec
         self._pool = pool
@@ -74,6 +79,7 @@ class Consumer:
         self._batch_size = batch_size
         self._batch_wait = batch_wait
         self._attempts = attempts
+        self._prefetch = prefetch or batch_size * 2
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -82,7 +88,7 @@ class Consumer:
     async def declare(self) -> AbstractQueue:
         """Declare the queue, its bindings and its dead-letter queue (idempotent)."""
         settings = self._broker.settings
-        self._channel = await self._broker.channel(prefetch=self._batch_size * 2)
+        self._channel = await self._broker.channel(prefetch=self._prefetch)
         exchange = await declare_exchange(self._channel, settings)
         dlx = await self._channel.declare_exchange(
             f"{settings.amqp_exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
@@ -125,7 +131,75 @@ class Consumer:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await self._channel.close()
+            self._channel = self._queue = None  # a later run() declares on a new channel
             log.info("consumer_stopped", queue=self.queue_name)
+
+    async def run_each(self, stop: asyncio.Event, handler: EachHandler) -> None:
+        """Consume until ``stop``, handling each delivery in its own task (up to ``prefetch``
+        at once) and acking it when ``handler`` returns.
+
+        For handlers that do slow I/O and keep their own idempotency records, such as the
+        dispatcher's provider calls: a transaction held open around that I/O would hold back
+        every reader of the event store (see store.py), so no transaction is opened here. On
+        stop, the deliveries in hand are finished (up to ``drain_s``) before the channel
+        closes; anything unacked then returns to the queue.
+        """
+        queue = self._queue or await self.declare()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.create_task(self._handle_each(message, handler, stop))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        tag = await queue.consume(on_message)
+        log.info("consumer_started", queue=self.queue_name, mode="each")
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.drain_s)
+            if self._channel is not None:
+                with contextlib.suppress(Exception):
+                    await self._channel.close()
+            self._channel = self._queue = None
+            log.info("consumer_stopped", queue=self.queue_name)
+
+    drain_s: float = 25.0
+
+    async def _handle_each(
+        self, message: AbstractIncomingMessage, handler: EachHandler, stop: asyncio.Event
+    ) -> None:
+        try:
+            env = Envelope.from_json(message.body)
+        except EnvelopeError as exc:
+            await self._dead_letter(message, f"unreadable: {exc}")
+            return
+        delay = 0.2
+        failures = 0
+        while True:
+            try:
+                await handler(env)
+                break
+            except _TRANSIENT as exc:
+                if stop.is_set():
+                    return  # unacked: back to the queue when the channel closes
+                log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
+            except Exception as exc:
+                failures += 1
+                CONSUMER_FAILURES.labels(self.spec.name).inc()
+                if failures >= self._attempts:
+                    await self._dead_letter(message, repr(exc), event_type=env.type)
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            delay = min(delay * 2, 5.0)
+        await self._settle(message.ack())
+        CONSUMER_HANDLED.labels(self.spec.name).inc()
 
     async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         getter = asyncio.ensure_future(self._inbox.get())
@@ -158,25 +232,33 @@ class Consumer:
         if not parsed:
             return
         started = time.perf_counter()
+        try:
+            if not await self._commit_retrying([env for _, env in parsed], stop):
+                return  # stopping: the unacked deliveries return to the queue
+        except Exception as exc:
+            CONSUMER_FAILURES.labels(self.spec.name).inc()
+            log.warning("consumer_batch_failed", queue=self.queue_name, error=repr(exc))
+            await self._one_by_one(parsed, stop)
+            return
+        await self._settle(parsed[-1][0].ack(multiple=True))
+        CONSUMER_HANDLED.labels(self.spec.name).inc(len(parsed))
+        CONSUMER_BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+
+    async def _commit_retrying(self, envelopes: Sequence[Envelope], stop: asyncio.Event) -> bool:
+        """Commit, waiting out database trouble (not the events' fault) until it is done or
+        ``stop`` is set; returns whether it committed. Other errors propagate."""
         delay = 0.2
         while True:
             try:
-                await self._commit([env for _, env in parsed])
-                break
+                await self._commit(envelopes)
+                return True
             except _TRANSIENT as exc:
                 if stop.is_set():
-                    return  # unacked deliveries return to the queue when the channel closes
+                    return False
                 log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 5.0)
-            except Exception as exc:
-                CONSUMER_FAILURES.labels(self.spec.name).inc()
-                log.warning("consumer_batch_failed", queue=self.queue_name, error=repr(exc))
-                await self._one_by_one(parsed)
-                return
-        await parsed[-1][0].ack(multiple=True)
-        CONSUMER_HANDLED.labels(self.spec.name).inc(len(parsed))
-        CONSUMER_BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
 
     async def _commit(self, envelopes: Sequence[Envelope]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -197,21 +279,26 @@ class Consumer:
                     fresh_ids.discard(env.id)  # a duplicate inside one batch is handled once
                     fresh.append(env)
             if fresh:
+                assert self._handler is not None, "run() needs a batch handler"
                 await self._handler(conn, fresh)
 
-    async def _one_by_one(self, parsed: list[tuple[AbstractIncomingMessage, Envelope]]) -> None:
+    async def _one_by_one(
+        self, parsed: list[tuple[AbstractIncomingMessage, Envelope]], stop: asyncio.Event
+    ) -> None:
         for message, env in parsed:
             error: Exception | None = None
             for attempt in range(self._attempts):
                 try:
-                    await self._commit([env])
+                    if not await self._commit_retrying([env], stop):
+                        return  # stopping: this and the rest go back to the queue
                     error = None
                     break
                 except Exception as exc:
                     error = exc
-                    await asyncio.sleep(0.1 * 2**attempt)
+                    if attempt + 1 < self._attempts:
+                        await asyncio.sleep(0.1 * 2**attempt)
             if error is None:
-                await message.ack()
+                await self._settle(message.ack())
                 CONSUMER_HANDLED.labels(self.spec.name).inc()
             else:
                 await self._dead_letter(message, repr(error), event_type=env.type)
@@ -227,4 +314,13 @@ class Consumer:
             event_type=event_type,
             reason=reason,
         )
-        await message.reject(requeue=False)
+        await self._settle(message.reject(requeue=False))
+
+    async def _settle(self, action: Awaitable[None]) -> None:
+        """Send an ack or reject; if the delivery's channel is gone (broker restart, network),
+        the broker redelivers the message and processed_events makes that a no-op, so the
+        consumer carries on instead of dying."""
+        try:
+            await action
+        except Exception as exc:
+            log.warning("consumer_settle_failed", queue=self.queue_name, error=repr(exc))

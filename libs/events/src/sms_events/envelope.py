@@ -46,6 +46,7 @@ class Envelope:
         return upcast(self.type, self.dataversion, self.data)
 
     def to_json(self) -> bytes:
+        """The structured-mode JSON body; extensions never override the attributes above."""
         body: dict[str, Any] = {
             "specversion": "1.0",
             "id": str(self.id),
@@ -61,33 +62,76 @@ class Envelope:
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
-        body.update(self.extensions)
+        body |= {k: v for k, v in self.extensions.items() if k not in _KNOWN}
         return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
+        """Parse a structured-mode CloudEvent; anything else raises ``EnvelopeError``."""
         try:
             body = orjson.loads(raw)
-            if body.get("specversion") != "1.0":
-                raise EnvelopeError(f"unsupported specversion {body.get('specversion')!r}")
-            known = {
-                "specversion", "id", "source", "type", "subject", "time", "datacontenttype",
-                "dataversion", "data", "sequence", "correlationid", "causationid",
-            }  # fmt: skip
+        except orjson.JSONDecodeError as exc:
+            raise EnvelopeError(f"not JSON: {exc}") from exc
+        # Every field is checked here: a consumer must be able to dead-letter a bad message
+        # on EnvelopeError alone instead of crashing on whatever a malformed body raises.
+        if not isinstance(body, dict):
+            raise EnvelopeError(f"not a CloudEvent: a JSON {type(body).__name__}, not an object")
+        if body.get("specversion") != "1.0":
+            raise EnvelopeError(f"unsupported specversion {body.get('specversion')!r}")
+        try:
+            data = body.get("data") or {}
+            if not isinstance(data, dict):
+                raise EnvelopeError("data is not a JSON object")
             return cls(
-                id=UUID(body["id"]),
-                type=body["type"],
-                subject=body.get("subject", ""),
-                source=body["source"],
-                time=datetime.fromisoformat(body["time"].replace("Z", "+00:00")),
-                data=body.get("data") or {},
-                dataversion=int(body.get("dataversion", 1)),
-                sequence=body.get("sequence"),
-                correlationid=body.get("correlationid"),
-                causationid=body.get("causationid"),
-                extensions={k: v for k, v in body.items() if k not in known},
+                id=UUID(_text(body, "id")),
+                type=_text(body, "type"),
+                subject=_optional_text(body, "subject") or "",
+                source=_text(body, "source"),
+                time=_timestamp(_text(body, "time")),
+                data=data,
+                dataversion=_integer(body, "dataversion") or 1,
+                sequence=_integer(body, "sequence"),
+                correlationid=_optional_text(body, "correlationid"),
+                causationid=_optional_text(body, "causationid"),
+                extensions={k: v for k, v in body.items() if k not in _KNOWN},
             )
-        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, EnvelopeError):
                 raise
-            raise EnvelopeError(f"not a CloudEvent: {exc}") from exc
+            raise EnvelopeError(f"not a CloudEvent: {exc!r}") from exc
+
+
+_KNOWN = frozenset(
+    {
+        "specversion", "id", "source", "type", "subject", "time", "datacontenttype",
+        "dataversion", "data", "sequence", "correlationid", "causationid",
+    }
+)  # fmt: skip
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise EnvelopeError(f"attribute {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EnvelopeError(f"attribute {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _integer(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise EnvelopeError(f"attribute {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:  # RFC 3339 requires an offset; guessing one would shift events
+        raise EnvelopeError(f"time {text!r} has no UTC offset")
+    return parsed

@@ -5,34 +5,41 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
 __all__ = ["configure_logging", "scrub_secrets"]
 
-_SECRET_KEYS = re.compile(r"authorization|token|password|secret|api_?key|cookie", re.I)
+_SECRET_KEYS = re.compile(r"authorization|token|passw|secret|api_?key|cookie|credential", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+# The password runs to the last "@" before the host: a raw "@" in it must not leak the rest.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^/\s]*@")
+_MASK = "***"
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\1***@", _BEARER.sub(r"\1***", value))
+        return _URL_PASSWORD.sub(rf"\1{_MASK}@", _BEARER.sub(rf"\1{_MASK}", value))
+    if isinstance(value, Mapping):
+        return {k: _MASK if _is_secret(k) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
     return value
+
+
+def _is_secret(key: object) -> bool:
+    return isinstance(key, str) and _SECRET_KEYS.search(key) is not None
 
 
 def scrub_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Last line of defence: mask values under secret-looking keys, bearer tokens and URL
-    passwords, whatever a caller passed in."""
+    passwords, whatever a caller passed in (nested dicts and lists included)."""
     for key, value in list(event_dict.items()):
-        if _SECRET_KEYS.search(key):
-            event_dict[key] = "***"
-        else:
-            event_dict[key] = _scrub(value)
+        event_dict[key] = _MASK if _is_secret(key) else _scrub(value)
     return event_dict
 
 

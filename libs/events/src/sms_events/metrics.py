@@ -5,10 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "CONSUMER_BATCH_SECONDS",
     "CONSUMER_DEAD_LETTERED",
     "CONSUMER_FAILURES",
     "CONSUMER_HANDLED",
-    "CONSUMER_BATCH_SECONDS",
     "EVENTS_APPENDED",
     "OUTBOX_BACKLOG",
     "OUTBOX_OLDEST_AGE",

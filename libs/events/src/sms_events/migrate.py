@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from yoyo import get_backend, read_migrations
 
-__all__ = ["apply_migrations", "apply_migrations_async", "migration_dirs", "main"]
+__all__ = ["apply_migrations", "apply_migrations_async", "main", "migration_dirs"]
 
 # Any constant works; it only has to be the same for every process migrating this database.
 _ADVISORY_LOCK_KEY = 0x5E5_0001
@@ -40,12 +40,17 @@ def apply_migrations(dsn: str, dirs: Iterable[Path]) -> list[str]:
         guard.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
         try:
             backend = get_backend(_yoyo_url(dsn))
-            backend.break_lock()
-            migrations = read_migrations(*[str(d) for d in dirs])
-            pending = backend.to_apply(migrations)
-            with backend.lock():
-                backend.apply_migrations(pending)
-            return [m.id for m in pending]
+            try:
+                backend.break_lock()
+                migrations = read_migrations(*[str(d) for d in dirs])
+                pending = backend.to_apply(migrations)
+                with backend.lock():
+                    backend.apply_migrations(pending)
+                return [m.id for m in pending]
+            finally:
+                # yoyo never closes its connection: left to the garbage collector it holds a
+                # server slot meanwhile and raises ResourceWarning (an error under pytest).
+                backend.connection.close()
         finally:
             guard.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
 

@@ -1,4 +1,5 @@
-"""Outbox relay: publishes every committed event to RabbitMQ, at least once, in commit order.
+"""Outbox relay: publishes every committed event to RabbitMQ, at least once, in store order
+(the gap-free reader's order: each stream's events in version order).
 
 The event store is the outbox. Commands append events in their own transaction, so an event
 is published only if it committed, and every committed event is published: the relay reads the
@@ -6,7 +7,8 @@ store with the gap-free reader and only advances its checkpoint after the broker
 the batch. A crash between confirm and checkpoint republishes the batch; consumers
 de-duplicate by event id. One relay per database is active at a time (a PostgreSQL advisory
 lock held on its own connection; PostgreSQL releases it if the holder dies), so any service can
-run one and a standby takes over within a poll interval.
+run one and a standby takes over within a poll interval. The leader reads and saves its
+checkpoint on that same connection, so losing the session stops it at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncpg
 import structlog
 
 from sms_events.broker import Broker, envelope_of
+from sms_events.db import Connection
 from sms_events.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
@@ -64,6 +67,11 @@ class OutboxRelay:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay_database_error", error=str(exc))
                 await _sleep_unless(stop, self._poll_interval)
+            except Exception:
+                # A relay that dies leaves every later event stored but unpublished while the
+                # process lives on: log whatever it was and try again.
+                log.exception("relay_failed")
+                await _sleep_unless(stop, max(self._poll_interval, 1.0))
 
     async def _lead(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as lock_conn:
@@ -71,25 +79,35 @@ class OutboxRelay:
                 await _sleep_unless(stop, self._poll_interval)
                 return
             self.is_leader = True
-            await lock_conn.add_listener(_NOTIFY_CHANNEL, self._on_notify)
-            log.info("relay_leading")
+            lock_conn.add_termination_listener(self._on_lock_lost)
             try:
-                await self._publish_loop(stop)
+                await lock_conn.add_listener(_NOTIFY_CHANNEL, self._on_notify)
+                log.info("relay_leading")
+                await self._publish_loop(stop, lock_conn)
             finally:
                 self.is_leader = False
-                with contextlib.suppress(Exception):
-                    await lock_conn.remove_listener(_NOTIFY_CHANNEL, self._on_notify)
-                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK_KEY)
+                lock_conn.remove_termination_listener(self._on_lock_lost)
+                await _give_up_lock(lock_conn, self._on_notify)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
-    async def _publish_loop(self, stop: asyncio.Event) -> None:
+    def _on_lock_lost(self, *_: Any) -> None:
+        # The session holding the lock is gone, so PostgreSQL has freed the lock and a standby
+        # may already lead: stop at once rather than at the next query.
+        self.is_leader = False
+        self._wake.set()
+
+    async def _publish_loop(self, stop: asyncio.Event, lock_conn: Connection) -> None:
+        # Reads and checkpoint writes go through the connection that holds the leader lock: if
+        # that session dies (network, restart, pg_terminate_backend), PostgreSQL frees the lock
+        # and a standby takes over, and this loop must fail at once instead of publishing on
+        # from the pool beside the new leader.
         checkpoint = await self._store.load_checkpoint(_READER)
         backoff = 0.1
-        while not stop.is_set():
+        while not stop.is_set() and self.is_leader:
             self._wake.clear()
-            events = await self._store.read_all(checkpoint, limit=self._batch_size)
+            events = await self._store.read_all(checkpoint, limit=self._batch_size, conn=lock_conn)
             if not events:
                 OUTBOX_BACKLOG.set(0)
                 OUTBOX_OLDEST_AGE.set(0)
@@ -106,7 +124,7 @@ class OutboxRelay:
                 continue
             backoff = 0.1
             checkpoint = events[-1].checkpoint
-            await self._store.save_checkpoint(_READER, checkpoint)
+            await self._store.save_checkpoint(_READER, checkpoint, conn=lock_conn)
             OUTBOX_PUBLISHED.inc(len(events))
             if len(events) == self._batch_size:
                 self._wake.set()  # more may be waiting: don't sleep
@@ -118,15 +136,29 @@ class OutboxRelay:
         OUTBOX_BACKLOG.set(max(0, int(last) - position))
 
 
+async def _give_up_lock(lock_conn: Connection, on_notify: Any) -> None:
+    """Release the leader lock, or end the session when that fails: the pool must never hand
+    out a connection that still holds it, or no relay could lead again."""
+    released = False
+    try:
+        await lock_conn.remove_listener(_NOTIFY_CHANNEL, on_notify)
+        released = bool(await lock_conn.fetchval("SELECT pg_advisory_unlock($1)", _LEADER_LOCK_KEY))
+    except Exception as exc:
+        log.warning("relay_unlock_failed", error=str(exc))
+    finally:
+        if not released and not lock_conn.is_closed():
+            lock_conn.terminate()
+
+
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
     _done, pending = await asyncio.wait(
-        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
     )
     for task in pending:
         task.cancel()

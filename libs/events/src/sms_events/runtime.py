@@ -37,9 +37,22 @@ class Runtime:
     broker: Broker
     stop: asyncio.Event
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self.tasks.append(asyncio.create_task(coro, name=name))
+        """Run ``coro`` as one of the service's tasks. If it raises, the service stops and
+        exits non-zero: a consumer or relay that died must not leave a process that still
+        answers /readyz while it no longer does its work."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self.tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        log.error("task_failed", task=task.get_name(), error=repr(exc))
+        self.failed.append(task.get_name())
+        self.stop.set()
 
     async def ready(self) -> dict[str, bool]:
         checks = {"database": False, "broker": await self.broker.ping()}
@@ -106,27 +119,37 @@ async def run_service(
     await broker.connect()
     rt = Runtime(name, settings, pool, broker, asyncio.Event())
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         loop.add_signal_handler(sig, rt.stop.set)
-    runner = await _health_server(rt, http_host, http_port, http_routes) if http_port else None
-    if settings.relay_enabled:
-        rt.spawn(OutboxRelay(pool, broker, source=f"/sms/{name}").run(rt.stop), "relay")
-    await start(rt)
-    log.info("service_started", http_port=http_port)
-    await rt.stop.wait()
-    log.info("service_stopping")
-    await _drain(rt.tasks, grace=30)
-    if runner is not None:
-        await runner.cleanup()
-    await broker.close()
-    await pool.close()
-    log.info("service_stopped")
+    try:
+        runner = await _health_server(rt, http_host, http_port, http_routes) if http_port else None
+        if settings.relay_enabled:
+            rt.spawn(OutboxRelay(pool, broker, source=f"/sms/{name}").run(rt.stop), "relay")
+        await start(rt)
+        log.info("service_started", http_port=http_port)
+        await rt.stop.wait()
+        log.info("service_stopping")
+        await _drain(rt.tasks, grace=30)
+        if runner is not None:
+            await runner.cleanup()
+        await broker.close()
+        await pool.close()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    log.info("service_stopped", failed_tasks=rt.failed)
+    if rt.failed:
+        raise SystemExit(1)
 
 
 async def _drain(tasks: list[asyncio.Task[Any]], grace: float) -> None:
-    done, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
+    """Give the tasks ``grace`` seconds to finish; cancel the rest and wait for their cleanup
+    (a consumer hands back its deliveries) before the pool and broker close under them."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
     for task in pending:
+        log.warning("task_cancelled", task=task.get_name())
         task.cancel()
-    for task in done:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("task_failed", task=task.get_name(), error=repr(exc))
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -24,9 +24,7 @@ class PostgresSettings(BaseSettings):
 class RabbitSettings(BaseSettings):
     model_config = _ENV
 
-    amqp_url: str = Field(
-        default="amqp://guest:guest@localhost:5672/", description="RabbitMQ URL"
-    )
+    amqp_url: str = Field(default="amqp://guest:guest@localhost:5672/", description="RabbitMQ URL")
     amqp_exchange: str = Field(
         default="sms.events", description="Durable topic exchange every event is published to"
     )

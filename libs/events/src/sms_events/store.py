@@ -113,6 +113,32 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 
+# The stream's last version, and whether our transaction id sorts after the one that wrote it
+# (pg_current_xact_id() gives this transaction its id now if it has none yet).
+_STREAM_HEAD = """
+SELECT stream_version, transaction_id <= pg_current_xact_id() AS in_order
+FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+"""
+
+
+class _OutOfOrder(WrongExpectedVersion):
+    """The stream's last event was written by a transaction that started writing after ours.
+
+    read_all orders by transaction id, taken at a transaction's first write, not at commit.
+    A transaction that wrote something, then saw another's committed append to this stream
+    and appended after it, would sort before the event it follows, and readers (the relay)
+    would see the stream's versions out of order. Only a new transaction (with a new id) can
+    append here; appends in a transaction of their own (no ``conn``) never hit this.
+    """
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(stream_id, expected, actual)
+        self.args = (
+            f"stream {stream_id}: version {actual} was appended by a transaction that began "
+            "writing after this one; retry the command in a new transaction",
+        )
+
+
 # Appends with ANY_VERSION that lose a version race retry this often before giving up.
 _ANY_VERSION_ATTEMPTS: Final = 20
 
@@ -151,6 +177,8 @@ class EventStore:
                         return await self._append(own, stream_id, new, expected_version)
                 async with conn.transaction():  # a savepoint when the caller already opened one
                     return await self._append(conn, stream_id, new, expected_version)
+            except _OutOfOrder:
+                raise  # retrying in the same transaction keeps the same transaction id
             except WrongExpectedVersion:
                 # With ANY_VERSION the caller asked for "at the end": losing the race for a
                 # version to a concurrent writer is no conflict, so try again at the new end
@@ -172,11 +200,14 @@ class EventStore:
         )
         seen = {r["event_id"] for r in stored}
         events = [e for e in events if e.event_id not in seen]
-        current = await self.stream_version(stream_id, conn=conn)
         if not events:
-            return current
+            return await self.stream_version(stream_id, conn=conn)
+        head = await conn.fetchrow(_STREAM_HEAD, stream_id)
+        current = head["stream_version"] if head else NO_STREAM
         if expected_version is not None and expected_version != current:
             raise WrongExpectedVersion(stream_id, expected_version, current)
+        if head and not head["in_order"]:
+            raise _OutOfOrder(stream_id, expected_version, current)
         try:
             await self._insert(conn, ((stream_id, current + i, e) for i, e in enumerate(events, 1)))
         except asyncpg.UniqueViolationError as exc:
@@ -196,9 +227,7 @@ class EventStore:
             raise WrongExpectedVersion("<batch>", None, None) from exc
 
     @staticmethod
-    async def _insert(
-        conn: Connection, items: Iterable[tuple[str, int, NewEvent]]
-    ) -> None:
+    async def _insert(conn: Connection, items: Iterable[tuple[str, int, NewEvent]]) -> None:
         cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
         for stream_id, version, new in items:
             cols[0].append(new.event_id)

@@ -10,11 +10,17 @@ _PLACEHOLDERS = {"", "changeme", "change-me", "token", "secret", "xxx"}
 
 
 class Settings(ServiceSettings):
-    dispatcher_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics")
-    dispatcher_http_port: int = Field(default=8002, description="Port of /healthz, /readyz, /metrics")
+    dispatcher_http_host: str = Field(
+        default="127.0.0.1", description="Address of /healthz, /readyz, /metrics"
+    )
+    dispatcher_http_port: int = Field(
+        default=8002, description="Port of /healthz, /readyz, /metrics"
+    )
     sms_api_url: str = Field(description="Base URL of the external SMS API (…/send/{msgId})")
     sms_api_token: SecretStr = Field(description="Bearer token of the external SMS API")
-    dispatch_concurrency: int = Field(default=200, ge=1, description="Provider calls in flight at once")
+    dispatch_concurrency: int = Field(
+        default=200, ge=1, description="Provider calls in flight at once"
+    )
     dispatch_prefetch: int = Field(
         default=16, ge=1, description="Due-message batches taken from the queue at once"
     )
@@ -24,12 +30,18 @@ class Settings(ServiceSettings):
     )
     dispatch_retry_base_s: float = Field(default=2, ge=0, description="Backoff base")
     dispatch_retry_cap_s: float = Field(default=300, ge=0, description="Backoff cap")
-    dispatch_max_attempts: int = Field(default=0, ge=0, description="Provider calls per message (0: no limit)")
+    dispatch_max_attempts: int = Field(
+        default=0, ge=0, description="Provider calls per message (0: no limit)"
+    )
     breaker_failure_threshold: int = Field(
         default=20, ge=1, description="Consecutive retryable failures that open the circuit"
     )
-    breaker_cooldown_s: float = Field(default=5, gt=0, description="First wait before probing again")
-    breaker_max_cooldown_s: float = Field(default=60, gt=0, description="Longest wait between probes")
+    breaker_cooldown_s: float = Field(
+        default=5, gt=0, description="First wait before probing again"
+    )
+    breaker_max_cooldown_s: float = Field(
+        default=60, gt=0, description="Longest wait between probes"
+    )
 
     @field_validator("sms_api_token")
     @classmethod

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dispatcher.breaker import CircuitBreaker
+import structlog
+
+from dispatcher import metrics
+from dispatcher.breaker import BreakerState, CircuitBreaker
 from dispatcher.config import Settings
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
@@ -12,6 +15,15 @@ from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
 
 QUEUE = QueueSpec(name="dispatcher", routing_keys=["messages.due"])
+
+log = structlog.get_logger(__name__)
+
+_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def _breaker_changed(old: BreakerState, new: BreakerState, _now: float) -> None:
+    metrics.BREAKER_STATE.set(_STATE_VALUE[new])
+    log.warning("provider_circuit_changed", old=old.value, new=new.value)
 
 
 async def start(rt: Runtime) -> None:
@@ -23,19 +35,26 @@ async def start(rt: Runtime) -> None:
         concurrency=settings.dispatch_concurrency,
         timeout_s=settings.dispatch_timeout_s,
     )
-    limiter = RateLimiter(rt.pool, rate=settings.dispatch_rate_limit)
+    limiter = RateLimiter(
+        rt.pool, rate=settings.dispatch_rate_limit, on_wait=metrics.RATE_LIMIT_WAIT.inc
+    )
     breaker = CircuitBreaker(
         failure_threshold=settings.breaker_failure_threshold,
         cooldown_s=settings.breaker_cooldown_s,
         max_cooldown_s=settings.breaker_max_cooldown_s,
+        on_change=_breaker_changed,
     )
     policy = RetryPolicy(
-        settings.dispatch_retry_base_s, settings.dispatch_retry_cap_s, settings.dispatch_max_attempts
+        settings.dispatch_retry_base_s,
+        settings.dispatch_retry_cap_s,
+        settings.dispatch_max_attempts,
     )
     dispatcher = Dispatcher(
         rt.pool, client, limiter, breaker, policy, concurrency=settings.dispatch_concurrency
     )
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch)
+    consumer = Consumer(
+        QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch
+    )
     await consumer.declare()
 
     async def run() -> None:

@@ -113,7 +113,9 @@ class Dispatcher:
                 metrics.IN_FLIGHT.dec()
         self._breaker.record(time.monotonic(), success=not result.retryable)
         metrics.observe(result)
-        return judge(m.message_id, m.attempt, result, self._clock(), self._policy, self._rng), result
+        return judge(
+            m.message_id, m.attempt, result, self._clock(), self._policy, self._rng
+        ), result
 
     async def _record(
         self, mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendResult]]
@@ -131,20 +133,37 @@ class Dispatcher:
             else:
                 undelivered.append(verdict)
             if result is not None:  # a provider call was made: remember it
-                attempt = verdict.attempt if isinstance(verdict, DeliveredMessage) else verdict.attempts
+                attempt = (
+                    verdict.attempt if isinstance(verdict, DeliveredMessage) else verdict.attempts
+                )
                 attempts.append(
-                    (_message_id(verdict), attempt, result.outcome.value, result.status, result.error)
+                    (
+                        _message_id(verdict),
+                        attempt,
+                        result.outcome.value,
+                        result.status,
+                        result.error,
+                    )
                 )
         events: list[Event] = []
         if delivered:
-            events.append(MessagesDelivered(mailing_id=mailing_id, batch_id=new_batch_id(),
-                                            messages=delivered))
+            events.append(
+                MessagesDelivered(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=delivered
+                )
+            )
         if failed:
-            events.append(MessageAttemptsFailed(mailing_id=mailing_id, batch_id=new_batch_id(),
-                                                messages=failed))
+            events.append(
+                MessageAttemptsFailed(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=failed
+                )
+            )
         if undelivered:
-            events.append(MessagesUndelivered(mailing_id=mailing_id, batch_id=new_batch_id(),
-                                              messages=undelivered))
+            events.append(
+                MessagesUndelivered(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=undelivered
+                )
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             await _insert_attempts(conn, attempts)
             await append_new_streams(conn, events)

@@ -1,1 +1,1 @@
-"""Reporter."""
+"""Reporter: statistics projections of the message events, and an internal read API."""

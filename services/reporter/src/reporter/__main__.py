@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from reporter.api import ROUTES
 from reporter.config import Settings
 from reporter.consumer import start
 from sms_events.runtime import run_service
@@ -19,6 +20,7 @@ def main() -> None:
             start=start,
             http_host=settings.reporter_http_host,
             http_port=settings.reporter_http_port,
+            http_routes=ROUTES,
         )
     )
 

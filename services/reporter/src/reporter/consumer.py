@@ -1,27 +1,17 @@
-"""Reporter's event consumer: the queue it owns and the handler for each batch."""
+"""Reporter's event consumer: the queue it owns, bound to every mailing and message event."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import asyncpg
-import structlog
-
+from reporter.handlers import handle_batch
 from sms_events.consumer import Consumer, QueueSpec
-from sms_events.envelope import Envelope
 from sms_events.runtime import Runtime
 
-log = structlog.get_logger(__name__)
+__all__ = ["QUEUE", "start"]
 
-QUEUE = QueueSpec(name="reporter", routing_keys=["message.*", "mailing.*"])
-
-
-async def handle(conn: asyncpg.Connection, events: Sequence[Envelope]) -> None:
-    for env in events:
-        log.debug("event_received", event_type=env.type, subject=env.subject)
+QUEUE = QueueSpec(name="reporter", routing_keys=["mailing.*", "messages.*"])
 
 
 async def start(rt: Runtime) -> None:
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle)
+    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch)
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")

@@ -14,6 +14,7 @@ from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
     ClientUpdated,
+    DeliveredMessage,
     Event,
     FailedAttempt,
     MailingCancelled,
@@ -22,7 +23,6 @@ from sms_events.contracts import (
     MailingUpdated,
     MessageAttemptsFailed,
     MessagesDelivered,
-    DeliveredMessage,
 )
 from sms_events.testing.factories import envelope_for
 
@@ -49,15 +49,15 @@ def _mailing(mailing_id: int, tag: str, start: datetime, **kw: object) -> Mailin
     return MailingScheduled.model_validate(fields)
 
 
-async def _apply(pool: asyncpg.Pool, events: Sequence[tuple[Event, int]], now: datetime = NOW) -> None:
+async def _apply(
+    pool: asyncpg.Pool, events: Sequence[tuple[Event, int]], now: datetime = NOW
+) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await handle_batch(conn, [envelope_for(e, v) for e, v in events], clock=lambda: now)
 
 
 async def _messages(pool: asyncpg.Pool, mailing_id: int) -> dict[int, asyncpg.Record]:
-    rows = await pool.fetch(
-        "SELECT * FROM scheduler_messages WHERE mailing_id = $1", mailing_id
-    )
+    rows = await pool.fetch("SELECT * FROM scheduler_messages WHERE mailing_id = $1", mailing_id)
     return {r["client_id"]: r for r in rows}
 
 
@@ -184,7 +184,9 @@ async def test_cancel_stops_unsent_messages_and_delivery_is_final(pool: asyncpg.
         mailing_id=mailing, batch_id="d1",
         messages=[DeliveredMessage(message_id=ids[sent], attempt=1, sent_at=NOW)],
     )  # fmt: skip
-    await _apply(pool, [(delivered, 1), (MailingCancelled(mailing_id=mailing, cancelled_at=NOW), 2)])
+    await _apply(
+        pool, [(delivered, 1), (MailingCancelled(mailing_id=mailing, cancelled_at=NOW), 2)]
+    )
     states = {c: r["state"] for c, r in (await _messages(pool, mailing)).items()}
     assert states == {sent: "delivered", unsent: "cancelled"}
     cancelled = await _events(pool, mailing, "messages.cancelled")

@@ -46,7 +46,7 @@ def settings(test_env: TestEnvironment) -> ServiceSettings:
         amqp_url=test_env.amqp_url,
         amqp_exchange=test_env.amqp_exchange,
         amqp_queue_prefix=test_env.amqp_queue_prefix,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

@@ -1,0 +1,420 @@
+"""The consumer helper: quorum queue with a dead-letter queue, batches, manual acks,
+idempotent handling, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import aio_pika
+import asyncpg
+import pytest
+from eventlib_support import TcpProxy, eventually, settings_via
+from structlog.testing import capture_logs
+
+from sms_events.broker import Broker
+from sms_events.consumer import Consumer, QueueSpec
+from sms_events.db import Connection, create_pool
+from sms_events.envelope import Envelope
+from sms_events.settings import ServiceSettings
+
+pytestmark = pytest.mark.usefixtures("rows_table")
+
+
+@pytest.fixture(scope="module")
+async def rows_table(pool: asyncpg.Pool) -> None:
+    """The test handler's projection: one row per handled event, duplicates allowed, so a
+    second handling of one event would show as a second row."""
+    await pool.execute(
+        """
+        CREATE TABLE IF NOT EXISTS consumer_test_rows (
+            consumer text NOT NULL,
+            worker   text NOT NULL,
+            event_id uuid NOT NULL,
+            n        integer
+        )
+        """
+    )
+
+
+def _envelope(event_type: str, n: int = 0, event_id: UUID | None = None) -> Envelope:
+    return Envelope(
+        id=event_id or uuid4(),
+        type=event_type,
+        subject=f"test-{n}",
+        source="/sms/tests",
+        time=datetime.now(UTC),
+        data={"n": n},
+    )
+
+
+@dataclass
+class Recorder:
+    """A batch handler writing to consumer_test_rows; can fail for chosen events or hold the
+    first batch until released."""
+
+    consumer: str
+    worker: str = "w1"
+    fail_on: set[UUID] = field(default_factory=set)
+    hold: asyncio.Event | None = None
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    batches: list[list[UUID]] = field(default_factory=list)
+
+    async def __call__(self, conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        self.batches.append([env.id for env in envelopes])
+        await conn.executemany(
+            "INSERT INTO consumer_test_rows (consumer, worker, event_id, n) VALUES ($1,$2,$3,$4)",
+            [(self.consumer, self.worker, env.id, env.data.get("n")) for env in envelopes],
+        )
+        self.entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        if bad := [env.id for env in envelopes if env.id in self.fail_on]:
+            raise RuntimeError(f"handler cannot take {bad}")
+
+
+@dataclass
+class Setup:
+    name: str
+    routing_key: str
+    broker: Broker
+    pool: asyncpg.Pool
+
+    @property
+    def queue(self) -> str:
+        return self.broker.settings.amqp_queue_prefix + self.name
+
+    def consumer(self, handler: Recorder, broker: Broker | None = None, **kw: Any) -> Consumer:
+        spec = QueueSpec(name=self.name, routing_keys=[self.routing_key])
+        return Consumer(spec, self.pool, broker or self.broker, handler, **kw)
+
+    async def publish(self, *envelopes: Envelope) -> None:
+        await self.broker.publish(envelopes)
+
+    async def publish_raw(self, body: bytes) -> None:
+        exchange = await self.broker.exchange()
+        await exchange.publish(
+            aio_pika.Message(body, message_id=uuid4().hex), routing_key=self.routing_key
+        )
+
+    async def rows(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT worker, event_id, n FROM consumer_test_rows WHERE consumer = $1", self.name
+        )
+
+    async def processed(self) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM processed_events WHERE consumer = $1", self.name
+            )
+        )
+
+    async def ready_messages(self, queue: str | None = None) -> int:
+        channel = await self.broker.channel()
+        try:
+            declared = await channel.declare_queue(queue or self.queue, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
+
+    async def dead_letters(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        channel = await self.broker.channel()
+        try:
+            dlq = await channel.declare_queue(f"{self.queue}.dlq", passive=True)
+            got = []
+            while (message := await dlq.get(no_ack=True, fail=False)) is not None:
+                got.append(message)
+            return got
+        finally:
+            await channel.close()
+
+
+@pytest.fixture
+async def setup(broker: Broker, pool: asyncpg.Pool) -> AsyncIterator[Setup]:
+    run = uuid4().hex[:12]
+    # The event type is the routing key: unique per test so no other test's traffic arrives.
+    made = Setup(
+        name=f"consumer-{run}", routing_key=f"test.{run}.happened", broker=broker, pool=pool
+    )
+    yield made
+    # Deleting over AMQP now is much quicker than rabbitmqctl at the end of the session.
+    channel = await broker.channel()
+    for queue in (made.queue, f"{made.queue}.dlq"):
+        with contextlib.suppress(Exception):
+            await channel.queue_delete(queue)
+    with contextlib.suppress(Exception):
+        await channel.close()
+
+
+class Running:
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(consumer.run(self.stop))
+
+    async def halt(self, within: float = 10) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, within)
+
+
+@pytest.fixture
+async def run() -> AsyncIterator[Callable[[Consumer], Awaitable[Running]]]:
+    running: list[Running] = []
+
+    async def start(consumer: Consumer) -> Running:
+        await consumer.declare()
+        r = Running(consumer)
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        r.stop.set()
+    for r in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(r.task, 10)
+
+
+async def test_declares_a_durable_quorum_queue_with_a_dead_letter_queue(setup: Setup) -> None:
+    consumer = setup.consumer(Recorder(setup.name))
+    queue = await consumer.declare()
+    await setup.consumer(Recorder(setup.name)).declare()  # declaring again is harmless
+
+    assert queue.name == setup.queue
+    assert queue.durable
+    assert await setup.ready_messages(f"{setup.queue}.dlq") == 0
+    channel = await setup.broker.channel()
+    # RabbitMQ refuses to redeclare it as anything but a quorum queue: proof of its type.
+    with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+        await channel.declare_queue(
+            setup.queue, durable=True, arguments={"x-queue-type": "classic"}
+        )
+
+
+async def test_handles_events_in_batches_and_acks_them(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    recorder = Recorder(setup.name)
+    consumer = setup.consumer(recorder, batch_size=50, batch_wait=0.05)
+    await consumer.declare()
+    envelopes = [_envelope(setup.routing_key, n) for n in range(20)]
+    await setup.publish(*envelopes)
+
+    running = await run(consumer)
+    await eventually(lambda: _count(setup.rows, 20), what="20 handled events")
+    await running.halt()
+
+    assert sorted(r["n"] for r in await setup.rows()) == list(range(20))
+    assert max(len(b) for b in recorder.batches) > 1
+    assert await setup.processed() == 20
+    assert await setup.ready_messages() == 0  # every delivery was acked
+
+
+async def test_a_redelivered_event_changes_nothing(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    consumer = setup.consumer(Recorder(setup.name))
+    await consumer.declare()
+    event = _envelope(setup.routing_key, 1)
+    first_sentinel = _envelope(setup.routing_key, 2)
+    await setup.publish(event, event, first_sentinel)  # the same CloudEvent twice in a batch
+
+    running = await run(consumer)
+    await eventually(lambda: _has(setup.rows, first_sentinel.id), what="the first sentinel")
+    second_sentinel = _envelope(setup.routing_key, 3)
+    await setup.publish(event, second_sentinel)  # and once more, in a later batch
+    await eventually(lambda: _has(setup.rows, second_sentinel.id), what="the second sentinel")
+    await running.halt()
+
+    handled = [r["event_id"] for r in await setup.rows()]
+    assert handled.count(event.id) == 1
+    assert sorted(handled) == sorted([event.id, first_sentinel.id, second_sentinel.id])
+    assert await setup.processed() == 3
+    assert await setup.ready_messages() == 0
+
+
+async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_the_rest_are_handled(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    envelopes = [_envelope(setup.routing_key, n) for n in range(5)]
+    poison = envelopes[2]
+    recorder = Recorder(setup.name, fail_on={poison.id})
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05, attempts=2)
+    await consumer.declare()
+    await setup.publish(*envelopes)
+
+    running = await run(consumer)
+
+    async def dead() -> list[Any]:
+        return await setup.dead_letters()
+
+    (dead_letter,) = await eventually(dead, what="the poison event in the DLQ")
+    await eventually(lambda: _count(setup.rows, 4), what="the other four events")
+    await running.halt()
+
+    assert dead_letter.message_id == str(poison.id)
+    assert Envelope.from_json(dead_letter.body).id == poison.id
+    handled = {r["event_id"] for r in await setup.rows()}
+    assert handled == {e.id for e in envelopes} - {poison.id}
+    assert await setup.processed() == 4  # the failed one is not marked processed
+    assert await setup.ready_messages() == 0
+
+
+async def test_an_unparseable_body_goes_to_the_dlq(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    consumer = setup.consumer(Recorder(setup.name), batch_size=10, batch_wait=0.05)
+    await consumer.declare()
+    await setup.publish_raw(b"this is not json")
+    await setup.publish_raw(b"[1, 2, 3]")
+    await setup.publish_raw(b'{"specversion": "1.0", "id": "no uuid", "source": "s", "type": "t"}')
+    good = _envelope(setup.routing_key)
+    await setup.publish(good)
+
+    running = await run(consumer)
+    await eventually(lambda: _has(setup.rows, good.id), what="the good event")
+    dead: list[Any] = []
+
+    async def three_dead() -> bool:
+        dead.extend(await setup.dead_letters())
+        return len(dead) == 3
+
+    await eventually(three_dead, what="three dead letters")
+    await running.halt()
+
+    assert sorted(m.body for m in dead) == sorted(
+        [
+            b"this is not json",
+            b"[1, 2, 3]",
+            b'{"specversion": "1.0", "id": "no uuid", "source": "s", "type": "t"}',
+        ]
+    )
+    assert await setup.ready_messages() == 0
+
+
+async def test_stop_finishes_the_batch_in_hand_and_hands_back_the_rest(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    hold = asyncio.Event()
+    first = Recorder(setup.name, worker="first", hold=hold)
+    consumer = setup.consumer(first, batch_size=5, batch_wait=0.05)
+    await consumer.declare()
+    envelopes = [_envelope(setup.routing_key, n) for n in range(30)]
+    await setup.publish(*envelopes)
+
+    running = await run(consumer)
+    await asyncio.wait_for(first.entered.wait(), 10)  # a batch is in the handler
+    # Prefetch is two batches: the broker holds back everything past the first ten.
+    await eventually(lambda: _ready_is(setup, 20), what="prefetch to cap the deliveries")
+    running.stop.set()
+    hold.set()  # the handler finishes; the consumer commits and acks it, then stops
+    await asyncio.wait_for(running.task, 10)
+
+    (in_flight,) = first.batches
+    rows = await setup.rows()
+    assert {r["event_id"] for r in rows} == set(in_flight)
+    await eventually(
+        lambda: _ready_is(setup, 30 - len(in_flight)), what="undelivered events back in the queue"
+    )
+
+    second = await run(setup.consumer(Recorder(setup.name, worker="second")))
+    await eventually(lambda: _count(setup.rows, 30), what="the rest handled by the next one")
+    await second.halt()
+
+    rows = await setup.rows()
+    assert sorted(r["n"] for r in rows) == list(range(30))  # each exactly once
+    assert {r["event_id"] for r in rows if r["worker"] == "first"} == set(in_flight)
+
+
+async def test_a_database_outage_delays_handling_but_loses_and_dead_letters_nothing(
+    setup: Setup,
+    settings: ServiceSettings,
+    tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
+    run: Callable[[Consumer], Awaitable[Running]],
+) -> None:
+    proxy = await tcp_proxy(5432)
+    dsn = settings.database_url.replace("localhost:5432", f"127.0.0.1:{proxy.port}")
+    flaky_pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        recorder = Recorder(setup.name)
+        spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
+        consumer = Consumer(spec, flaky_pool, setup.broker, recorder, batch_wait=0.05, attempts=2)
+        running = await run(consumer)
+        before = _envelope(setup.routing_key, 1)
+        await setup.publish(before)
+        await eventually(lambda: _has(setup.rows, before.id), what="an event before the outage")
+
+        with capture_logs() as logs:
+            await proxy.close()
+            during = [_envelope(setup.routing_key, n) for n in range(2, 6)]
+            await setup.publish(*during)
+            await eventually(
+                lambda: any(e["event"] == "consumer_transient_error" for e in logs),
+                what="the consumer to run into the missing database",
+            )
+            await proxy.open()
+
+        await eventually(lambda: _count(setup.rows, 5), within=20, what="the events after it")
+        await running.halt()
+        assert await setup.dead_letters() == []
+        assert sorted(r["n"] for r in await setup.rows()) == [1, 2, 3, 4, 5]
+    finally:
+        await flaky_pool.close()
+
+
+async def test_a_consumer_survives_losing_its_broker_connection(
+    setup: Setup,
+    settings: ServiceSettings,
+    tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
+    run: Callable[[Consumer], Awaitable[Running]],
+) -> None:
+    proxy = await tcp_proxy(5672)
+    flaky = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
+    await flaky.connect()
+    try:
+        hold = asyncio.Event()
+        recorder = Recorder(setup.name, hold=hold)
+        running = await run(setup.consumer(recorder, broker=flaky, batch_wait=0.05))
+        first = _envelope(setup.routing_key, 1)
+        await setup.publish(first)
+        await asyncio.wait_for(recorder.entered.wait(), 10)
+
+        await proxy.close()  # the delivery's channel dies while the handler still works on it
+        await eventually(lambda: not flaky.connection.connected.is_set(), what="the loss")  # type: ignore[union-attr]
+        with capture_logs() as logs:
+            recorder.hold = None
+            hold.set()  # the batch commits, but its ack has nowhere to go
+            await eventually(
+                lambda: any(e["event"] == "consumer_settle_failed" for e in logs),
+                what="the ack to fail",
+            )
+        await proxy.open()
+
+        later = _envelope(setup.routing_key, 2)
+        await setup.publish(later)
+        await eventually(lambda: _has(setup.rows, later.id), within=20, what="a later event")
+        assert not running.task.done()
+        await running.halt()
+        # The first event was redelivered after the reconnect and filtered as processed.
+        handled = [r["event_id"] for r in await setup.rows()]
+        assert handled.count(first.id) == 1
+        await eventually(lambda: _ready_is(setup, 0), what="no event left behind")
+    finally:
+        await flaky.close()
+
+
+async def _count(rows: Callable[[], Awaitable[list[asyncpg.Record]]], n: int) -> bool:
+    return len(await rows()) >= n
+
+
+async def _has(rows: Callable[[], Awaitable[list[asyncpg.Record]]], event_id: UUID) -> bool:
+    return any(r["event_id"] == event_id for r in await rows())
+
+
+async def _ready_is(setup: Setup, n: int) -> bool:
+    return await setup.ready_messages() == n

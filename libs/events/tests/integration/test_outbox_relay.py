@@ -1,0 +1,271 @@
+"""The outbox relay: every committed event reaches RabbitMQ, through broker outages, never one
+from a rolled-back transaction, with one leading relay per database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from eventlib_support import Observer, TcpProxy, eventually, settings_via
+from prometheus_client import REGISTRY
+
+from sms_events.broker import Broker
+from sms_events.contracts import ClientDeleted
+from sms_events.relay import OutboxRelay
+from sms_events.settings import ServiceSettings
+from sms_events.store import EventStore, NewEvent
+
+
+def _stream() -> str:
+    return f"test-{uuid4().hex}"
+
+
+def _new(n: int = 1) -> NewEvent:
+    return NewEvent(ClientDeleted(client_id=n, deleted_at=datetime(2025, 1, 15, tzinfo=UTC)))
+
+
+class RunningRelay:
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(relay.run(self.stop))
+
+    async def halt(self, within: float = 10) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, within)
+
+
+StartRelay = Callable[[Broker], Awaitable[RunningRelay]]
+
+
+@pytest.fixture
+async def start_relay(pool: asyncpg.Pool) -> AsyncIterator[StartRelay]:
+    running: list[RunningRelay] = []
+
+    async def start(broker: Broker) -> RunningRelay:
+        relay = RunningRelay(OutboxRelay(pool, broker, source="/sms/tests", poll_interval=0.1))
+        running.append(relay)
+        return relay
+
+    yield start
+    for relay in running:
+        relay.stop.set()
+    for relay in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(relay.task, 10)
+
+
+async def test_every_appended_event_is_published_once_in_stream_order(
+    store: EventStore, broker: Broker, observer: Observer, start_relay: StartRelay
+) -> None:
+    streams = [_stream() for _ in range(3)]
+    events = {s: [_new(n) for n in range(4)] for s in streams}
+    relay = await start_relay(broker)
+    for n in range(4):
+        for stream in streams:
+            await store.append(stream, [events[stream][n]])
+    ids = [e.event_id for batch in events.values() for e in batch]
+
+    await eventually(lambda: observer.has(*ids), what="every event on the exchange")
+
+    assert all(observer.count(i) == 1 for i in ids)
+    for stream in streams:
+        published = [env for env in observer.received if env.subject == stream]
+        assert [env.id for env in published] == [e.event_id for e in events[stream]]
+        assert [env.sequence for env in published] == [1, 2, 3, 4]
+        assert all(env.type == "client.deleted" and env.source == "/sms/tests" for env in published)
+    assert relay.relay.is_leader
+
+
+async def test_an_event_appended_while_rabbitmq_is_unreachable_is_published_when_it_is_back(
+    store: EventStore,
+    settings: ServiceSettings,
+    observer: Observer,
+    start_relay: StartRelay,
+    tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
+) -> None:
+    proxy = await tcp_proxy(5672)
+    broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
+    await broker.connect()
+    try:
+        relay = await start_relay(broker)
+        before = _new(1)
+        await store.append(_stream(), [before])
+        await eventually(lambda: observer.has(before.event_id), what="the first event")
+
+        await proxy.close()  # RabbitMQ is unreachable from the relay's point of view
+        failures = _publish_failures()
+        during = _new(2)
+        await store.append(_stream(), [during])
+        await eventually(
+            lambda: _publish_failures() > failures, what="the relay to fail to publish"
+        )
+        assert not observer.has(during.event_id)
+
+        await proxy.open()
+        await eventually(
+            lambda: observer.has(during.event_id), within=20, what="the event after recovery"
+        )
+
+        # And the relay keeps working on the recovered connection.
+        after = _new(3)
+        await store.append(_stream(), [after])
+        await eventually(lambda: observer.has(after.event_id), what="an event after recovery")
+        await relay.halt()
+    finally:
+        await broker.close()
+
+
+async def test_a_publish_into_a_silent_network_partition_times_out_and_is_retried(
+    store: EventStore,
+    settings: ServiceSettings,
+    observer: Observer,
+    start_relay: StartRelay,
+    tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
+) -> None:
+    proxy = await tcp_proxy(5672)
+    broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2), publish_timeout=0.5)
+    await broker.connect()
+    try:
+        relay = await start_relay(broker)
+        await eventually(lambda: relay.relay.is_leader, what="the relay to lead")
+        proxy.freeze()  # packets vanish: no reset, no confirm, the socket looks alive
+        failures = _publish_failures()
+        event = _new()
+        await store.append(_stream(), [event])
+
+        await eventually(lambda: _publish_failures() > failures, what="the publish to time out")
+        assert not observer.has(event.event_id)
+
+        # The partition ends the way they do: the dead connection is dropped, a new one made.
+        await proxy.close()
+        await proxy.open()
+        await eventually(lambda: observer.has(event.event_id), within=20, what="the retry")
+        await relay.halt()
+    finally:
+        await broker.close()
+
+
+async def test_the_relay_stops_promptly_while_rabbitmq_is_unreachable(
+    store: EventStore,
+    settings: ServiceSettings,
+    observer: Observer,
+    start_relay: StartRelay,
+    tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
+) -> None:
+    proxy = await tcp_proxy(5672)
+    broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
+    await broker.connect()
+    try:
+        relay = await start_relay(broker)
+        await eventually(lambda: relay.relay.is_leader, what="the relay to lead")
+        await proxy.close()
+        failures = _publish_failures()
+        await store.append(_stream(), [_new()])
+        await eventually(lambda: _publish_failures() > failures, what="a failed publish")
+
+        await relay.halt(within=5)  # backing off between retries, it still hears the stop
+    finally:
+        await broker.close()
+
+
+async def test_no_event_from_a_rolled_back_transaction_is_ever_published(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    broker: Broker,
+    observer: Observer,
+    start_relay: StartRelay,
+) -> None:
+    await start_relay(broker)
+    rolled_back = [_new(1), _new(2)]
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await store.append(_stream(), rolled_back, conn=conn)
+        await tx.rollback()
+    committed = _new(3)
+    await store.append(_stream(), [committed])
+
+    # The relay publishes in (transaction id, position) order, so once the later commit is
+    # out, anything from the earlier transaction would have gone out before it.
+    await eventually(lambda: observer.has(committed.event_id), what="the committed event")
+    assert not {e.event_id for e in rolled_back} & set(observer.ids())
+
+
+async def _leaders(*relays: RunningRelay) -> list[RunningRelay]:
+    return [r for r in relays if r.relay.is_leader]
+
+
+async def test_two_relays_on_one_database_only_one_leads_and_the_other_takes_over(
+    store: EventStore, settings: ServiceSettings, observer: Observer, start_relay: StartRelay
+) -> None:
+    brokers = [Broker(settings), Broker(settings)]
+    for b in brokers:
+        await b.connect()
+    try:
+        first, second = await start_relay(brokers[0]), await start_relay(brokers[1])
+        (leader,) = await eventually(lambda: _leaders(first, second), what="a leader")
+        standby = second if leader is first else first
+        for _ in range(5):  # the standby keeps polling the lock and keeps failing to get it
+            await asyncio.sleep(0.1)
+            assert await _leaders(first, second) == [leader]
+
+        one = _new(1)
+        await store.append(_stream(), [one])
+        await eventually(lambda: observer.has(one.event_id), what="an event via the leader")
+
+        await leader.halt()
+        await eventually(lambda: standby.relay.is_leader, what="the standby to take over")
+        two = _new(2)
+        await store.append(_stream(), [two])
+        await eventually(lambda: observer.has(two.event_id), what="an event via the new leader")
+        assert observer.count(one.event_id) == 1
+    finally:
+        for b in brokers:
+            await b.close()
+
+
+async def test_a_leader_that_lost_its_database_session_stops_leading(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    settings: ServiceSettings,
+    observer: Observer,
+    start_relay: StartRelay,
+) -> None:
+    broker = Broker(settings)
+    await broker.connect()
+    try:
+        first = await start_relay(broker)
+        await eventually(lambda: first.relay.is_leader, what="the first relay to lead")
+        second = await start_relay(broker)
+        # Kill the session holding the leader lock, as a network partition or a DBA would.
+        killed = await pool.fetchval(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objid = $1 AND granted"
+            "   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            0x5E50002,
+        )
+        assert killed
+
+        # The standby takes the lock within its poll interval; the old leader must notice that
+        # it lost the lock with its session and stop publishing: never two leaders at once.
+        for _ in range(75):
+            await asyncio.sleep(0.02)
+            assert len(await _leaders(first, second)) <= 1
+        await eventually(lambda: _leaders(first, second), what="a leader")
+        event = _new()
+        await store.append(_stream(), [event])
+        await eventually(lambda: observer.has(event.event_id), what="the event")
+    finally:
+        for relay in (first, second):
+            await relay.halt()
+        await broker.close()
+
+
+def _publish_failures() -> float:
+    return REGISTRY.get_sample_value("sms_outbox_publish_failures_total") or 0.0

@@ -1,0 +1,120 @@
+"""Internal HTTP read API for the gateway, served beside /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from reporter import queries
+from reporter.domain import Status
+from sms_events.runtime import RUNTIME
+
+__all__ = ["MAX_IDS", "MAX_PAGE_SIZE", "ROUTES"]
+
+MAX_IDS = 1000
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+_MAX_BIGINT = 2**63 - 1
+_FILTERABLE = {s.value: s for s in Status if s is not Status.WITHDRAWN}
+
+
+class _BadParameter(Exception):
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(reason)
+        self.parameter = parameter
+        self.reason = reason
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    # OPT_UTC_Z: timestamps read back as UTC render as 2024-02-14T08:47:43.474183Z.
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_UTC_Z),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _digits(text: str, limit: int) -> int | None:
+    """The value of a plain decimal ``text`` within 1..limit, else None."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(limit)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= limit else None
+
+
+def _id(parameter: str, text: str) -> int:
+    value = _digits(text.strip(), _MAX_BIGINT)
+    if value is None:
+        raise _BadParameter(parameter, f"{text[:40]!r} is not a positive integer id")
+    return value
+
+
+def _positive(request: web.Request, parameter: str, default: int, maximum: int | None) -> int:
+    text = request.query.get(parameter)
+    if text is None:
+        return default
+    value = _digits(text, _MAX_BIGINT)
+    if value is None:
+        raise _BadParameter(parameter, "must be a positive integer")
+    if maximum is not None and value > maximum:
+        raise _BadParameter(parameter, f"must be at most {maximum}")
+    return value
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _answers_400(handler: Handler) -> Handler:
+    """Turn a bad query or path parameter into a 400 that says which one and why."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except _BadParameter as exc:
+            body = {"error": "invalid_parameter", "parameter": exc.parameter, "reason": exc.reason}
+            return _json(body, 400)
+
+    return wrapped
+
+
+@_answers_400
+async def mailing_counters(request: web.Request) -> web.Response:
+    """GET /internal/v1/mailings/counters?ids=1,2,3 -> {"1": {...}, ...}; unknown ids absent."""
+    raw = request.query.get("ids")
+    if raw is None:
+        raise _BadParameter("ids", "required: comma-separated mailing ids")
+    items = [part for part in raw.split(",") if part.strip()]
+    if len(items) > MAX_IDS:
+        raise _BadParameter("ids", f"at most {MAX_IDS} ids per request")
+    ids = sorted({_id("ids", part) for part in items})
+    found = await queries.counters(request.app[RUNTIME].pool, ids) if ids else {}
+    return _json({str(k): v for k, v in found.items()})
+
+
+@_answers_400
+async def mailing_messages(request: web.Request) -> web.Response:
+    """GET /internal/v1/mailings/{id}/messages?status=&page=&page_size= -> {count, results}."""
+    mailing_id = _id("mailing_id", request.match_info["mailing_id"])
+    status_text = request.query.get("status")
+    status = None
+    if status_text is not None:
+        status = _FILTERABLE.get(status_text)
+        if status is None:
+            raise _BadParameter("status", f"must be one of {', '.join(_FILTERABLE)}")
+    page = _positive(request, "page", 1, None)
+    page_size = _positive(request, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    result = await queries.messages_page(
+        request.app[RUNTIME].pool, mailing_id, status, page, page_size
+    )
+    return _json({"count": result.count, "results": result.results})
+
+
+ROUTES = [
+    web.get("/internal/v1/mailings/counters", mailing_counters),
+    web.get("/internal/v1/mailings/{mailing_id}/messages", mailing_messages),
+]

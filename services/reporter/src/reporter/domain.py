@@ -1,0 +1,259 @@
+"""Pure projection rules: what each message fact does to a message's state, and how the
+per-mailing counters move when message states change. No I/O, no clock.
+
+Status is a lattice, ``SC < WD < CA < ND < DL``: a fact can only move a message up. A delivery
+that raced a cancel wins, a late cancel does not undo a delivery, so the final status (and with
+it every counter) does not depend on the order in which the facts arrive. ``WD`` (withdrawn) is
+the projection's own tombstone: the message left the audience before the start and counts
+nowhere, but remembering it means a ``messages.scheduled`` that arrives after its withdrawal
+cannot bring it back (the scheduler never reuses a message id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum, StrEnum
+
+__all__ = [
+    "RANK",
+    "Fact",
+    "Kind",
+    "MailingDelta",
+    "MailingPatch",
+    "MessageState",
+    "Projection",
+    "Status",
+    "apply",
+    "deltas",
+    "join",
+    "project",
+]
+
+
+class Status(StrEnum):
+    SCHEDULED = "SC"
+    WITHDRAWN = "WD"  # never shown: the row is gone from every list and counter
+    CANCELLED = "CA"
+    UNDELIVERED = "ND"
+    DELIVERED = "DL"
+
+
+RANK: Mapping[Status, int] = {s: i for i, s in enumerate(Status)}
+
+
+def join(a: Status | None, b: Status) -> Status:
+    """The higher of two statuses (``None``: the message is not known yet)."""
+    return b if a is None or RANK[b] > RANK[a] else a
+
+
+class Kind(Enum):
+    SCHEDULED = "scheduled"
+    RESCHEDULED = "rescheduled"
+    WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"
+    DELIVERED = "delivered"
+    ATTEMPT_FAILED = "attempt_failed"
+    UNDELIVERED = "undelivered"
+
+
+# The status each kind of fact pushes a message towards.
+_TARGET: Mapping[Kind, Status] = {
+    Kind.SCHEDULED: Status.SCHEDULED,
+    Kind.RESCHEDULED: Status.SCHEDULED,
+    Kind.ATTEMPT_FAILED: Status.SCHEDULED,
+    Kind.WITHDRAWN: Status.WITHDRAWN,
+    Kind.CANCELLED: Status.CANCELLED,
+    Kind.UNDELIVERED: Status.UNDELIVERED,
+    Kind.DELIVERED: Status.DELIVERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One thing an event says about one message.
+
+    ``at`` is the time the fact carries (due_at, retry_at, sent_at, failed_at; None for a
+    cancel or withdrawal); ``event_time`` is when the event was recorded.
+    """
+
+    kind: Kind
+    message_id: int
+    mailing_id: int
+    event_time: datetime
+    client_id: int | None = None
+    at: datetime | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    message_id: int
+    mailing_id: int
+    client_id: int | None
+    status: Status
+    datetime_send: datetime | None
+    attempts: int
+    last_error: str | None
+
+    @property
+    def visible(self) -> bool:
+        return self.status is not Status.WITHDRAWN
+
+
+def apply(old: MessageState | None, fact: Fact) -> MessageState:
+    """The message's state after ``fact`` (``old`` None: the projection has not seen it yet,
+    so the row starts from what the fact knows)."""
+    status = join(old.status if old else None, _TARGET[fact.kind])
+    old_attempts = old.attempts if old else 0
+    last_error = old.last_error if old else None
+    if fact.error is not None and fact.attempts >= old_attempts:
+        last_error = fact.error
+    client_id = old.client_id if old and old.client_id is not None else fact.client_id
+    return MessageState(
+        message_id=fact.message_id,
+        # A message never changes mailing; the first one seen is kept.
+        mailing_id=old.mailing_id if old else fact.mailing_id,
+        client_id=client_id,
+        status=status,
+        datetime_send=_datetime_send(old, fact, status),
+        attempts=max(old_attempts, fact.attempts),
+        last_error=last_error,
+    )
+
+
+def _datetime_send(old: MessageState | None, fact: Fact, status: Status) -> datetime | None:
+    """When it was sent (DL), last tried (ND), or is (was) due (SC, CA)."""
+    old_at = old.datetime_send if old else None
+    if status in (Status.DELIVERED, Status.UNDELIVERED):
+        if _TARGET[fact.kind] is not status or fact.at is None:
+            return old_at  # the fact that set the final status also set the time
+        if old is None or old.status is not status or old_at is None:
+            return fact.at
+        # Two facts with the same final status: the first delivery, the last failure.
+        return min(old_at, fact.at) if status is Status.DELIVERED else max(old_at, fact.at)
+    if fact.kind is Kind.RESCHEDULED or (
+        fact.kind is Kind.ATTEMPT_FAILED and fact.attempts >= (old.attempts if old else 0)
+    ):
+        return fact.at
+    return old_at if old_at is not None else fact.at
+
+
+@dataclass(slots=True)
+class MailingDelta:
+    """How one mailing's counters move in one batch."""
+
+    created: int = 0
+    scheduled: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    cancelled: int = 0
+    attempts: int = 0
+    first_sent_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    last_event_at: datetime | None = None
+
+    def count(self, state: MessageState, sign: int) -> None:
+        if not state.visible:
+            return
+        self.created += sign
+        self.attempts += sign * state.attempts
+        if state.status is Status.SCHEDULED:
+            self.scheduled += sign
+        elif state.status is Status.DELIVERED:
+            self.delivered += sign
+        elif state.status is Status.UNDELIVERED:
+            self.undelivered += sign
+        elif state.status is Status.CANCELLED:
+            self.cancelled += sign
+
+    def sent(self, at: datetime) -> None:
+        self.first_sent_at = at if self.first_sent_at is None else min(self.first_sent_at, at)
+        self.last_sent_at = at if self.last_sent_at is None else max(self.last_sent_at, at)
+
+    def saw(self, event_time: datetime) -> None:
+        if self.last_event_at is None or event_time > self.last_event_at:
+            self.last_event_at = event_time
+
+
+def deltas(
+    changes: Iterable[tuple[MessageState | None, MessageState]],
+) -> dict[int, MailingDelta]:
+    """Counter movements per mailing from (old, new) message states: exactly what a
+    ``GROUP BY mailing_id, status`` over the rows would change by."""
+    out: dict[int, MailingDelta] = {}
+    for old, new in changes:
+        delta = out.get(new.mailing_id)
+        if delta is None:
+            delta = out[new.mailing_id] = MailingDelta()
+        if old is not None:
+            delta.count(old, -1)
+        delta.count(new, +1)
+        if new.status is Status.DELIVERED and new.datetime_send is not None:
+            delta.sent(new.datetime_send)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """The outcome of a batch: the states that changed (with what they were) and the counter
+    movements per mailing (every mailing with a fact appears, even with nothing to count)."""
+
+    changes: list[tuple[MessageState | None, MessageState]]
+    mailings: dict[int, MailingDelta]
+
+
+def project(current: Mapping[int, MessageState], facts: Iterable[Fact]) -> Projection:
+    """Apply ``facts`` in order on top of ``current`` (the stored states of the messages the
+    facts name, absent when not stored)."""
+    before: dict[int, MessageState | None] = {}
+    after: dict[int, MessageState] = {}
+    seen: dict[int, datetime] = {}
+    for fact in facts:
+        mid = fact.message_id
+        if mid not in before:
+            before[mid] = current.get(mid)
+        state = after.get(mid, before[mid])
+        after[mid] = apply(state, fact)
+        if fact.mailing_id not in seen or fact.event_time > seen[fact.mailing_id]:
+            seen[fact.mailing_id] = fact.event_time
+    changes = [(before[mid], new) for mid, new in after.items() if new != before[mid]]
+    mailings = deltas(changes)
+    for mailing_id, event_time in seen.items():
+        mailings.setdefault(mailing_id, MailingDelta()).saw(event_time)
+    return Projection(changes, mailings)
+
+
+@dataclass(slots=True)
+class MailingPatch:
+    """What a batch's mailing events say about one mailing, folded so that the newest word on
+    each field wins whatever the arrival order (the store applies the same guards)."""
+
+    mailing_id: int
+    datetime_start: datetime | None = None
+    datetime_end: datetime | None = None
+    state_at: datetime | None = None  # updated_at of the mailing state the dates come from
+    paused: bool | None = None
+    paused_changed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    deleted_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+    def state(self, start: datetime, end: datetime, updated_at: datetime) -> None:
+        if self.state_at is None or updated_at >= self.state_at:
+            self.datetime_start, self.datetime_end, self.state_at = start, end, updated_at
+
+    def pause(self, paused: bool, at: datetime) -> None:
+        if self.paused_changed_at is None or at >= self.paused_changed_at:
+            self.paused, self.paused_changed_at = paused, at
+
+    def cancel(self, at: datetime) -> None:
+        self.cancelled_at = at if self.cancelled_at is None else min(self.cancelled_at, at)
+
+    def delete(self, at: datetime) -> None:
+        self.deleted_at = at if self.deleted_at is None else min(self.deleted_at, at)
+
+    def resolved(self, at: datetime) -> None:
+        self.resolved_at = at if self.resolved_at is None else max(self.resolved_at, at)

@@ -1,0 +1,80 @@
+"""Through the real broker and Consumer: a CloudEvent delivered twice is counted once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from reporter_testkit import (
+    counts,
+    delivered,
+    envelope,
+    eventually,
+    ids,
+    new_id,
+    recount,
+    scheduled,
+)
+
+from reporter.consumer import QUEUE
+from reporter.handlers import handle_batch
+from sms_events.broker import Broker
+from sms_events.consumer import Consumer, QueueSpec
+
+
+@pytest.fixture
+async def running_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[Consumer]:
+    # Its own queue and consumer name: a fresh processed_events history for this test.
+    spec = QueueSpec(name=f"reporter-{uuid4().hex[:8]}", routing_keys=QUEUE.routing_keys)
+    consumer = Consumer(spec, pool, broker, handle_batch)
+    await consumer.declare()
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    yield consumer
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def test_the_same_cloudevent_published_twice_is_counted_once(
+    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+) -> None:
+    mailing, msgs = new_id(), ids(3)
+    first = envelope(scheduled(mailing, msgs))
+    await broker.publish([first])
+
+    async def created() -> bool:
+        row = await pool.fetchrow(
+            "SELECT created_messages FROM reporter_mailings WHERE mailing_id = $1", mailing
+        )
+        return row is not None and row["created_messages"] == 3
+
+    await eventually(created, what="the schedule to be projected")
+    before = await counts(pool, mailing)
+
+    # The duplicate, then a new event behind it: once the new one shows, the duplicate has
+    # been through the consumer too (one queue, in order).
+    marker = envelope(delivered(mailing, msgs[:1]))
+    await broker.publish([first])
+    await broker.publish([first, marker])
+
+    async def marker_seen() -> bool:
+        return bool((await counts(pool, mailing))["delivered_messages"] == 1)
+
+    await eventually(marker_seen, what="the delivery to be projected")
+    after = await counts(pool, mailing)
+    assert after == {
+        **before,
+        "scheduled_messages": 2,
+        "delivered_messages": 1,
+        "attempts_total": 1,
+    }
+    assert after == await recount(pool, mailing)
+    handled = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2",
+        running_consumer.spec.name,
+        first.id,
+    )
+    assert handled == 1

@@ -1,0 +1,55 @@
+"""The seed README's mailing example, end to end through every service."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.e2e.conftest import System
+from tests.e2e.helpers import counters, create_client, create_mailing, eventually, mailing
+
+
+def test_three_clients_and_a_started_mailing_end_with_three_delivered(system: System) -> None:
+    with system.api() as api, system.provider() as provider:
+        clients = [create_client(api, phone=f"7123000000{i}") for i in (1, 2, 3)]
+        created = create_mailing(api, text="Some text")
+        assert set(created) >= {
+            "id", "datetime_start", "datetime_end", "send_interval_time_start",
+            "send_interval_time_end", "text", "client_filter", "clients_count",
+            "scheduled_messages", "created_messages", "delivered_messages",
+            "undelivered_messages", "cancelled_messages", "created_at", "updated_at", "state",
+        }  # fmt: skip
+
+        def delivered() -> dict[str, object]:
+            m = mailing(api, created["id"])
+            assert counters(m) == {
+                "clients_count": 3, "scheduled_messages": 0, "created_messages": 3,
+                "delivered_messages": 3, "undelivered_messages": 0, "cancelled_messages": 0,
+            }  # fmt: skip
+            return m
+
+        detail = eventually(delivered, timeout=30)
+        assert detail["state"] == "finished"
+        msgs = detail["mailing_messages"]
+        assert {m["client_id"] for m in msgs} == {c["id"] for c in clients}
+        assert {m["status"] for m in msgs} == {"DL"}
+        assert set(msgs[0]) >= {"id", "datetime_send", "status", "mailing_id", "client_id",
+                                "attempts", "last_error", "created_at", "updated_at"}  # fmt: skip
+        assert detail["messages_url"].endswith(f"/api/v1/mailings/{created['id']}/messages/")
+        received = provider.get("/_inspect/messages", params={
+            "ids": ",".join(str(m["id"]) for m in msgs)}).json()  # fmt: skip
+        assert {k: v["count"] for k, v in received.items()} == {str(m["id"]): 1 for m in msgs}
+
+
+def test_list_shows_the_mailing_with_its_counters(system: System) -> None:
+    with system.api() as api:
+        resp = api.get("/api/v1/mailings/")
+        assert resp.status_code == 200
+        body = resp.json()
+        assert set(body) == {"count", "next", "previous", "results"}
+        assert body["count"] >= 1
+        assert "mailing_messages" not in body["results"][0]
+
+
+def test_mailing_api_needs_a_key(system: System) -> None:
+    with httpx.Client(base_url=system.gateway_url) as anonymous:
+        assert anonymous.get("/api/v1/mailings/").status_code == 401
