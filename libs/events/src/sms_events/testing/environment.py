@@ -24,6 +24,8 @@ def _replace_db(dsn: str, name: str) -> str:
 
 @dataclass
 class TestEnvironment:
+    __test__ = False  # not a test class, despite the name
+
     database_url: str
     amqp_url: str
     amqp_exchange: str

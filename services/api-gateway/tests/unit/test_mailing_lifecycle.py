@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.mailing import (
+from gateway.lifecycle import (
     Command,
     CommandRejected,
     DomainError,

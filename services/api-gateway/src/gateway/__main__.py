@@ -1,0 +1,44 @@
+"""Entrypoint: `python -m gateway` (or `sms-api-gateway`): logging, migrations, then uvicorn."""
+
+from __future__ import annotations
+
+import structlog
+import uvicorn
+import uvloop
+
+from gateway.api import create_app
+from gateway.config import Settings
+from sms_events.logs import configure_logging
+from sms_events.migrate import apply_migrations_async
+
+log = structlog.get_logger("gateway")
+
+
+async def serve(settings: Settings) -> None:
+    applied = await apply_migrations_async(settings.database_url, "gateway")
+    if applied:
+        log.info("migrations_applied", ids=applied)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # the middleware writes one line per request, without headers
+        log_config=None,  # keep the structlog setup; uvicorn's own lines go through it
+        proxy_headers=True,
+        server_header=False,
+    )
+    await uvicorn.Server(config).serve()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("api-gateway", settings.log_level, settings.log_format)
+    log.info("gateway_starting", host=settings.gateway_host, port=settings.gateway_port)
+    # The loop is made here (uvicorn's loop= setting only applies to uvicorn.run()).
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The FastAPI application: lifespan (pool, broker, outbox relay), error handlers, middleware,
+and the unauthenticated operations endpoints (/healthz, /readyz, /metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import clients
+from gateway.auth import ApiKeys, require_api_key
+from gateway.commands import ClientNotFound, ConcurrentModification
+from gateway.config import Settings
+from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
+from gateway.importer import ImportConflict
+from gateway.middleware import REQUEST_ID_HEADER, RequestMiddleware
+from gateway.responses import JSON
+from gateway.schemas import Readiness, Status
+from sms_events.broker import Broker
+from sms_events.db import create_pool
+from sms_events.relay import OutboxRelay
+
+__all__ = ["RELAY_SOURCE", "create_app"]
+
+log = structlog.get_logger(__name__)
+
+RELAY_SOURCE: Final = "/sms/api-gateway"
+READY_TIMEOUT: Final = 2.0
+RELAY_STOP_TIMEOUT: Final = 10.0
+
+DESCRIPTION = """
+REST API of the SMS mailing platform. Request and response shapes are those of the old
+`/api/v1/` (Django REST framework) API; every change is recorded as an event
+(`client.created`, `client.updated`, `client.deleted`) and published to RabbitMQ.
+
+**Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`.
+
+**Errors**: invalid input is `400` with each bad field and its messages, e.g.
+`{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; unknown ids are
+`404`. Nothing is stored when a request is answered with an error.
+
+**Tracing**: send `X-Request-ID` to correlate a request with its events and logs; it is
+echoed back (a new one is made up when absent).
+"""
+
+
+def _lifespan(settings: Settings) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(
+            settings.database_url,
+            min_size=settings.database_pool_min,
+            max_size=settings.database_pool_max,
+        )
+        broker = Broker(settings)
+        try:
+            await broker.connect()
+        except BaseException:
+            await pool.close()
+            raise
+        app.state.pool, app.state.broker = pool, broker
+        stop = asyncio.Event()
+        relay = None
+        if settings.relay_enabled:
+            relay = asyncio.create_task(
+                OutboxRelay(pool, broker, source=RELAY_SOURCE).run(stop), name="outbox-relay"
+            )
+        if not settings.api_keys:
+            log.warning("no_api_keys_configured", effect="every /api/v1/ request is refused")
+        log.info("gateway_started", relay=settings.relay_enabled, keys=len(settings.api_keys))
+        try:
+            yield
+        finally:
+            stop.set()
+            if relay is not None:
+                await _stop_relay(relay)
+            await broker.close()
+            await pool.close()
+            log.info("gateway_stopped")
+
+    return lifespan
+
+
+async def _stop_relay(task: asyncio.Task[None]) -> None:
+    try:
+        await asyncio.wait_for(task, RELAY_STOP_TIMEOUT)
+    except TimeoutError:
+        log.warning("relay_stop_timeout")  # wait_for cancelled it
+    except Exception as exc:
+        log.error("relay_failed", error=repr(exc))
+
+
+# The database is down, restarting, full or unreachable: the request may succeed later (503).
+_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _validation_errors(exc: RequestValidationError) -> Errors:
+    """FastAPI's own validation errors (it validates little here) in the DRF shape."""
+    errors: Errors = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        errors.setdefault(loc[0] if loc else NON_FIELD_ERRORS, []).append(str(error.get("msg")))
+    return errors
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def invalid_input(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidInput)
+        return JSON(exc.errors, status_code=400)
+
+    async def request_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSON(_validation_errors(exc), status_code=400)
+
+    async def not_found(_: Request, __: Exception) -> Response:
+        return JSON({"detail": "Not found."}, status_code=404)
+
+    async def conflict(_: Request, __: Exception) -> Response:
+        detail = "The client was changed by another request at the same time; retry."
+        return JSON({"detail": detail}, status_code=409)
+
+    async def import_conflict(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ImportConflict)
+        detail = (
+            "A batch kept conflicting with concurrent changes. The counts cover the batches "
+            "committed before it; importing the file again is safe."
+        )
+        return JSON({"detail": detail, **exc.result.to_json()}, status_code=409)
+
+    async def unavailable(_: Request, exc: Exception) -> Response:
+        log.warning("database_unavailable", error_type=type(exc).__name__)
+        return JSON(
+            {"detail": "The database is unavailable; retry later."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after answering; the request line is logged by the middleware.
+        log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
+        request_id = getattr(request.state, "request_id", "")
+        return JSON(
+            {"detail": "Internal server error.", "request_id": request_id},
+            status_code=500,
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+
+    app.add_exception_handler(InvalidInput, invalid_input)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    app.add_exception_handler(ClientNotFound, not_found)
+    app.add_exception_handler(ConcurrentModification, conflict)
+    app.add_exception_handler(ImportConflict, import_conflict)
+    for error in _UNAVAILABLE:
+        app.add_exception_handler(error, unavailable)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _install_operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Liveness", response_model=Status)
+    async def healthz() -> Response:
+        return JSON({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database and broker reachable",
+        response_model=Readiness,
+        responses={
+            200: {"content": {"application/json": {"example": {"database": True, "broker": True}}}},
+            503: {
+                "model": Readiness,
+                "description": "Not ready",
+                "content": {"application/json": {"example": {"database": True, "broker": False}}},
+            },
+        },
+    )
+    async def readyz(request: Request) -> Response:
+        checks = {"database": False, "broker": False}
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(READY_TIMEOUT):
+                checks["database"] = await request.app.state.pool.fetchval("SELECT 1") == 1
+        with contextlib.suppress(Exception):
+            checks["broker"] = await request.app.state.broker.ping()
+        return JSON(checks, status_code=200 if all(checks.values()) else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"example": "gateway_http_requests_total"}}}},
+    )
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI documents a 422 for every operation with parameters; this API never sends
+        # one (validation errors are 400, as in the old API), so drop them from the contract.
+        schema = generate()
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway application; its lifespan opens the pool and the broker and runs the relay."""
+    app = FastAPI(
+        title="SMS mailing platform: API gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings),
+        redirect_slashes=False,
+        openapi_tags=[
+            {"name": "clients", "description": "The client base (phones, tags, time zones)"},
+            {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
+        ],
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
+    app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
+    _install_operations(app)
+    _install_error_handlers(app)
+    _install_openapi(app)
+    app.add_middleware(RequestMiddleware)
+    return app

@@ -1,0 +1,254 @@
+"""/api/v1/clients/: the old API's client endpoints, plus the streamed bulk import.
+
+Every path answers with and without its trailing slash (no redirect, which would make clients
+drop the Authorization header). Bodies are parsed here rather than by FastAPI, so that errors
+come back in the old API's shape (400, each field with its messages) and the import streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
+
+import asyncpg
+import orjson
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from starlette.requests import ClientDisconnect
+
+from gateway import commands, importer, repository
+from gateway.commands import ClientNotFound
+from gateway.pagination import InvalidPage, links, num_pages, page_request
+from gateway.repository import ClientFilters
+from gateway.responses import JSON
+from gateway.schemas import (
+    CLIENT_EXAMPLE,
+    IMPORT_EXAMPLE,
+    PAGE_EXAMPLE,
+    UPDATED_EXAMPLE,
+    Client,
+    ClientPage,
+    ImportResult,
+    client_body,
+    import_body,
+    responses,
+)
+
+__all__ = ["MAX_BODY_BYTES", "router"]
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES: Final = 64 * 1024
+_MAX_ID: Final = 2**63 - 1
+
+router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _route(path: str, methods: list[str], *, slash: bool = True, **kwargs: Any) -> Callable[[F], F]:
+    """Register ``path`` with and without a trailing slash; the form documented in the OpenAPI
+    schema is the old API's (``slash``), the other one is hidden."""
+
+    def register(endpoint: F) -> F:
+        for variant in (path + "/", path):
+            shown = variant.endswith("/") == slash
+            router.add_api_route(
+                variant, endpoint, methods=methods, include_in_schema=shown, **kwargs
+            )
+        return endpoint
+
+    return register
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+def _client_id(raw: str) -> int:
+    # Anything but a plain in-range integer is an id no client has: 404, never 400 or 500.
+    if raw.isascii() and raw.isdigit() and int(raw) <= _MAX_ID:
+        return int(raw)
+    raise ClientNotFound(raw)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body; an empty body is ``{}``, as in Django REST framework."""
+    content_type = request.headers.get("content-type")
+    if content_type and not _is_json(content_type):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f'Unsupported media type "{content_type.split(";")[0].strip()}" in request.'
+            " Send application/json.",
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
+            )
+    if not body.strip():
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"JSON parse error - {exc}") from None
+
+
+def _filter(value: str | None) -> str | None:
+    # An empty filter is no filter, as django-filter does it.
+    return value if value else None
+
+
+@_route(
+    "",
+    ["GET"],
+    summary="List clients",
+    description="Newest first, 25 per page. Filters are exact matches and combine with AND.",
+    responses=responses(200, PAGE_EXAMPLE, ClientPage, 404),
+)
+async def list_clients(
+    request: Request,
+    pool: Pool,
+    page: Annotated[str | None, Query(description="Page number from 1, or `last`")] = None,
+    page_size: Annotated[
+        str | None, Query(description="Clients per page (default 25, at most 1000)")
+    ] = None,
+    tag: Annotated[str | None, Query(description="Only clients with this tag")] = None,
+    operator_code: Annotated[
+        str | None, Query(description="Only clients of this operator code, e.g. 999")
+    ] = None,
+    phone: Annotated[str | None, Query(description="Only the client with this phone")] = None,
+) -> Response:
+    filters = ClientFilters(
+        tag=_filter(tag),
+        operator_code=_filter(operator_code),
+        phone=_filter(phone.strip().removeprefix("+") if phone else None),
+    )
+    try:
+        wanted = page_request(page, page_size)
+        count, number, rows = await repository.list_clients(pool, filters, wanted)
+    except InvalidPage:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.") from None
+    following, previous = links(request.url, number, num_pages(count, wanted.size))
+    return JSON(
+        {
+            "count": count,
+            "next": following,
+            "previous": previous,
+            "results": [row.to_json() for row in rows],
+        }
+    )
+
+
+@_route(
+    "",
+    ["POST"],
+    summary="Create a client",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(201, CLIENT_EXAMPLE, Client, 400, 413, 415),
+    openapi_extra=client_body(partial=False),
+)
+async def create_client(request: Request, pool: Pool) -> Response:
+    row = await commands.create(pool, await read_json(request))
+    return JSON(row.to_json(), status_code=status.HTTP_201_CREATED)
+
+
+# Registered before /{client_id} for clarity; the router would pick it anyway, as
+# /{client_id} has no POST.
+@_route(
+    "/import",
+    ["POST"],
+    slash=False,
+    summary="Import clients in bulk (CSV or NDJSON)",
+    description=(
+        "Streams the body and judges each row by the rules of *Create a client*. "
+        "CSV: columns `phone,tag,time_zone` (a first row naming `phone` is a header and may "
+        "name the columns in any order or leave some out); a blank `tag` clears it, a blank "
+        "`time_zone` keeps the current one. NDJSON: one JSON object per line. A phone already "
+        "in the base updates that client; fields a row leaves out keep their value. Rows are "
+        "committed in batches of 5,000, so an interrupted import keeps what it committed; "
+        "importing the same file again changes nothing. Answers with counts and the first "
+        "1000 rejected lines."
+    ),
+    responses=responses(200, IMPORT_EXAMPLE, ImportResult, 409, 415),
+    openapi_extra=import_body(),
+)
+async def import_clients(request: Request, pool: Pool) -> Response:
+    try:
+        fmt = importer.import_format(request.headers.get("content-type"))
+    except importer.UnsupportedMediaType as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
+    try:
+        result = await importer.import_clients(pool, request.stream(), fmt)
+    except ClientDisconnect:
+        # Batches committed so far stay; nobody is left to read an answer.
+        log.info("client_import_aborted")
+        return Response(status_code=status.HTTP_400_BAD_REQUEST)
+    return JSON(result.to_json())
+
+
+@_route(
+    "/{client_id}",
+    ["GET"],
+    summary="Get a client",
+    responses=responses(200, UPDATED_EXAMPLE, Client, 404),
+)
+async def get_client(client_id: str, pool: Pool) -> Response:
+    row = await repository.get_client(pool, _client_id(client_id))
+    if row is None:
+        raise ClientNotFound(client_id)
+    return JSON(row.to_json())
+
+
+@_route(
+    "/{client_id}",
+    ["PATCH"],
+    summary="Change some fields of a client",
+    description="Fields left out keep their value. A change to nothing appends no event.",
+    responses=responses(200, UPDATED_EXAMPLE, Client, 400, 404, 409, 413, 415),
+    openapi_extra=client_body(partial=True),
+)
+async def patch_client(client_id: str, request: Request, pool: Pool) -> Response:
+    cid = _client_id(client_id)
+    row = await commands.update(pool, cid, await read_json(request), partial=True)
+    return JSON(row.to_json())
+
+
+@_route(
+    "/{client_id}",
+    ["PUT"],
+    summary="Replace a client's fields",
+    description="`phone` is required; as in the old API, other fields left out keep their value.",
+    responses=responses(200, UPDATED_EXAMPLE, Client, 400, 404, 409, 413, 415),
+    openapi_extra=client_body(partial=False),
+)
+async def put_client(client_id: str, request: Request, pool: Pool) -> Response:
+    cid = _client_id(client_id)
+    row = await commands.update(pool, cid, await read_json(request), partial=False)
+    return JSON(row.to_json())
+
+
+@_route(
+    "/{client_id}",
+    ["DELETE"],
+    summary="Delete a client",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(204, None, None, 404, 409),
+)
+async def delete_client(client_id: str, pool: Pool) -> Response:
+    await commands.delete(pool, _client_id(client_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,46 @@
+"""Gateway settings, read once from the environment (and an untracked .env) in the entrypoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from sms_events.settings import ServiceSettings
+
+__all__ = ["Settings"]
+
+# Values copied from examples and templates that must never guard a real deployment.
+_PLACEHOLDERS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "apikey", "api-key", "api_key",
+     "your-api-key", "your_api_key", "xxx", "todo", "test"}
+)  # fmt: skip
+
+
+class Settings(ServiceSettings):
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer keys accepted on /api/v1/ (none: every call is 401)",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
+    gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        # API_KEYS=a,b arrives as one string; blanks (a trailing comma) are not keys.
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            stripped = (v.strip() if isinstance(v, str) else v for v in value)
+            return [v for v in stripped if v != ""]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_placeholders(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            if key.get_secret_value().lower() in _PLACEHOLDERS:
+                raise ValueError("API_KEYS contains a placeholder value; generate a real key")
+        return keys

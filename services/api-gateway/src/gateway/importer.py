@@ -1,0 +1,410 @@
+"""Streamed bulk import of clients from CSV or NDJSON.
+
+The body is read chunk by chunk and split into lines as it arrives; only the current batch of
+rows is ever held in memory. Each row is judged by the same rules as ``POST /api/v1/clients/``.
+Valid rows are written in batches, one transaction per batch: the read model is upserted from a
+temporary table filled with COPY and the events are appended with one statement, at the
+versions the read model returned. A phone seen twice in one batch first flushes the batch, so
+the result is the same as importing the rows one by one. Batches already committed stay
+committed if a later one fails; importing the same file again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import enum
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+import orjson
+import structlog
+
+from gateway.domain import (
+    NON_FIELD_ERRORS,
+    Errors,
+    InvalidInput,
+    Unset,
+    parse_change,
+)
+from gateway.metrics import IMPORT_ROWS
+from gateway.repository import ClientRow, appended_after_us, import_batch
+from sms_events.contracts import ClientCreated, ClientUpdated, Event
+from sms_events.db import Connection
+from sms_events.metrics import EVENTS_APPENDED
+from sms_events.store import EventStore, NewEvent, WrongExpectedVersion
+from sms_events.tracing import current_metadata
+
+__all__ = [
+    "BATCH_SIZE",
+    "MAX_ERRORS",
+    "MAX_LINE_BYTES",
+    "CsvRows",
+    "ImportConflict",
+    "ImportFormat",
+    "ImportResult",
+    "LineSplitter",
+    "UnsupportedMediaType",
+    "import_clients",
+    "import_format",
+    "parse_ndjson_line",
+]
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE: Final = 5000
+MAX_ERRORS: Final = 1000
+MAX_LINE_BYTES: Final = 64 * 1024
+ATTEMPTS: Final = 5
+
+_BOM: Final = b"\xef\xbb\xbf"
+_FIELDS: Final = ("phone", "tag", "time_zone")
+_POSITIONAL: Final = {name: i for i, name in enumerate(_FIELDS)}
+
+
+class _Reordered(Exception):
+    """A stream in the batch was appended to by a younger transaction; retry the batch."""
+
+
+_RETRYABLE = (
+    WrongExpectedVersion,
+    _Reordered,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+Row = tuple[int, str, str | None, bool, str | None]
+"""(line, phone, tag, tag given, time zone or None): one valid row, as copied to PostgreSQL."""
+
+
+class ImportFormat(enum.Enum):
+    CSV = "text/csv"
+    NDJSON = "application/x-ndjson"
+
+
+class UnsupportedMediaType(ValueError):
+    """The request's Content-Type is not one the importer reads."""
+
+
+class ImportConflict(RuntimeError):
+    """A batch kept conflicting with concurrent writers; earlier batches are committed."""
+
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__("import batch conflicted with concurrent changes")
+        self.result = result
+
+
+_MEDIA_TYPES: Final = {
+    "text/csv": ImportFormat.CSV,
+    "application/csv": ImportFormat.CSV,
+    "application/x-ndjson": ImportFormat.NDJSON,
+    "application/ndjson": ImportFormat.NDJSON,
+    "application/jsonl": ImportFormat.NDJSON,
+    "application/x-jsonlines": ImportFormat.NDJSON,
+}
+
+
+def import_format(content_type: str | None) -> ImportFormat:
+    """The format named by a Content-Type header; raises ``UnsupportedMediaType``."""
+    media, *params = (content_type or "").split(";")
+    fmt = _MEDIA_TYPES.get(media.strip().lower())
+    if fmt is None:
+        shown = media.strip() or "(none)"
+        raise UnsupportedMediaType(
+            f'Unsupported media type "{shown}". Send text/csv (columns phone,tag,time_zone, '
+            "header row optional) or application/x-ndjson (one JSON object per line)."
+        )
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in {
+            "utf-8",
+            "utf8",
+            "us-ascii",
+        }:
+            raise UnsupportedMediaType("Only UTF-8 is supported; re-encode the file as UTF-8.")
+    return fmt
+
+
+class LineSplitter:
+    """Split a byte stream into numbered lines as chunks arrive (``\\n`` or ``\\r\\n``).
+
+    A line longer than ``max_line`` bytes is not buffered: it is skipped and reported as
+    ``None``, so a body without newlines cannot exhaust memory.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self._max = max_line
+        self._rest = b""
+        self._overlong = False
+        self._lineno = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes | None]]:
+        if not chunk:
+            return []
+        parts = (self._rest + chunk).split(b"\n")
+        self._rest = parts.pop()
+        lines = [self._line(part) for part in parts]
+        if len(self._rest) > self._max:
+            self._overlong, self._rest = True, b""
+        return lines
+
+    def close(self) -> list[tuple[int, bytes | None]]:
+        """The last line, when the body does not end with a newline."""
+        if not self._rest and not self._overlong:
+            return []
+        line = self._line(self._rest)
+        self._rest = b""
+        return [line]
+
+    def _line(self, part: bytes) -> tuple[int, bytes | None]:
+        self._lineno += 1
+        if self._overlong or len(part) > self._max:
+            self._overlong = False
+            return self._lineno, None
+        return self._lineno, part[:-1] if part.endswith(b"\r") else part
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput({NON_FIELD_ERRORS: [message]})
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("Line is not valid UTF-8.") from None
+
+
+class CsvRows:
+    """Turns CSV lines into field dicts. The first non-blank line is a header when one of its
+    cells is ``phone``; otherwise columns are ``phone,tag,time_zone`` by position.
+
+    A blank ``tag`` cell clears the tag; a blank ``time_zone`` cell, like a column the file
+    does not have, keeps the client's time zone (``UTC`` for a new client).
+    """
+
+    def __init__(self) -> None:
+        self._columns: dict[str, int] | None = None
+
+    def parse(self, line: bytes) -> dict[str, Any] | None:
+        """Fields of one data line, ``None`` for a blank or header line."""
+        text = _decode(line)
+        if not text.strip():
+            return None
+        cells = self._split(text)
+        if self._columns is None:
+            names = [c.strip().lower() for c in cells]
+            if "phone" in names:
+                self._columns = {n: names.index(n) for n in _FIELDS if n in names}
+                return None
+            self._columns = _POSITIONAL
+        data: dict[str, Any] = {}
+        for name, index in self._columns.items():
+            if index < len(cells) and (name != "time_zone" or cells[index].strip()):
+                data[name] = cells[index]
+        return data
+
+    @staticmethod
+    def _split(text: str) -> list[str]:
+        if '"' not in text:
+            return text.split(",")
+        try:
+            return next(csv.reader((text,), strict=True))
+        except csv.Error:
+            raise _invalid("Malformed CSV line (check the quotes).") from None
+
+
+def parse_ndjson_line(line: bytes) -> Any | None:
+    """The JSON value on one NDJSON line, ``None`` for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(f"JSON parse error - {exc}") from None
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    max_errors: int = MAX_ERRORS
+
+    def reject(self, line: int, errors: Errors) -> None:
+        self.rejected += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append({"line": line, "errors": errors})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "errors": self.errors,
+        }
+
+
+def _event(row: ClientRow, created: bool) -> Event:
+    cls = ClientCreated if created else ClientUpdated
+    return cls(
+        client_id=row.id,
+        phone=row.phone,
+        operator_code=row.operator_code,
+        tag=row.tag,
+        time_zone=row.time_zone,
+        updated_at=row.updated_at,
+    )
+
+
+class _Batches:
+    """Collects valid rows and commits them a batch at a time.
+
+    While one batch commits (PostgreSQL working on the other core), the next one is parsed:
+    at most one commit is in flight and each starts after the previous one committed, so the
+    result is still that of importing the rows in file order.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, result: ImportResult, size: int) -> None:
+        self._pool = pool
+        self._store = EventStore(pool)
+        self._result = result
+        self._inflight: asyncio.Task[None] | None = None
+        self.size = size
+        self.rows: list[Row] = []
+        self.phones: set[str] = set()
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        self.phones.add(row[1])
+
+    async def flush(self) -> None:
+        """Start committing the rows collected so far (after the previous batch committed)."""
+        if not self.rows:
+            return
+        await self.wait()
+        rows, self.rows, self.phones = self.rows, [], set()
+        self._inflight = asyncio.create_task(self._commit(rows))
+
+    async def wait(self) -> None:
+        """Wait for the batch in flight; raises what its commit raised."""
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            await task
+
+    async def _commit(self, rows: list[Row]) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    created, updated = await import_batch(conn, rows)
+                    await self._check_order(conn, updated)
+                    await self._store.append_versioned(self._events(created, updated), conn=conn)
+                break
+            except _RETRYABLE as exc:
+                log.warning("import_batch_conflict", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(0.01 * 2**attempt)
+        else:
+            raise ImportConflict(self._result)
+        unchanged = len(rows) - len(created) - len(updated)
+        self._result.created += len(created)
+        self._result.updated += len(updated)
+        self._result.unchanged += unchanged
+        IMPORT_ROWS.labels("created").inc(len(created))
+        IMPORT_ROWS.labels("updated").inc(len(updated))
+        IMPORT_ROWS.labels("unchanged").inc(unchanged)
+        EVENTS_APPENDED.labels(ClientCreated.event_type).inc(len(created))
+        EVENTS_APPENDED.labels(ClientUpdated.event_type).inc(len(updated))
+
+    @staticmethod
+    async def _check_order(conn: Connection, updated: list[ClientRow]) -> None:
+        # This transaction got its id at its first write, before it had locked the rows it
+        # updates: a command or another import that got its id later may have locked, appended
+        # to and committed one of these streams in between. Appending after that event would
+        # put the stream out of order for readers that go by transaction id (see
+        # gateway.commands). A new transaction gets a newer id, so the batch is simply retried.
+        # New clients need no check: nobody else knows their streams yet.
+        if updated and await appended_after_us(conn, [f"client-{row.id}" for row in updated]):
+            raise _Reordered
+
+    @staticmethod
+    def _events(
+        created: list[ClientRow], updated: list[ClientRow]
+    ) -> Iterable[tuple[str, int, NewEvent]]:
+        metadata = current_metadata()  # one request: the same ids on every event
+        for rows, is_new in ((created, True), (updated, False)):
+            for row in rows:
+                event = _event(row, is_new)
+                yield event.stream_id(), row.version, NewEvent(event, metadata=metadata)
+
+
+def _row(line: int, data: Any) -> Row:
+    change = parse_change(data, require_phone=True)
+    assert isinstance(change.phone, str)  # require_phone guarantees it
+    tag_given = not isinstance(change.tag, Unset)
+    return (
+        line,
+        change.phone,
+        None if isinstance(change.tag, Unset) else change.tag,
+        tag_given,
+        None if isinstance(change.time_zone, Unset) else change.time_zone,
+    )
+
+
+async def import_clients(
+    pool: asyncpg.Pool,
+    chunks: AsyncIterable[bytes],
+    fmt: ImportFormat,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_errors: int = MAX_ERRORS,
+    max_line: int = MAX_LINE_BYTES,
+) -> ImportResult:
+    """Import every line of ``chunks``; raises ``ImportConflict`` if a batch cannot commit."""
+    result = ImportResult(max_errors=max_errors)
+    batches = _Batches(pool, result, batch_size)
+    splitter = LineSplitter(max_line)
+    csv_rows = CsvRows()
+
+    async def take(lines: list[tuple[int, bytes | None]]) -> None:
+        for lineno, line in lines:
+            if line is None:
+                result.reject(lineno, {NON_FIELD_ERRORS: [f"Line longer than {max_line} bytes."]})
+                continue
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            try:
+                data = csv_rows.parse(line) if fmt is ImportFormat.CSV else parse_ndjson_line(line)
+                if data is None:
+                    continue
+                row = _row(lineno, data)
+            except InvalidInput as exc:
+                result.reject(lineno, exc.errors)
+                continue
+            if row[1] in batches.phones:
+                await batches.flush()  # the earlier row with this phone must land first
+            batches.add(row)
+            if len(batches.rows) >= batches.size:
+                await batches.flush()
+
+    try:
+        async for chunk in chunks:
+            await take(splitter.feed(chunk))
+        await take(splitter.close())
+        await batches.flush()
+    finally:
+        await batches.wait()  # never leave a commit running behind the caller's back
+    IMPORT_ROWS.labels("rejected").inc(result.rejected)
+    log.info(
+        "clients_imported",
+        format=fmt.name.lower(),
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        rejected=result.rejected,
+    )
+    return result

@@ -1,0 +1,49 @@
+"""Gateway settings from the environment: API_KEYS, GATEWAY_HOST, GATEWAY_PORT."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import Settings
+
+
+def _settings() -> Settings:
+    return Settings(_env_file=None)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("API_KEYS", "GATEWAY_HOST", "GATEWAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = _settings()
+    assert settings.api_keys == []
+    assert (settings.gateway_host, settings.gateway_port) == ("127.0.0.1", 8000)
+
+
+def test_reads_comma_separated_keys_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", " first-key-123 ,second-key-456,, ")
+    monkeypatch.setenv("GATEWAY_HOST", "0.0.0.0")
+    monkeypatch.setenv("GATEWAY_PORT", "9001")
+    settings = _settings()
+    assert [k.get_secret_value() for k in settings.api_keys] == ["first-key-123", "second-key-456"]
+    assert (settings.gateway_host, settings.gateway_port) == ("0.0.0.0", 9001)
+
+
+def test_keys_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "very-secret-key-1")
+    settings = _settings()
+    assert "very-secret-key-1" not in repr(settings)
+    assert "very-secret-key-1" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("placeholder", ["changeme", "CHANGEME", "secret"])
+def test_placeholder_keys_are_refused(monkeypatch: pytest.MonkeyPatch, placeholder: str) -> None:
+    monkeypatch.setenv("API_KEYS", f"good-key-1234,{placeholder}")
+    with pytest.raises(ValidationError, match="placeholder"):
+        _settings()
+
+
+def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "70000")
+    with pytest.raises(ValidationError):
+        _settings()
