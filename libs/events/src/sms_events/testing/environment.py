@@ -76,7 +76,10 @@ class TestEnvironment:
             ).stdout
             for queue in out.split():
                 if queue.startswith(self.amqp_queue_prefix):
-                    subprocess.run([ctl, "-q", "delete_queue", queue], timeout=30, check=False)
+                    subprocess.run(
+                        [ctl, "-q", "delete_queue", queue],
+                        timeout=30, check=False, capture_output=True,
+                    )  # fmt: skip
             for exchange in (self.amqp_exchange, f"{self.amqp_exchange}.dlx"):
                 subprocess.run(
                     [ctl, "-q", "eval",
