@@ -106,7 +106,7 @@ async def test_a_5xx_is_handed_back_for_a_later_attempt(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     _behave(provider, failure_rate=1.0)
-    due, ids = _due(n=1)
+    due, _ids = _due(n=1)
     before = datetime.now(UTC)
     await _dispatcher(pool, provider.url).handle(envelope_for(due))
     (failed,) = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
@@ -125,7 +125,7 @@ async def test_a_400_is_final_and_the_attempt_limit_too(
     assert nd["attempts"] == 1 and nd["error"].startswith("HTTP 400")
 
     _behave(provider, reject_rate=0.0, failure_rate=1.0)
-    due, ids = _due(n=1, attempt=3)
+    due, _ids = _due(n=1, attempt=3)
     await _dispatcher(pool, provider.url, max_attempts=3).handle(envelope_for(due))
     (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
     assert (nd["attempts"], nd["error"]) == (3, "HTTP 500")
