@@ -1,19 +1,17 @@
 """/api/v1/clients/: the old API's client endpoints, plus the streamed bulk import.
 
 Every path answers with and without its trailing slash (no redirect, which would make clients
-drop the Authorization header). Bodies are parsed here rather than by FastAPI, so that errors
-come back in the old API's shape (400, each field with its messages) and the import streams.
+drop the Authorization header). Bodies are parsed by ``gateway.routing`` rather than by
+FastAPI, so that errors come back in the old API's shape (400, each field with its messages),
+and the import streams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated
 
-import asyncpg
-import orjson
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.requests import ClientDisconnect
 
 from gateway import commands, importer, repository
@@ -21,6 +19,7 @@ from gateway.commands import ClientNotFound
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.repository import ClientFilters
 from gateway.responses import JSON
+from gateway.routing import MAX_BODY_BYTES, Pool, path_id, read_json, slash_routes
 from gateway.schemas import (
     CLIENT_EXAMPLE,
     IMPORT_EXAMPLE,
@@ -38,74 +37,13 @@ __all__ = ["MAX_BODY_BYTES", "router"]
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY_BYTES: Final = 64 * 1024
-_MAX_ID: Final = 2**63 - 1
-
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _route(path: str, methods: list[str], *, slash: bool = True, **kwargs: Any) -> Callable[[F], F]:
-    """Register ``path`` with and without a trailing slash; the form documented in the OpenAPI
-    schema is the old API's (``slash``), the other one is hidden."""
-
-    def register(endpoint: F) -> F:
-        for variant in (path + "/", path):
-            shown = variant.endswith("/") == slash
-            router.add_api_route(
-                variant, endpoint, methods=methods, include_in_schema=shown, **kwargs
-            )
-        return endpoint
-
-    return register
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+route = slash_routes(router)
 
 
 def _client_id(raw: str) -> int:
-    # Anything but a plain in-range integer is an id no client has: 404, never 400 or 500.
-    if raw.isascii() and raw.isdigit() and int(raw) <= _MAX_ID:
-        return int(raw)
-    raise ClientNotFound(raw)
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-async def read_json(request: Request) -> Any:
-    """The JSON body; an empty body is ``{}``, as in Django REST framework."""
-    content_type = request.headers.get("content-type")
-    if content_type and not _is_json(content_type):
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f'Unsupported media type "{content_type.split(";")[0].strip()}" in request.'
-            " Send application/json.",
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE,
-                f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
-            )
-    if not body.strip():
-        return {}
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"JSON parse error - {exc}") from None
+    return path_id(raw, ClientNotFound)
 
 
 def _filter(value: str | None) -> str | None:
@@ -113,7 +51,7 @@ def _filter(value: str | None) -> str | None:
     return value if value else None
 
 
-@_route(
+@route(
     "",
     ["GET"],
     summary="List clients",
@@ -154,7 +92,7 @@ async def list_clients(
     )
 
 
-@_route(
+@route(
     "",
     ["POST"],
     summary="Create a client",
@@ -169,7 +107,7 @@ async def create_client(request: Request, pool: Pool) -> Response:
 
 # Registered before /{client_id} for clarity; the router would pick it anyway, as
 # /{client_id} has no POST.
-@_route(
+@route(
     "/import",
     ["POST"],
     slash=False,
@@ -201,7 +139,7 @@ async def import_clients(request: Request, pool: Pool) -> Response:
     return JSON(result.to_json())
 
 
-@_route(
+@route(
     "/{client_id}",
     ["GET"],
     summary="Get a client",
@@ -214,7 +152,7 @@ async def get_client(client_id: str, pool: Pool) -> Response:
     return JSON(row.to_json())
 
 
-@_route(
+@route(
     "/{client_id}",
     ["PATCH"],
     summary="Change some fields of a client",
@@ -228,7 +166,7 @@ async def patch_client(client_id: str, request: Request, pool: Pool) -> Response
     return JSON(row.to_json())
 
 
-@_route(
+@route(
     "/{client_id}",
     ["PUT"],
     summary="Replace a client's fields",
@@ -242,7 +180,7 @@ async def put_client(client_id: str, request: Request, pool: Pool) -> Response:
     return JSON(row.to_json())
 
 
-@_route(
+@route(
     "/{client_id}",
     ["DELETE"],
     summary="Delete a client",
