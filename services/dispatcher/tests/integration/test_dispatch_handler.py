@@ -119,7 +119,7 @@ async def test_a_400_is_final_and_the_attempt_limit_too(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     _behave(provider, reject_rate=1.0)
-    due, ids = _due(n=1)
+    due, _ = _due(n=1)
     await _dispatcher(pool, provider.url).handle(envelope_for(due))
     (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
     assert nd["attempts"] == 1 and nd["error"].startswith("HTTP 400")
