@@ -16,6 +16,7 @@ import structlog
 from dispatcher import metrics
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.domain import RetryPolicy, Verdict, judge, not_attempted
+from dispatcher.holds import hold_of
 from dispatcher.provider import ProviderClient, SendResult
 from dispatcher.ratelimit import RateLimiter
 from sms_events.batches import new_batch_id
@@ -71,6 +72,15 @@ class Dispatcher:
         assert isinstance(due, MessagesDue)
         todo = await self._not_yet_sent(due)
         if not todo:
+            return
+        async with self._pool.acquire() as conn:
+            hold = await hold_of(conn, due.mailing_id)
+        if hold is not None:
+            # Handed back without a call; the scheduler keeps them until resumed or cancels.
+            now = self._clock()
+            await self._record(due.mailing_id, [
+                not_attempted(m.message_id, m.attempt, f"mailing {hold}", now) for m in todo
+            ])  # fmt: skip
             return
         verdicts = await asyncio.gather(*(self._send(due, m) for m in todo))
         await self._record(due.mailing_id, list(verdicts))

@@ -15,10 +15,11 @@ import pytest
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
+from dispatcher.holds import handle_holds
 from dispatcher.provider import ProviderClient
 from dispatcher.ratelimit import RateLimiter
 from fake_provider import RunningProvider, Settings, running
-from sms_events.contracts import DueMessage, MessagesDue
+from sms_events.contracts import DueMessage, MailingPaused, MailingResumed, MessagesDue
 from sms_events.testing.factories import envelope_for
 
 TOKEN = "dispatch-handler-test-token"
@@ -146,3 +147,23 @@ async def test_end_reached_and_open_circuit_hand_messages_back_without_a_call(
     held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "provider circuit open")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
+
+
+async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    due, ids = _due(n=2)
+    paused = MailingPaused(mailing_id=due.mailing_id, paused_at=datetime.now(UTC))
+    async with pool.acquire() as conn, conn.transaction():
+        await handle_holds(conn, [envelope_for(paused)])
+    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    assert {(m["attempts"], m["error"]) for m in held} == {(0, "mailing paused")}
+    assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
+
+    resumed = MailingResumed(mailing_id=due.mailing_id, resumed_at=datetime.now(UTC))
+    async with pool.acquire() as conn, conn.transaction():
+        await handle_holds(conn, [envelope_for(resumed)])
+    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+    assert sorted(m["message_id"] for m in delivered) == sorted(ids)

@@ -332,6 +332,17 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
     assert isinstance(event, MessageAttemptsFailed)
     mailing = await load_mailing(conn, event.mailing_id)
     failures = {f.message_id: f for f in event.messages}
+    if mailing is None or mailing.status in ("cancelled", "deleted"):
+        # Stopped while these were with the dispatcher: unsent, so cancelled like the rest.
+        rows = await conn.fetch(
+            "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
+            " WHERE message_id = ANY($1) AND state IN ('handed_over', 'scheduled')"
+            " RETURNING message_id",
+            list(failures),
+        )
+        ids = [r["message_id"] for r in rows]
+        await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
+        return
     rows = await conn.fetch(
         "SELECT m.message_id, c.time_zone FROM scheduler_messages m"
         " LEFT JOIN scheduler_clients c USING (client_id)"
@@ -366,8 +377,8 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         await settle(conn, event.mailing_id, [failures[m] for m in give_up], now)
 
 
-def _retry_time(mailing: Mailing | None, zone: str | None, retry_at: datetime) -> datetime | None:
-    if mailing is None or zone is None or mailing.status in ("cancelled", "deleted"):
+def _retry_time(mailing: Mailing, zone: str | None, retry_at: datetime) -> datetime | None:
+    if zone is None:  # the client was deleted meanwhile
         return None
     return send_time(
         mailing.datetime_start,

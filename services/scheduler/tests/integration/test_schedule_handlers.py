@@ -191,3 +191,22 @@ async def test_cancel_stops_unsent_messages_and_delivery_is_final(pool: asyncpg.
     assert states == {sent: "delivered", unsent: "cancelled"}
     cancelled = await _events(pool, mailing, "messages.cancelled")
     assert cancelled[0]["message_ids"] == [ids[unsent]]
+
+
+async def test_a_failed_attempt_of_a_cancelled_mailing_ends_cancelled(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    client, mailing = _id(), _id()
+    await _apply(pool, [(_client(client, tag), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, NOW - timedelta(minutes=1)), 1)])
+    async with pool.acquire() as conn, conn.transaction():
+        await hand_over_due(conn, NOW, limit=10, max_in_flight=10**9)
+    message_id = (await _messages(pool, mailing))[client]["message_id"]
+    failed = MessageAttemptsFailed(
+        mailing_id=mailing, batch_id="f1",
+        messages=[FailedAttempt(message_id=message_id, attempts=1, error="timeout",
+                                retry_at=NOW + timedelta(seconds=5))],
+    )  # fmt: skip
+    await _apply(pool, [(MailingCancelled(mailing_id=mailing, cancelled_at=NOW), 2), (failed, 1)])
+    assert (await _messages(pool, mailing))[client]["state"] == "cancelled"
+    cancelled = await _events(pool, mailing, "messages.cancelled")
+    assert [e["message_ids"] for e in cancelled] == [[message_id]]
