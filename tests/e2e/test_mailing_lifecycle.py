@@ -45,8 +45,15 @@ def _assert_recipients(api: object, mailing_id: int, clients: set[int]) -> None:
 def test_started_mailing_refuses_edits_except_its_end(system: System) -> None:
     tag = unique_tag()
     with system.api() as api:
-        create_client(api, tag=tag)
-        m = create_mailing(api, client_filter=tag)
+        create_client(api, tag=tag, time_zone="UTC")
+        # Started, but its only recipient's window opens in two hours: it stays running.
+        later = now() + timedelta(hours=2)
+        m = create_mailing(
+            api,
+            client_filter=tag,
+            send_interval_time_start=later.strftime("%H:00"),
+            send_interval_time_end=(later + timedelta(hours=1)).strftime("%H:00"),
+        )
         resp = api.patch(f"/api/v1/mailings/{m['id']}/", json={"text": "changed"})
         assert resp.status_code == 400
         assert "text" in resp.json() or "detail" in resp.json()

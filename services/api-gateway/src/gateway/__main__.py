@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import structlog
 import uvicorn
 import uvloop
@@ -35,6 +37,9 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging("api-gateway", settings.log_level, settings.log_format)
+    # httpx logs every reporter call at INFO; the request's own line is the one line per unit
+    # of work, and gateway_reporter_requests_total counts the calls.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     log.info("gateway_starting", host=settings.gateway_host, port=settings.gateway_port)
     # The loop is made here (uvicorn's loop= setting only applies to uvicorn.run()).
     uvloop.run(serve(settings))

@@ -14,13 +14,17 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import clients
+from gateway import clients, mailings
 from gateway.auth import ApiKeys, require_api_key
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
 from gateway.importer import ImportConflict
+from gateway.lifecycle import DomainError
+from gateway.mailing_commands import MailingNotFound
+from gateway.mailing_schemas import STATISTICS_UNAVAILABLE
 from gateway.middleware import REQUEST_ID_HEADER, RequestMiddleware
+from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.responses import JSON
 from gateway.schemas import Readiness, Status
 from sms_events.broker import Broker
@@ -34,17 +38,27 @@ log = structlog.get_logger(__name__)
 RELAY_SOURCE: Final = "/sms/api-gateway"
 READY_TIMEOUT: Final = 2.0
 RELAY_STOP_TIMEOUT: Final = 10.0
+RETRY_AFTER_S: Final = "5"
 
 DESCRIPTION = """
 REST API of the SMS mailing platform. Request and response shapes are those of the old
 `/api/v1/` (Django REST framework) API; every change is recorded as an event
-(`client.created`, `client.updated`, `client.deleted`) and published to RabbitMQ.
+(`client.created`, `client.updated`, `client.deleted`; `mailing.scheduled`,
+`mailing.updated`, `mailing.deleted`, `mailing.cancelled`, `mailing.paused`,
+`mailing.resumed`) and published to RabbitMQ.
 
 **Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`.
 
 **Errors**: invalid input is `400` with each bad field and its messages, e.g.
-`{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; unknown ids are
-`404`. Nothing is stored when a request is answered with an error.
+`{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; a change a
+mailing's state refuses is `400` with `detail` saying why; unknown ids are `404`. Nothing is
+stored when a request is answered with an error.
+
+**Mailing statistics** (counters, messages, `state`) come from the statistics service (the
+reporter), which follows the events within moments: a `GET` right after a change may show
+the previous counters. When it cannot be reached, reads answer `503` with `Retry-After`;
+commands (create, edit, cancel, pause, resume) are still carried out, and answer with zero
+counters and a `state` judged from the mailing's dates and flags alone.
 
 **Tracing**: send `X-Request-ID` to correlate a request with its events and logs; it is
 echoed back (a new one is made up when absent).
@@ -65,7 +79,9 @@ def _lifespan(settings: Settings) -> Any:
         except BaseException:
             await pool.close()
             raise
+        http = make_http_client(settings.reporter_url, settings.reporter_timeout_s)
         app.state.pool, app.state.broker = pool, broker
+        app.state.reporter = ReporterClient(http)
         stop = asyncio.Event()
         relay = None
         if settings.relay_enabled:
@@ -81,6 +97,7 @@ def _lifespan(settings: Settings) -> Any:
             stop.set()
             if relay is not None:
                 await _stop_relay(relay)
+            await http.aclose()
             await broker.close()
             await pool.close()
             log.info("gateway_stopped")
@@ -117,6 +134,12 @@ def _validation_errors(exc: RequestValidationError) -> Errors:
     return errors
 
 
+def _sentence(reason: str) -> str:
+    """``"a paused mailing cannot be paused"`` -> ``"A paused mailing cannot be paused."``"""
+    text = reason.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_input(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, InvalidInput)
@@ -129,9 +152,22 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def not_found(_: Request, __: Exception) -> Response:
         return JSON({"detail": "Not found."}, status_code=404)
 
-    async def conflict(_: Request, __: Exception) -> Response:
-        detail = "The client was changed by another request at the same time; retry."
+    async def conflict(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ConcurrentModification)
+        detail = f"The {exc.subject} was changed by another request at the same time; retry."
         return JSON({"detail": detail}, status_code=409)
+
+    async def refused(_: Request, exc: Exception) -> Response:
+        # CommandRejected and EditRefused carry a reason fit to show a user.
+        return JSON({"detail": _sentence(str(exc))}, status_code=400)
+
+    async def statistics_unavailable(_: Request, __: Exception) -> Response:
+        # The reporter client has logged why.
+        return JSON(
+            {"detail": STATISTICS_UNAVAILABLE},
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
 
     async def import_conflict(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ImportConflict)
@@ -146,7 +182,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSON(
             {"detail": "The database is unavailable; retry later."},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": RETRY_AFTER_S},
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -162,7 +198,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, invalid_input)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(ClientNotFound, not_found)
+    app.add_exception_handler(MailingNotFound, not_found)
     app.add_exception_handler(ConcurrentModification, conflict)
+    app.add_exception_handler(DomainError, refused)
+    app.add_exception_handler(ReporterUnavailable, statistics_unavailable)
     app.add_exception_handler(ImportConflict, import_conflict)
     for error in _UNAVAILABLE:
         app.add_exception_handler(error, unavailable)
@@ -235,12 +274,18 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
         openapi_tags=[
             {"name": "clients", "description": "The client base (phones, tags, time zones)"},
+            {
+                "name": "mailings",
+                "description": "Mailings: what to send to whom and when; their counters, "
+                "messages and lifecycle (cancel, pause, resume)",
+            },
             {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
         ],
         swagger_ui_parameters={"persistAuthorization": True},
     )
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
     app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
+    app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])
     _install_operations(app)
     _install_error_handlers(app)
     _install_openapi(app)

@@ -48,6 +48,7 @@ __all__ = [
     "create",
     "delete",
     "update",
+    "with_retries",
 ]
 
 log = structlog.get_logger(__name__)
@@ -66,7 +67,11 @@ class ClientNotFound(LookupError):
 
 
 class ConcurrentModification(RuntimeError):
-    """The client's stream kept moving under us; the caller may retry the request."""
+    """A stream kept moving under us; the caller may retry the request."""
+
+    def __init__(self, subject: str = "client") -> None:
+        super().__init__(f"the {subject} was modified concurrently")
+        self.subject = subject
 
 
 def _created(row: ClientRow) -> ClientCreated:
@@ -95,15 +100,19 @@ def _phone_taken(exc: asyncpg.UniqueViolationError) -> bool:
     return exc.constraint_name == PHONE_CONSTRAINT
 
 
-async def _with_retries(pool: asyncpg.Pool, attempt: Callable[[Connection], Awaitable[T]]) -> T:
+async def with_retries(
+    pool: asyncpg.Pool, attempt: Callable[[Connection], Awaitable[T]], subject: str = "client"
+) -> T:
+    """Run ``attempt`` in a transaction of its own, again in a new one (so with a new
+    transaction id) after a version conflict; ``ConcurrentModification`` after ``ATTEMPTS``."""
     for n in range(1, ATTEMPTS + 1):
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await attempt(conn)
         except _RETRYABLE as exc:
-            log.warning("client_command_conflict", attempt=n, error=type(exc).__name__)
+            log.warning("command_conflict", subject=subject, attempt=n, error=type(exc).__name__)
             await asyncio.sleep(random.uniform(0, 0.01 * 2**n))  # let the other writer finish
-    raise ConcurrentModification("the client was modified concurrently")
+    raise ConcurrentModification(subject)
 
 
 async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
@@ -119,7 +128,7 @@ async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
         await store.append(event.stream_id(), [event], expected_version=NO_STREAM, conn=conn)
         return row
 
-    row = await _with_retries(pool, attempt)
+    row = await with_retries(pool, attempt)
     EVENTS_APPENDED.labels(ClientCreated.event_type).inc()
     return row
 
@@ -149,7 +158,7 @@ async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool
         appended = True
         return row
 
-    row = await _with_retries(pool, attempt)
+    row = await with_retries(pool, attempt)
     if appended:
         EVENTS_APPENDED.labels(ClientUpdated.event_type).inc()
     return row
@@ -168,5 +177,5 @@ async def delete(pool: asyncpg.Pool, client_id: int) -> None:
         event = ClientDeleted(client_id=client_id, deleted_at=deleted_at)
         await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
 
-    await _with_retries(pool, attempt)
+    await with_retries(pool, attempt)
     EVENTS_APPENDED.labels(ClientDeleted.event_type).inc()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "IMPORT_ROWS"]
+__all__ = [
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_SECONDS",
+    "IMPORT_ROWS",
+    "REPORTER_REQUESTS",
+    "REPORTER_SECONDS",
+]
 
 # Labelled by route template ("/api/v1/clients/{client_id}/"), never the raw path, so the
 # number of series stays bounded whatever ids and junk paths clients send.
@@ -22,4 +28,15 @@ IMPORT_ROWS = Counter(
     "gateway_import_rows_total",
     "Rows of bulk client imports by outcome (created, updated, unchanged, rejected)",
     ["outcome"],
+)
+REPORTER_REQUESTS = Counter(
+    "gateway_reporter_requests_total",
+    "Calls to the reporter's read API by endpoint and outcome (ok, 5xx, unreachable, error)",
+    ["endpoint", "outcome"],
+)
+REPORTER_SECONDS = Histogram(
+    "gateway_reporter_request_duration_seconds",
+    "Time the reporter took to answer (or to fail)",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )

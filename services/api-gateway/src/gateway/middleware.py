@@ -3,7 +3,8 @@
 Pure ASGI rather than Starlette's BaseHTTPMiddleware: the body is streamed straight through
 (the importer reads it chunk by chunk), contextvars set here reach the endpoint, and nothing
 is buffered. Only method, path (without the query string, which may hold a phone), route,
-status, duration, request id and client address are logged: never headers or bodies.
+status, duration, request id, client address and the ids an endpoint adds (the mailing a
+command acts on) are logged: never headers or bodies.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+from gateway.routing import LOG_FIELDS_KEY
 from sms_events.tracing import new_correlation_id, traced
 
 __all__ = ["REQUEST_ID_HEADER", "RequestMiddleware", "request_id_of"]
@@ -90,8 +92,11 @@ class RequestMiddleware:
         labels: dict[str, Any] = {"method": method, "route": route, "status": str(status)}
         HTTP_REQUESTS.labels(**labels).inc()
         HTTP_REQUEST_SECONDS.labels(**labels).observe(seconds)
+        # Fields an endpoint added (gateway.routing.log_fields), e.g. the mailing a command is on.
+        extra = scope.get("state", {}).get(LOG_FIELDS_KEY, {})
         (log.error if status >= 500 else log.info)(
             "http_request",
+            **extra,
             method=method,
             path=scope["path"],
             route=route,

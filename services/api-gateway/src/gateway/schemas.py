@@ -6,6 +6,7 @@ document the contract, which is the old Django REST framework API's, field for f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -26,6 +27,7 @@ __all__ = [
     "Status",
     "client_body",
     "import_body",
+    "json_content",
     "responses",
 ]
 
@@ -194,7 +196,7 @@ def import_body() -> dict[str, Any]:
     }
 
 
-def _content(example: Any = None, examples: dict[str, Any] | None = None) -> dict[str, Any]:
+def json_content(example: Any = None, examples: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"example": example} if examples is None else {"examples": examples}
     return {"application/json": body}
 
@@ -203,7 +205,7 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
     400: {
         "model": BadRequest,
         "description": "Invalid input: each bad field with its messages; nothing was stored",
-        "content": _content(
+        "content": json_content(
             examples={
                 "invalid field": {"value": {"phone": [PHONE_MESSAGE]}},
                 "duplicate phone": {
@@ -219,36 +221,43 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
         "model": ErrorDetail,
         "description": "Missing or wrong API key",
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "example": "Bearer"}},
-        "content": _content({"detail": "Invalid API key."}),
+        "content": json_content({"detail": "Invalid API key."}),
     },
     404: {
         "model": ErrorDetail,
         "description": "No such client (or no such page)",
-        "content": _content({"detail": "Not found."}),
+        "content": json_content({"detail": "Not found."}),
     },
     409: {
         "model": ErrorDetail,
         "description": "The client kept changing concurrently; retry the request",
-        "content": _content({"detail": "The client was changed by another request; retry."}),
+        "content": json_content({"detail": "The client was changed by another request; retry."}),
     },
     413: {
         "model": ErrorDetail,
         "description": "Body larger than 64 KiB",
-        "content": _content({"detail": "Request body too large (limit 65536 bytes)."}),
+        "content": json_content({"detail": "Request body too large (limit 65536 bytes)."}),
     },
     415: {
         "model": ErrorDetail,
         "description": "Unsupported Content-Type",
-        "content": _content({"detail": 'Unsupported media type "text/plain" in request.'}),
+        "content": json_content({"detail": 'Unsupported media type "text/plain" in request.'}),
     },
 }
 
 
 def responses(
-    success: int, example: Any, model: type[BaseModel] | None, *errors: int
+    success: int,
+    example: Any,
+    model: type[BaseModel] | None,
+    *errors: int,
+    documented: Mapping[int, dict[str, Any]] | None = None,
+    description: str = "Success",
 ) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of an operation: its success with an example, then ``errors``."""
-    ok: dict[str, Any] = {"description": "Success"}
+    """The ``responses`` of an operation: its success with an example, then ``errors``, each
+    as ``documented`` (per status) or else as the client endpoints document it."""
+    ok: dict[str, Any] = {"description": description}
     if model is not None:
-        ok |= {"model": model, "content": _content(example)}
-    return {success: ok, **{code: _ERRORS[code] for code in (401, *errors)}}
+        ok |= {"model": model, "content": json_content(example)}
+    table = {**_ERRORS, **(documented or {})}
+    return {success: ok, **{code: table[code] for code in (401, *errors)}}

@@ -1,16 +1,18 @@
-"""Gateway fixtures: the app with its lifespan running, an authenticated client, unique phones."""
+"""Gateway fixtures: the app with its lifespan running, an authenticated client, unique phones,
+and a stand-in reporter (a real HTTP server) for mailing counters and messages."""
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from reporter_stub import FakeReporter
 
 from gateway import Settings, create_app
 from sms_events.settings import ServiceSettings
@@ -27,16 +29,35 @@ def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Set
 
 
 @pytest.fixture(scope="session")
-def make_settings(settings: ServiceSettings) -> Callable[..., Settings]:
-    """Gateway settings for this run's database and broker, with ``overrides``."""
-    return lambda **overrides: gateway_settings_from(settings, **overrides)
+async def fake_reporter() -> AsyncIterator[FakeReporter]:
+    reporter = FakeReporter()
+    await reporter.start()
+    yield reporter
+    await reporter.stop()
+
+
+@pytest.fixture
+def reporter(fake_reporter: FakeReporter) -> Iterator[FakeReporter]:
+    """The stand-in reporter, answering normally again after the test."""
+    yield fake_reporter
+    fake_reporter.fail_with, fake_reporter.delay_s = None, 0.0
 
 
 @pytest.fixture(scope="session")
-def gateway_settings(settings: ServiceSettings) -> Settings:
+def make_settings(
+    settings: ServiceSettings, fake_reporter: FakeReporter
+) -> Callable[..., Settings]:
+    """Gateway settings for this run's database, broker and reporter, with ``overrides``."""
+    return lambda **overrides: gateway_settings_from(
+        settings, **({"reporter_url": fake_reporter.url} | overrides)
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(make_settings: Callable[..., Settings]) -> Settings:
     # The relay runs only in the test that needs it (with its own database), so the other
     # tests, the 100k import above all, measure the gateway and not the publishing.
-    return gateway_settings_from(settings)
+    return make_settings()
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +104,20 @@ class Snapshot:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self.before: tuple[int, int] = (0, 0)
+        self.before: tuple[int, ...] = ()
 
-    async def counts(self) -> tuple[int, int]:
-        clients = await self._pool.fetchval("SELECT count(*) FROM gateway_clients")
-        events = await self._pool.fetchval("SELECT count(*) FROM events")
-        return int(clients), int(events)
+    async def counts(self) -> tuple[int, ...]:
+        # The read models' rows, their versions (an UPDATE bumps one), and the events.
+        row = await self._pool.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM gateway_clients),
+                   (SELECT count(*) FROM gateway_mailings),
+                   (SELECT coalesce(sum(version), 0) FROM gateway_mailings),
+                   (SELECT count(*) FROM events)
+            """
+        )
+        assert row is not None
+        return tuple(int(v) for v in row.values())
 
     async def __aenter__(self) -> Snapshot:
         self.before = await self.counts()

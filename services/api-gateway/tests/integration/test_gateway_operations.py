@@ -137,6 +137,16 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("patch", "/api/v1/clients/{client_id}/"),
         ("put", "/api/v1/clients/{client_id}/"),
         ("delete", "/api/v1/clients/{client_id}/"),
+        ("get", "/api/v1/mailings/"),
+        ("post", "/api/v1/mailings/"),
+        ("get", "/api/v1/mailings/{mailing_id}/"),
+        ("patch", "/api/v1/mailings/{mailing_id}/"),
+        ("put", "/api/v1/mailings/{mailing_id}/"),
+        ("delete", "/api/v1/mailings/{mailing_id}/"),
+        ("get", "/api/v1/mailings/{mailing_id}/messages/"),
+        ("post", "/api/v1/mailings/{mailing_id}/cancel/"),
+        ("post", "/api/v1/mailings/{mailing_id}/pause/"),
+        ("post", "/api/v1/mailings/{mailing_id}/resume/"),
     }
     for (method, path), op in operations.items():
         assert op["security"] == [{"ApiKey": []}], (method, path)
@@ -147,14 +157,26 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
             content = response["content"]
             media = next(iter(content.values()))
             assert "example" in media or "examples" in media, (method, path, status)
-        if method in ("post", "put", "patch"):
+        command = path.endswith(("/cancel/", "/pause/", "/resume/"))  # no body
+        if method in ("post", "put", "patch") and not command:
             body = op["requestBody"]["content"]
             assert all("example" in m or "examples" in m for m in body.values()), (method, path)
             assert "400" in op["responses"] or path.endswith("import")
-        if "{client_id}" in path:
-            assert "404" in op["responses"]
+        if "{client_id}" in path or "{mailing_id}" in path:
+            assert "404" in op["responses"], (method, path)
+        if path.startswith("/api/v1/mailings/"):
+            assert op["tags"] == ["mailings"], (method, path)
+            if method in ("patch", "put") or path.endswith(("cancel/", "pause/", "resume/")):
+                assert "400" in op["responses"], (method, path)
+                assert "statistics" in op["description"], (method, path)
+            if method == "get":
+                assert "503" in op["responses"], (method, path)
     create = operations[("post", "/api/v1/clients/")]
     assert create["responses"]["201"]["content"]["application/json"]["example"]["operator_code"]
+    detail = operations[("get", "/api/v1/mailings/{mailing_id}/")]["responses"]["200"]
+    example = detail["content"]["application/json"]["example"]
+    assert example["mailing_messages"][0]["status"] == "DL" and example["messages_url"]
+    assert "mailings" in {tag["name"] for tag in doc["tags"]}
     assert {"/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     assert "security" not in doc["paths"]["/healthz"]["get"]
 

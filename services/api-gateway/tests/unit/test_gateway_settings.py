@@ -1,4 +1,4 @@
-"""Gateway settings from the environment: API_KEYS, GATEWAY_HOST, GATEWAY_PORT."""
+"""Gateway settings from the environment: API_KEYS, GATEWAY_HOST, GATEWAY_PORT, REPORTER_URL."""
 
 from __future__ import annotations
 
@@ -45,5 +45,21 @@ def test_placeholder_keys_are_refused(monkeypatch: pytest.MonkeyPatch, placehold
 
 def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_PORT", "70000")
+    with pytest.raises(ValidationError):
+        _settings()
+
+
+def test_reporter_url_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REPORTER_URL", "REPORTER_TIMEOUT_S"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = _settings()
+    assert (defaults.reporter_url, defaults.reporter_timeout_s) == ("http://127.0.0.1:8003", 5.0)
+    monkeypatch.setenv("REPORTER_URL", "http://reporter:8003")
+    monkeypatch.setenv("REPORTER_TIMEOUT_S", "2.5")
+    assert (_settings().reporter_url, _settings().reporter_timeout_s) == (
+        "http://reporter:8003",
+        2.5,
+    )
+    monkeypatch.setenv("REPORTER_TIMEOUT_S", "0")
     with pytest.raises(ValidationError):
         _settings()

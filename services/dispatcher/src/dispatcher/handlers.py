@@ -65,6 +65,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._rng = rng or random.Random()
+        self._last_failure: str | None = None  # shown while the circuit is open
 
     async def handle(self, env: Envelope) -> None:
         """Handle one ``messages.due`` event; returns once its outcomes are committed."""
@@ -111,9 +112,10 @@ class Dispatcher:
         if not self._breaker.allow(time.monotonic()):
             metrics.BREAKER_REJECTED.inc()
             wait = self._breaker.retry_in(time.monotonic())
-            return not_attempted(
-                m.message_id, m.attempt, "provider circuit open", now + timedelta(seconds=wait)
-            )
+            reason = "provider circuit open"
+            if self._last_failure:
+                reason += f" (last error: {self._last_failure})"
+            return not_attempted(m.message_id, m.attempt, reason, now + timedelta(seconds=wait))
         async with self._slots:
             await self._limiter.acquire()
             metrics.IN_FLIGHT.inc()
@@ -122,6 +124,8 @@ class Dispatcher:
             finally:
                 metrics.IN_FLIGHT.dec()
         self._breaker.record(time.monotonic(), success=not result.retryable)
+        if result.retryable:
+            self._last_failure = result.error
         metrics.observe(result)
         return judge(
             m.message_id, m.attempt, result, self._clock(), self._policy, self._rng

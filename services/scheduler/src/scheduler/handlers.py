@@ -344,7 +344,7 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
         return
     rows = await conn.fetch(
-        "SELECT m.message_id, c.time_zone FROM scheduler_messages m"
+        "SELECT m.message_id, m.attempts, m.last_error, c.time_zone FROM scheduler_messages m"
         " LEFT JOIN scheduler_clients c USING (client_id)"
         " WHERE m.message_id = ANY($1) AND m.state IN ('handed_over', 'scheduled')",
         list(failures),
@@ -353,6 +353,10 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
     give_up: list[int] = []
     for r in rows:
         f = failures[r["message_id"]]
+        if f.attempts <= r["attempts"] and r["last_error"]:
+            # Handed back without a provider call (end reached, circuit open, paused): the
+            # provider's last answer stays the message's last error.
+            f = failures[f.message_id] = f.model_copy(update={"error": r["last_error"]})
         due = _retry_time(mailing, r["time_zone"], f.retry_at)
         if due is None:
             give_up.append(f.message_id)

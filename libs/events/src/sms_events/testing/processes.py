@@ -55,9 +55,13 @@ class ProcessGroup:
             out = (self.log_dir / f"{name}.log").open("ab")
         else:
             out = subprocess.PIPE
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        try:
+            proc = subprocess.Popen(
+                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()  # the child has its own copy of the descriptor
         pump = None
         if out == subprocess.PIPE:
             pump = threading.Thread(target=_prefix_lines, args=(name, proc), daemon=True)

@@ -1,0 +1,184 @@
+"""Mailing commands: decide, write the read model and append the event in one transaction.
+
+The discipline is the client commands' (``gateway.commands`` explains it): take the stream's
+advisory lock before the first write, lock the row, append at the version read (the row's
+``version`` is always the version of ``mailing-<id>``), and run the whole command again in a
+new transaction when the store reports a conflict. A command that changes nothing appends
+nothing.
+
+Whether a mailing has finished early (every message final) is known only to the reporter; the
+caller passes it in as ``all_messages_final``, read before the transaction so that no HTTP call
+is made while holding the locks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.commands import with_retries
+from gateway.lifecycle import Command, MailingState, mailing_state, transition
+from gateway.mailing_repository import (
+    MailingRow,
+    cancel_mailing,
+    delete_mailing,
+    insert_mailing,
+    lock_mailing,
+    lock_stream,
+    set_paused,
+    update_mailing,
+)
+from gateway.mailing_rules import check_deletable, edit, new_mailing, parse_change
+from sms_events.contracts import (
+    Event,
+    MailingCancelled,
+    MailingDeleted,
+    MailingPaused,
+    MailingResumed,
+    MailingScheduled,
+    MailingUpdated,
+)
+from sms_events.db import Connection
+from sms_events.metrics import EVENTS_APPENDED
+from sms_events.store import NO_STREAM, EventStore
+
+__all__ = ["MailingNotFound", "create", "delete", "run", "state_of", "update"]
+
+SUBJECT = "mailing"
+
+
+class MailingNotFound(LookupError):
+    """No mailing has this id (never had, or it was deleted)."""
+
+
+def state_of(row: MailingRow, now: datetime, all_messages_final: bool) -> MailingState:
+    return mailing_state(
+        now, row.datetime_start, row.datetime_end, row.paused, row.cancelled, all_messages_final
+    )
+
+
+def _state_event(cls: type[MailingScheduled | MailingUpdated], row: MailingRow) -> Event:
+    return cls(
+        mailing_id=row.id,
+        text=row.text,
+        datetime_start=row.datetime_start,
+        datetime_end=row.datetime_end,
+        send_interval_time_start=row.send_interval_time_start,
+        send_interval_time_end=row.send_interval_time_end,
+        client_filter=row.client_filter,
+        updated_at=row.updated_at,
+    )
+
+
+async def _locked(conn: Connection, mailing_id: int) -> MailingRow:
+    await lock_stream(conn, mailing_id)
+    current = await lock_mailing(conn, mailing_id)
+    if current is None:
+        raise MailingNotFound(mailing_id)
+    return current
+
+
+async def _append(conn: Connection, store: EventStore, event: Event, version: int) -> None:
+    await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
+
+
+async def create(pool: asyncpg.Pool, data: Any, *, now: datetime) -> MailingRow:
+    """``POST``: a new mailing (``mailing.scheduled``); raises ``InvalidInput``."""
+    mailing = new_mailing(parse_change(data, require=True), now)
+    store = EventStore(pool)
+
+    async def attempt(conn: Connection) -> MailingRow:
+        # A new id from the sequence: nobody else can write this stream yet, no lock needed.
+        row = await insert_mailing(conn, mailing)
+        await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
+        return row
+
+    row = await with_retries(pool, attempt, SUBJECT)
+    EVENTS_APPENDED.labels(MailingScheduled.event_type).inc()
+    return row
+
+
+async def update(
+    pool: asyncpg.Pool,
+    mailing_id: int,
+    data: Any,
+    *,
+    partial: bool,
+    now: datetime,
+    all_messages_final: bool,
+) -> MailingRow:
+    """``PATCH`` (``partial``) or ``PUT``; raises ``MailingNotFound``, ``InvalidInput`` or
+    ``EditRefused``."""
+    change = parse_change(data, require=not partial)
+    store = EventStore(pool)
+    appended = False
+
+    async def attempt(conn: Connection) -> MailingRow:
+        nonlocal appended
+        current = await _locked(conn, mailing_id)
+        state = state_of(current, now, all_messages_final)
+        mailing = edit(current.fields, change, now=now, state=state)
+        if mailing == current.fields:
+            return current
+        row = await update_mailing(conn, mailing_id, mailing)
+        await _append(conn, store, _state_event(MailingUpdated, row), current.version)
+        appended = True
+        return row
+
+    row = await with_retries(pool, attempt, SUBJECT)
+    if appended:
+        EVENTS_APPENDED.labels(MailingUpdated.event_type).inc()
+    return row
+
+
+async def delete(pool: asyncpg.Pool, mailing_id: int, *, now: datetime) -> None:
+    """``DELETE`` before the start: remove the row, append ``mailing.deleted``."""
+    store = EventStore(pool)
+
+    async def attempt(conn: Connection) -> None:
+        current = await _locked(conn, mailing_id)
+        check_deletable(current.fields, now)
+        deleted_at = await delete_mailing(conn, mailing_id)
+        event = MailingDeleted(mailing_id=mailing_id, deleted_at=deleted_at)
+        await _append(conn, store, event, current.version)
+
+    await with_retries(pool, attempt, SUBJECT)
+    EVENTS_APPENDED.labels(MailingDeleted.event_type).inc()
+
+
+async def run(
+    pool: asyncpg.Pool,
+    mailing_id: int,
+    command: Command,
+    *,
+    now: datetime,
+    all_messages_final: bool,
+) -> MailingRow:
+    """Cancel, pause or resume; raises ``MailingNotFound`` or ``CommandRejected``."""
+    store = EventStore(pool)
+    appended: list[str] = []
+
+    async def attempt(conn: Connection) -> MailingRow:
+        current = await _locked(conn, mailing_id)
+        state = state_of(current, now, all_messages_final)
+        transition(state, command, now=now, start=current.datetime_start)
+        event: Event
+        if command is Command.CANCEL:
+            row = await cancel_mailing(conn, mailing_id)
+            assert row.cancelled_at is not None
+            event = MailingCancelled(mailing_id=mailing_id, cancelled_at=row.cancelled_at)
+        elif command is Command.PAUSE:
+            row = await set_paused(conn, mailing_id, True)
+            event = MailingPaused(mailing_id=mailing_id, paused_at=row.updated_at)
+        else:
+            row = await set_paused(conn, mailing_id, False)
+            event = MailingResumed(mailing_id=mailing_id, resumed_at=row.updated_at)
+        await _append(conn, store, event, current.version)
+        appended[:] = [event.event_type]
+        return row
+
+    row = await with_retries(pool, attempt, SUBJECT)
+    EVENTS_APPENDED.labels(*appended).inc()
+    return row

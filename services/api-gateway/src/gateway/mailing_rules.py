@@ -1,0 +1,269 @@
+"""Mailing rules as plain functions: body validation with DRF-style messages, and which edits
+and deletions a mailing's state allows.
+
+No I/O and no clock: ``now`` is passed in. Field errors raise ``InvalidInput`` (a 400 naming
+each field); an edit or deletion the mailing's state refuses raises ``EditRefused`` (a 400 with
+``detail`` saying why). Lifecycle commands (cancel, pause, resume) are ``gateway.lifecycle``'s.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, time
+from typing import Any, Final
+
+from gateway.domain import (
+    NON_FIELD_ERRORS,
+    NOT_NULL,
+    NOT_STRING,
+    NULL_CHARACTER,
+    REQUIRED,
+    UNSET,
+    Errors,
+    InvalidInput,
+    Unset,
+)
+from gateway.lifecycle import DomainError, MailingState, can_move_end, editable
+
+__all__ = [
+    "CLIENT_FILTER_MAX_LENGTH",
+    "DATETIME_MESSAGE",
+    "END_BEFORE_START",
+    "END_IN_THE_PAST",
+    "STARTED",
+    "TEXT_MAX_LENGTH",
+    "TIME_MESSAGE",
+    "WINDOW_EMPTY",
+    "WINDOW_HALF",
+    "EditRefused",
+    "MailingChange",
+    "MailingFields",
+    "check_deletable",
+    "edit",
+    "new_mailing",
+    "parse_change",
+]
+
+TEXT_MAX_LENGTH: Final = 1000
+CLIENT_FILTER_MAX_LENGTH: Final = 255
+
+BLANK: Final = "This field may not be blank."
+DATETIME_MESSAGE: Final = (
+    "Datetime has wrong format. Use one of these formats instead: "
+    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
+DATETIME_RANGE: Final = "Datetime is out of range."
+TIME_MESSAGE: Final = "Time has wrong format. Use one of these formats instead: hh:mm[:ss]."
+END_BEFORE_START: Final = "datetime_end must be after datetime_start."
+END_IN_THE_PAST: Final = "datetime_end must be in the future."
+WINDOW_HALF: Final = (
+    "Set both send_interval_time_start and send_interval_time_end, or neither "
+    "(neither: send at any time of day)."
+)
+WINDOW_EMPTY: Final = (
+    "send_interval_time_end must differ from send_interval_time_start "
+    "(a window may cross midnight, e.g. 22:00-06:00)."
+)
+STARTED: Final = "The mailing has started: only datetime_end can be changed."
+NOT_DELETABLE: Final = "The mailing has started and can no longer be deleted; cancel it instead."
+NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object with the mailing's fields."
+
+# A date and a time at least to the minute; the rest is left to datetime.fromisoformat.
+_DATETIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}", re.ASCII)
+_TIME: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?", re.ASCII)
+_REQUIRED_FIELDS: Final = ("datetime_start", "datetime_end", "text")
+
+
+class EditRefused(DomainError):
+    """An edit or deletion that the mailing's state does not allow; ``str()`` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailingFields:
+    """The writable fields of a mailing (all of them are in every mailing event)."""
+
+    text: str
+    datetime_start: datetime
+    datetime_end: datetime
+    send_interval_time_start: time | None = None
+    send_interval_time_end: time | None = None
+    client_filter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailingChange:
+    """The validated fields of a request; ``UNSET`` where the request left a field out."""
+
+    text: str | Unset = UNSET
+    datetime_start: datetime | Unset = UNSET
+    datetime_end: datetime | Unset = UNSET
+    send_interval_time_start: time | Unset | None = UNSET
+    send_interval_time_end: time | Unset | None = UNSET
+    client_filter: str | Unset | None = UNSET
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(NOT_STRING)
+    text = value.strip()
+    if "\x00" in text:
+        raise ValueError(NULL_CHARACTER)
+    return text
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        raise ValueError(NOT_NULL)
+    text = _string(value)
+    if not text:
+        raise ValueError(BLANK)
+    if len(text) > TEXT_MAX_LENGTH:
+        raise ValueError(f"Ensure this field has no more than {TEXT_MAX_LENGTH} characters.")
+    return text
+
+
+def _client_filter(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _string(value)
+    if len(text) > CLIENT_FILTER_MAX_LENGTH:
+        raise ValueError(
+            f"Ensure this field has no more than {CLIENT_FILTER_MAX_LENGTH} characters."
+        )
+    return text or None  # blank and null both mean "every client"
+
+
+def _datetime(value: Any) -> datetime:
+    """ISO 8601 with a date and a time; a time without zone is UTC. Returned in UTC."""
+    if value is None:
+        raise ValueError(NOT_NULL)
+    if not isinstance(value, str) or not _DATETIME.match(value.strip()):
+        raise ValueError(DATETIME_MESSAGE)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(DATETIME_MESSAGE) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError(DATETIME_RANGE) from None
+
+
+def _time(value: Any) -> time | None:
+    if value is None:
+        return None
+    match = _TIME.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(TIME_MESSAGE)
+    hour, minute, second = match.groups()
+    return time(int(hour), int(minute), int(second or 0))
+
+
+_PARSERS: Final = {
+    "text": _text,
+    "datetime_start": _datetime,
+    "datetime_end": _datetime,
+    "send_interval_time_start": _time,
+    "send_interval_time_end": _time,
+    "client_filter": _client_filter,
+}
+
+
+def parse_change(data: Any, *, require: bool) -> MailingChange:
+    """Validate a decoded JSON body field by field; ``require`` (POST, PUT) makes
+    ``datetime_start``, ``datetime_end`` and ``text`` mandatory.
+
+    Unknown keys (read-only ones such as ``id`` or the counters among them) are ignored, as
+    Django REST framework does. Raises ``InvalidInput`` with every broken rule at once.
+    """
+    if not isinstance(data, dict | Mapping):
+        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
+    errors: Errors = {}
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS.items():
+        if name in data:
+            try:
+                values[name] = parse(data[name])
+            except ValueError as exc:
+                errors[name] = [str(exc)]
+        elif require and name in _REQUIRED_FIELDS:
+            errors[name] = [REQUIRED]
+    if errors:
+        raise InvalidInput(errors)
+    return MailingChange(**values)
+
+
+def _check(mailing: MailingFields, now: datetime) -> None:
+    """The rules between fields: end after start and in the future, a whole window or none."""
+    errors: Errors = {}
+    end: list[str] = []
+    if mailing.datetime_end <= mailing.datetime_start:
+        end.append(END_BEFORE_START)
+    if mailing.datetime_end <= now:
+        end.append(END_IN_THE_PAST)
+    if end:
+        errors["datetime_end"] = end
+    window_start, window_end = mailing.send_interval_time_start, mailing.send_interval_time_end
+    if (window_start is None) != (window_end is None):
+        missing = "send_interval_time_start" if window_start is None else "send_interval_time_end"
+        errors[missing] = [WINDOW_HALF]
+    elif window_start is not None and window_start == window_end:
+        errors["send_interval_time_end"] = [WINDOW_EMPTY]
+    if errors:
+        raise InvalidInput(errors)
+
+
+def _merge(current: MailingFields, change: MailingChange) -> MailingFields:
+    given = {
+        f.name: getattr(change, f.name)
+        for f in fields(change)
+        if not isinstance(getattr(change, f.name), Unset)
+    }
+    return replace(current, **given)
+
+
+def _changed(before: MailingFields, after: MailingFields) -> set[str]:
+    return {f.name for f in fields(after) if getattr(after, f.name) != getattr(before, f.name)}
+
+
+def new_mailing(change: MailingChange, now: datetime) -> MailingFields:
+    """The fields of a mailing created from ``change`` (parsed with ``require=True``)."""
+    if any(isinstance(getattr(change, name), Unset) for name in _REQUIRED_FIELDS):
+        raise InvalidInput(
+            {n: [REQUIRED] for n in _REQUIRED_FIELDS if isinstance(getattr(change, n), Unset)}
+        )
+    placeholder = MailingFields(text="", datetime_start=now, datetime_end=now)
+    mailing = _merge(placeholder, change)
+    _check(mailing, now)
+    return mailing
+
+
+def edit(
+    current: MailingFields, change: MailingChange, *, now: datetime, state: MailingState
+) -> MailingFields:
+    """The fields after ``change`` (fields left out keep their value); ``current`` itself when
+    nothing changes, whatever the state.
+
+    Before its start a mailing that is not cancelled may change in every field. From its start
+    only ``datetime_end`` may move, until the mailing is final (finished or cancelled).
+    """
+    mailing = _merge(current, change)
+    if mailing == current:
+        return current
+    if not can_move_end(state):
+        raise EditRefused(f"The mailing is {state}: it can no longer be changed.")
+    started = not editable(now, current.datetime_start)
+    if started and _changed(current, mailing) != {"datetime_end"}:
+        raise EditRefused(STARTED)
+    _check(mailing, now)
+    return mailing
+
+
+def check_deletable(current: MailingFields, now: datetime) -> None:
+    """A mailing may be deleted only before its start (a cancelled one included)."""
+    if not editable(now, current.datetime_start):
+        raise EditRefused(NOT_DELETABLE)

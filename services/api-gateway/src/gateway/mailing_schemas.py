@@ -1,0 +1,316 @@
+"""Request and response shapes of /api/v1/mailings/, with the examples shown in /docs.
+
+Validation lives in ``gateway.mailing_rules``; these models document the contract, which is
+the old Django REST framework API's, plus ``state`` and the messages of a mailing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.lifecycle import MailingState
+from gateway.mailing_rules import (
+    CLIENT_FILTER_MAX_LENGTH,
+    END_BEFORE_START,
+    STARTED,
+    TEXT_MAX_LENGTH,
+)
+from gateway.schemas import BadRequest, ErrorDetail, json_content
+
+__all__ = [
+    "DETAIL_EXAMPLE",
+    "MAILING_EXAMPLE",
+    "MESSAGES_EXAMPLE",
+    "PAGE_EXAMPLE",
+    "PATCHED_EXAMPLE",
+    "STATISTICS_UNAVAILABLE",
+    "Mailing",
+    "MailingCreate",
+    "MailingDetail",
+    "MailingMessage",
+    "MailingMessagePage",
+    "MailingPage",
+    "MailingPatch",
+    "MessageStatus",
+    "documented_errors",
+    "mailing_body",
+]
+
+STATISTICS_UNAVAILABLE: Final = "Statistics are temporarily unavailable; retry later."
+
+MessageStatus = Literal["SC", "DL", "ND", "CA"]
+
+# The seed README's examples (its message ids and times), newest first where it listed oldest
+# first, and with this API's message fields (attempts, last_error) for celery_task_id.
+MAILING_EXAMPLE: Final[dict[str, Any]] = {
+    "id": 1,
+    "datetime_start": "2024-02-12T12:14:00Z",
+    "datetime_end": "2024-03-11T20:15:00Z",
+    "send_interval_time_start": None,
+    "send_interval_time_end": None,
+    "text": "Some text",
+    "client_filter": None,
+    "clients_count": 0,
+    "scheduled_messages": 0,
+    "created_messages": 0,
+    "delivered_messages": 0,
+    "undelivered_messages": 0,
+    "cancelled_messages": 0,
+    "created_at": "2024-02-14T08:47:43.458076Z",
+    "updated_at": "2024-02-14T08:47:43.458082Z",
+    "state": "running",
+}
+_DELIVERED: Final[dict[str, Any]] = {
+    **MAILING_EXAMPLE,
+    "clients_count": 3,
+    "created_messages": 3,
+    "delivered_messages": 3,
+    "state": "finished",
+}
+_MESSAGES: Final[list[dict[str, Any]]] = [
+    {"id": i, "datetime_send": sent, "status": "DL", "mailing_id": 1, "client_id": i,
+     "attempts": 1, "last_error": None, "created_at": sent, "updated_at": sent}
+    for i, sent in ((3, "2024-02-14T08:47:43.474183Z"), (2, "2024-02-14T08:47:43.470083Z"),
+                    (1, "2024-02-14T08:47:43.463026Z"))
+]  # fmt: skip
+DETAIL_EXAMPLE: Final[dict[str, Any]] = {
+    **_DELIVERED,
+    "mailing_messages": _MESSAGES,
+    "messages_url": "http://localhost:8000/api/v1/mailings/1/messages/",
+}
+PAGE_EXAMPLE: Final[dict[str, Any]] = {
+    "count": 3,
+    "next": None,
+    "previous": None,
+    "results": [
+        {**_DELIVERED, "id": 3, "datetime_start": "2024-03-12T12:14:00Z",
+         "datetime_end": "2024-03-12T20:15:00Z", "text": "Text", "scheduled_messages": 3,
+         "delivered_messages": 0, "created_at": "2024-02-14T08:49:17.021904Z",
+         "updated_at": "2024-02-14T08:49:17.021909Z", "state": "scheduled"},
+        {**_DELIVERED, "id": 2, "datetime_end": "2024-03-12T20:15:00Z", "text": "Text",
+         "created_at": "2024-02-14T08:48:46.213404Z", "updated_at": "2024-02-14T08:48:46.213410Z"},
+        _DELIVERED,
+    ],
+}  # fmt: skip
+PATCHED_EXAMPLE: Final[dict[str, Any]] = {
+    **PAGE_EXAMPLE["results"][0],
+    "client_filter": "123, tag",
+    "updated_at": "2024-02-14T09:10:16.447850Z",
+}
+MESSAGES_EXAMPLE: Final[dict[str, Any]] = {
+    "count": 3,
+    "next": "http://localhost:8000/api/v1/mailings/1/messages/?page_size=2&page=2",
+    "previous": None,
+    "results": _MESSAGES[:2],
+}
+
+
+class MailingMessage(BaseModel):
+    """One message of a mailing: one per recipient, kept through every retry."""
+
+    id: int = Field(description="Stable id; also the id the SMS provider sees")
+    datetime_send: datetime = Field(
+        description="When it is due (SC), was sent (DL), or failed for good (ND)"
+    )
+    status: MessageStatus = Field(
+        description="SC scheduled, DL delivered, ND not delivered, CA cancelled"
+    )
+    mailing_id: int
+    client_id: int
+    attempts: int = Field(description="Calls to the SMS provider so far")
+    last_error: str | None = Field(description="Why the last attempt failed, if it did")
+    created_at: datetime
+    updated_at: datetime
+
+
+class Mailing(BaseModel):
+    """A mailing as the API returns it; the counters come from the reporter."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MAILING_EXAMPLE]})
+
+    id: int = Field(description="Assigned by the server; never reused")
+    datetime_start: datetime
+    datetime_end: datetime
+    send_interval_time_start: time | None = Field(
+        description="Start of each client's local send window, HH:MM:SS", examples=["09:00:00"]
+    )
+    send_interval_time_end: time | None = Field(
+        description="End of the window (exclusive); before the start: crosses midnight"
+    )
+    text: str
+    client_filter: str | None = Field(
+        description="Comma-separated operator codes and tags; null: every client",
+        examples=["999, vip"],
+    )
+    clients_count: int = Field(description="Recipients the audience resolved to")
+    scheduled_messages: int = Field(description="Messages not sent yet (SC)")
+    created_messages: int = Field(description="Messages of the mailing, any status")
+    delivered_messages: int = Field(description="DL")
+    undelivered_messages: int = Field(description="ND: rejected, or retries ran out")
+    cancelled_messages: int = Field(description="CA: the mailing was cancelled or ended")
+    created_at: datetime
+    updated_at: datetime
+    state: MailingState = Field(
+        description="scheduled (before the start), running, paused, finished (end reached, "
+        "or every message final), cancelled"
+    )
+
+
+class MailingDetail(Mailing):
+    model_config = ConfigDict(json_schema_extra={"examples": [DETAIL_EXAMPLE]})
+
+    mailing_messages: list[MailingMessage] = Field(description="The newest 100 messages")
+    messages_url: str = Field(description="Every message, paginated and filterable by status")
+
+
+class MailingPage(BaseModel):
+    """One page of mailings, newest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [PAGE_EXAMPLE]})
+
+    count: int
+    next: str | None = Field(description="URL of the next page")
+    previous: str | None = Field(description="URL of the previous page")
+    results: list[Mailing]
+
+
+class MailingMessagePage(BaseModel):
+    """One page of a mailing's messages, newest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MESSAGES_EXAMPLE]})
+
+    count: int = Field(description="Messages matching the status filter, on all pages")
+    next: str | None
+    previous: str | None
+    results: list[MailingMessage]
+
+
+class MailingCreate(BaseModel):
+    """Body of POST and PUT. Unknown and read-only fields are ignored; PUT keeps optional
+    fields it leaves out."""
+
+    datetime_start: datetime = Field(
+        description="ISO 8601; without a zone it is UTC. May be in the past: sending starts "
+        "at once",
+        examples=["2024-02-12T12:14:00Z"],
+    )
+    datetime_end: datetime = Field(
+        description="After datetime_start and in the future; nothing is sent from then on",
+        examples=["2024-03-11T20:15:00Z"],
+    )
+    text: str = Field(
+        min_length=1, max_length=TEXT_MAX_LENGTH, description="Trimmed; may not be blank"
+    )
+    send_interval_time_start: time | None = Field(
+        default=None,
+        description="HH:MM or HH:MM:SS, each client's local time; give both bounds or neither",
+        examples=["09:00"],
+    )
+    send_interval_time_end: time | None = Field(
+        default=None,
+        description="HH:MM or HH:MM:SS; not equal to the start. 22:00-06:00 crosses midnight",
+        examples=["21:00"],
+    )
+    client_filter: str | None = Field(
+        default=None,
+        max_length=CLIENT_FILTER_MAX_LENGTH,
+        description="Comma-separated operator codes and tags (a client matching any one "
+        "receives it); stored trimmed; blank or null: every client",
+        examples=["999, vip"],
+    )
+
+
+class MailingPatch(BaseModel):
+    """Body of PATCH: any subset of the writable fields. After the start only datetime_end."""
+
+    datetime_start: datetime | None = Field(default=None, examples=["2024-02-12T12:14:00Z"])
+    datetime_end: datetime | None = Field(default=None, examples=["2024-03-11T20:15:00Z"])
+    text: str | None = Field(default=None, max_length=TEXT_MAX_LENGTH)
+    send_interval_time_start: time | None = Field(default=None, examples=["09:00"])
+    send_interval_time_end: time | None = Field(default=None, examples=["21:00"])
+    client_filter: str | None = Field(default=None, max_length=CLIENT_FILTER_MAX_LENGTH)
+
+
+def mailing_body(*, partial: bool) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON mailing body (the endpoints parse it themselves)."""
+    model = MailingPatch if partial else MailingCreate
+    examples = (
+        {
+            "change the filter": {"value": {"client_filter": "123, tag"}},
+            "move the end (also after the start)": {
+                "value": {"datetime_end": "2024-03-12T20:15:00Z"}
+            },
+        }
+        if partial
+        else {
+            "seed example": {
+                "value": {
+                    "datetime_start": "2024-02-12T12:14:00Z",
+                    "datetime_end": "2024-03-11T20:15:00Z",
+                    "text": "Some text",
+                }
+            },
+            "all fields": {
+                "value": {
+                    "datetime_start": "2024-03-12T12:14:00+03:00",
+                    "datetime_end": "2024-03-12T20:15:00+03:00",
+                    "send_interval_time_start": "09:00",
+                    "send_interval_time_end": "21:00:00",
+                    "text": "Text",
+                    "client_filter": "123, tag",
+                }
+            },
+        }
+    )
+    return {
+        "requestBody": {
+            "required": not partial,
+            "content": {
+                "application/json": {"schema": model.model_json_schema(), "examples": examples}
+            },
+        }
+    }
+
+
+def documented_errors() -> dict[int, dict[str, Any]]:
+    """How the mailing endpoints document their error answers (401, 413, 415 as for clients)."""
+    return {
+        400: {
+            "model": BadRequest,
+            "description": "Invalid input (each bad field with its messages), or a change the "
+            "mailing's state refuses (`detail` says why); nothing was stored",
+            "content": json_content(
+                examples={
+                    "invalid field": {"value": {"datetime_end": [END_BEFORE_START]}},
+                    "started": {"value": {"detail": STARTED}},
+                    "state refuses the command": {
+                        "value": {"detail": "A cancelled mailing cannot be resumed."}
+                    },
+                    "malformed JSON": {
+                        "value": {"detail": "JSON parse error - unexpected character: line 1"}
+                    },
+                }
+            ),
+        },
+        404: {
+            "model": ErrorDetail,
+            "description": "No such mailing (or no such page)",
+            "content": json_content({"detail": "Not found."}),
+        },
+        409: {
+            "model": ErrorDetail,
+            "description": "The mailing kept changing concurrently; retry the request",
+            "content": json_content(
+                {"detail": "The mailing was changed by another request at the same time; retry."}
+            ),
+        },
+        503: {
+            "model": ErrorDetail,
+            "description": "The statistics (reporter) cannot be reached; retry after Retry-After",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "example": 5}},
+            "content": json_content({"detail": STATISTICS_UNAVAILABLE}),
+        },
+    }

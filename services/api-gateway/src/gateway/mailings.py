@@ -1,0 +1,402 @@
+"""/api/v1/mailings/: the old API's mailing endpoints, plus state, messages and lifecycle commands.
+
+Mailings live in the gateway's read model; their counters and messages are the reporter's
+(``gateway.reporter_client``). Reads need the reporter and answer 503 without it. Commands do
+not: they are committed whatever the reporter's health, and their answer then carries zero
+counters and a state judged by the clock and the mailing's own flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, TypeVar
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from gateway import mailing_commands, mailing_repository
+from gateway.domain import InvalidInput
+from gateway.lifecycle import Command
+from gateway.mailing_commands import MailingNotFound, state_of
+from gateway.mailing_repository import MailingRow
+from gateway.mailing_schemas import (
+    DETAIL_EXAMPLE,
+    MAILING_EXAMPLE,
+    MESSAGES_EXAMPLE,
+    PAGE_EXAMPLE,
+    PATCHED_EXAMPLE,
+    Mailing,
+    MailingDetail,
+    MailingMessagePage,
+    MailingPage,
+    documented_errors,
+    mailing_body,
+)
+from gateway.pagination import InvalidPage, PageRequest, links, num_pages, page_request
+from gateway.reporter_client import (
+    ZERO,
+    Counters,
+    ReporterClient,
+    ReporterError,
+    ReporterUnavailable,
+)
+from gateway.responses import JSON
+from gateway.routing import Pool, log_fields, path_id, read_json, slash_routes
+from gateway.schemas import responses
+
+__all__ = ["DETAIL_MESSAGES", "STATUSES", "router"]
+
+log = structlog.get_logger(__name__)
+
+DETAIL_MESSAGES: Final = 100
+STATUSES: Final = ("SC", "DL", "ND", "CA")
+A = TypeVar("A")
+B = TypeVar("B")
+
+router = APIRouter(prefix="/api/v1/mailings", tags=["mailings"])
+route = slash_routes(router)
+_ERRORS: Final = documented_errors()
+
+_COUNTERS_NOTE: Final = (
+    " The counters and `state` come from the statistics service; if it cannot be reached the "
+    "answer is 503 (retry after `Retry-After`)."
+)
+_COMMAND_NOTE: Final = (
+    " The change is committed even when the statistics service cannot be reached; the answer "
+    "then shows zero counters and a `state` judged from the dates and the pause/cancel flags "
+    "only (GET the mailing later for the real counters)."
+)
+
+
+def get_reporter(request: Request) -> ReporterClient:
+    reporter: ReporterClient = request.app.state.reporter
+    return reporter
+
+
+Reporter = Annotated[ReporterClient, Depends(get_reporter)]
+
+
+def _mailing_id(raw: str) -> int:
+    return path_id(raw, MailingNotFound)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_json(row: MailingRow, counters: Counters, now: datetime) -> dict[str, Any]:
+    """The seed API's representation (key order included), then ``state``."""
+    return {
+        "id": row.id,
+        "datetime_start": row.datetime_start,
+        "datetime_end": row.datetime_end,
+        "send_interval_time_start": row.send_interval_time_start,
+        "send_interval_time_end": row.send_interval_time_end,
+        "text": row.text,
+        "client_filter": row.client_filter,
+        **counters.to_json(),
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "state": state_of(row, now, counters.all_messages_final).value,
+    }
+
+
+@contextlib.contextmanager
+def _command(request: Request, mailing_id: int, command: str) -> Iterator[None]:
+    """Every log line of the command, and the request's own line, name the mailing."""
+    log_fields(request, mailing_id=mailing_id, command=command)
+    with structlog.contextvars.bound_contextvars(mailing_id=mailing_id):
+        yield
+
+
+async def _counters_for_command(reporter: ReporterClient, mailing_id: int) -> Counters:
+    """Best effort: a command must not depend on the statistics. Without them the command is
+    judged as if some message were still to come (the only fact they add to the state), which
+    at worst lets a cancel, pause or end move through on a mailing that has just finished
+    early, where it changes nothing."""
+    try:
+        return (await reporter.counters([mailing_id]))[mailing_id]
+    except (ReporterUnavailable, ReporterError):  # the client has logged the cause
+        log.warning("mailing_counters_unknown", effect="answered with zero counters")
+        return ZERO
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    # Both calls run to their end (no orphaned task); the first failure is raised.
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
+
+
+def _status_filter(raw: str | None) -> str | None:
+    if not raw:
+        return None  # an empty filter is no filter, as django-filter does it
+    if raw not in STATUSES:
+        raise InvalidInput(
+            {"status": [f'"{raw[:20]}" is not a valid choice; use one of {", ".join(STATUSES)}.']}
+        )
+    return raw
+
+
+def _page(page: str | None, page_size: str | None) -> PageRequest:
+    try:
+        return page_request(page, page_size)
+    except InvalidPage:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.") from None
+
+
+PageParam = Annotated[str | None, Query(description="Page number from 1, or `last`")]
+PageSizeParam = Annotated[str | None, Query(description="Per page (default 25, at most 1000)")]
+
+
+@route(
+    "",
+    ["GET"],
+    summary="List mailings",
+    description="Newest first, 25 per page." + _COUNTERS_NOTE,
+    responses=responses(200, PAGE_EXAMPLE, MailingPage, 404, 503, documented=_ERRORS),
+)
+async def list_mailings(
+    request: Request,
+    pool: Pool,
+    reporter: Reporter,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    wanted = _page(page, page_size)
+    try:
+        count, number, rows = await mailing_repository.list_mailings(pool, wanted)
+    except InvalidPage:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.") from None
+    # One call for the whole page, never one per mailing.
+    counters = await reporter.counters([row.id for row in rows]) if rows else {}
+    now = _now()
+    following, previous = links(request.url, number, num_pages(count, wanted.size))
+    return JSON(
+        {
+            "count": count,
+            "next": following,
+            "previous": previous,
+            "results": [to_json(row, counters[row.id], now) for row in rows],
+        }
+    )
+
+
+@route(
+    "",
+    ["POST"],
+    summary="Create a mailing",
+    description=(
+        "Answers 201 with zero counters (the audience is resolved just after). A start in the "
+        "past starts the mailing at once; the end must be in the future."
+    ),
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(201, MAILING_EXAMPLE, Mailing, 400, 409, 413, 415, documented=_ERRORS),
+    openapi_extra=mailing_body(partial=False),
+)
+async def create_mailing(request: Request, pool: Pool) -> Response:
+    now = _now()
+    row = await mailing_commands.create(pool, await read_json(request), now=now)
+    log_fields(request, mailing_id=row.id, command="create")
+    return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
+
+
+@route(
+    "/{mailing_id}",
+    ["GET"],
+    summary="Get a mailing with its newest messages",
+    description=(
+        f"`mailing_messages` holds the newest {DETAIL_MESSAGES} messages; `messages_url` pages "
+        "through all of them." + _COUNTERS_NOTE
+    ),
+    responses=responses(200, DETAIL_EXAMPLE, MailingDetail, 404, 503, documented=_ERRORS),
+)
+async def get_mailing(
+    mailing_id: str, request: Request, pool: Pool, reporter: Reporter
+) -> Response:
+    mid = _mailing_id(mailing_id)
+    row = await mailing_repository.get_mailing(pool, mid)
+    if row is None:
+        raise MailingNotFound(mailing_id)
+    counters, newest = await _both(
+        reporter.counters([mid]),
+        reporter.messages(mid, status=None, page=1, page_size=DETAIL_MESSAGES),
+    )
+    return JSON(
+        {
+            **to_json(row, counters[mid], _now()),
+            "mailing_messages": newest.results,
+            "messages_url": str(request.url_for("list_mailing_messages", mailing_id=str(mid))),
+        }
+    )
+
+
+@route(
+    "/{mailing_id}/messages",
+    ["GET"],
+    summary="List a mailing's messages",
+    description="Newest first, 25 per page; `?status=` keeps one status." + _COUNTERS_NOTE,
+    responses=responses(
+        200, MESSAGES_EXAMPLE, MailingMessagePage, 400, 404, 503, documented=_ERRORS
+    ),
+)
+async def list_mailing_messages(
+    mailing_id: str,
+    request: Request,
+    pool: Pool,
+    reporter: Reporter,
+    message_status: Annotated[
+        str | None,
+        Query(
+            alias="status",
+            description="SC scheduled, DL delivered, ND not delivered, CA cancelled",
+        ),
+    ] = None,
+    page: PageParam = None,
+    page_size: PageSizeParam = None,
+) -> Response:
+    mid = _mailing_id(mailing_id)
+    if await mailing_repository.get_mailing(pool, mid) is None:
+        raise MailingNotFound(mailing_id)
+    wanted_status = _status_filter(message_status)
+    wanted = _page(page, page_size)
+    number = wanted.number or 1
+    result = await reporter.messages(mid, status=wanted_status, page=number, page_size=wanted.size)
+    if wanted.number is None and (last := num_pages(result.count, wanted.size)) != number:
+        number = last  # ?page=last: the first answer told how many pages there are
+        result = await reporter.messages(
+            mid, status=wanted_status, page=number, page_size=wanted.size
+        )
+    pages = num_pages(result.count, wanted.size)
+    if number > pages:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.")
+    following, previous = links(request.url, number, pages)
+    return JSON(
+        {"count": result.count, "next": following, "previous": previous, "results": result.results}
+    )
+
+
+async def _update(
+    request: Request, pool: Pool, reporter: Reporter, raw_id: str, *, partial: bool
+) -> Response:
+    mid = _mailing_id(raw_id)
+    with _command(request, mid, "patch" if partial else "put"):
+        data = await read_json(request)
+        counters = await _counters_for_command(reporter, mid)
+        now = _now()
+        final = counters.all_messages_final
+        row = await mailing_commands.update(
+            pool, mid, data, partial=partial, now=now, all_messages_final=final
+        )
+        return JSON(to_json(row, counters, now))
+
+
+_EDIT_RULES: Final = (
+    " Before the start every field may change; from the start only `datetime_end` may move "
+    "(after the start and into the future), until the mailing is finished or cancelled. "
+    "Anything else is 400 with `detail` saying why."
+)
+
+
+@route(
+    "/{mailing_id}",
+    ["PATCH"],
+    summary="Change some fields of a mailing",
+    description="Fields left out keep their value; a change to nothing appends no event."
+    + _EDIT_RULES
+    + _COMMAND_NOTE,
+    responses=responses(200, PATCHED_EXAMPLE, Mailing, 400, 404, 409, 413, 415, documented=_ERRORS),
+    openapi_extra=mailing_body(partial=True),
+)
+async def patch_mailing(
+    mailing_id: str, request: Request, pool: Pool, reporter: Reporter
+) -> Response:
+    return await _update(request, pool, reporter, mailing_id, partial=True)
+
+
+@route(
+    "/{mailing_id}",
+    ["PUT"],
+    summary="Replace a mailing's fields",
+    description="`datetime_start`, `datetime_end` and `text` are required; as in the old API, "
+    "optional fields left out keep their value." + _EDIT_RULES + _COMMAND_NOTE,
+    responses=responses(200, PATCHED_EXAMPLE, Mailing, 400, 404, 409, 413, 415, documented=_ERRORS),
+    openapi_extra=mailing_body(partial=False),
+)
+async def put_mailing(
+    mailing_id: str, request: Request, pool: Pool, reporter: Reporter
+) -> Response:
+    return await _update(request, pool, reporter, mailing_id, partial=False)
+
+
+@route(
+    "/{mailing_id}",
+    ["DELETE"],
+    summary="Delete a mailing before its start",
+    description="After the start the answer is 400: cancel the mailing instead.",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(204, None, None, 400, 404, 409, documented=_ERRORS, description="Deleted"),
+)
+async def delete_mailing(mailing_id: str, request: Request, pool: Pool) -> Response:
+    mid = _mailing_id(mailing_id)
+    with _command(request, mid, "delete"):
+        await mailing_commands.delete(pool, mid, now=_now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+_COMMANDS: Final = {
+    Command.CANCEL: (
+        "Cancel a mailing",
+        "Stops the mailing for good, at any time until it is finished: its unsent messages "
+        "become CA. 400 if it is already finished or cancelled.",
+        "cancelled",
+    ),
+    Command.PAUSE: (
+        "Pause a mailing",
+        "Holds sending (before or after the start) until it is resumed. A paused mailing "
+        "still finishes at its end. 400 unless it is scheduled or running.",
+        "paused",
+    ),
+    Command.RESUME: (
+        "Resume a paused mailing",
+        "Sending goes on (or starts at `datetime_start`). 400 unless it is paused.",
+        "running",
+    ),
+}
+
+
+def _register_command(command: Command) -> None:
+    summary, description, state = _COMMANDS[command]
+
+    async def endpoint(
+        mailing_id: str, request: Request, pool: Pool, reporter: Reporter
+    ) -> Response:
+        mid = _mailing_id(mailing_id)
+        with _command(request, mid, command.value):
+            counters = await _counters_for_command(reporter, mid)
+            now = _now()
+            row = await mailing_commands.run(
+                pool, mid, command, now=now, all_messages_final=counters.all_messages_final
+            )
+            return JSON(to_json(row, counters, now))
+
+    endpoint.__name__ = f"{command.value}_mailing"
+    route(
+        f"/{{mailing_id}}/{command.value}",
+        ["POST"],
+        summary=summary,
+        description=description + _COMMAND_NOTE,
+        responses=responses(
+            200, {**MAILING_EXAMPLE, "state": state}, Mailing, 400, 404, 409, documented=_ERRORS
+        ),
+    )(endpoint)
+
+
+for _command_name in Command:
+    _register_command(_command_name)

@@ -1,0 +1,196 @@
+"""Client of the reporter's internal read API: counters per mailing and pages of its messages.
+
+The reporter projects both from the message events; the gateway never counts messages itself.
+One pooled ``httpx.AsyncClient`` per process (made in the app's lifespan) carries every call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import orjson
+import structlog
+
+from gateway.metrics import REPORTER_REQUESTS, REPORTER_SECONDS
+
+__all__ = [
+    "COUNTER_KEYS",
+    "MESSAGE_KEYS",
+    "ZERO",
+    "Counters",
+    "MessagePage",
+    "ReporterClient",
+    "ReporterError",
+    "ReporterUnavailable",
+    "make_http_client",
+]
+
+log = structlog.get_logger(__name__)
+
+COUNTERS_PATH: Final = "/internal/v1/mailings/counters"
+MESSAGES_PATH: Final = "/internal/v1/mailings/{mailing_id}/messages"
+MAX_IDS_PER_CALL: Final = 1000  # the reporter's limit
+# The seed API's counter fields, in its order.
+COUNTER_KEYS: Final = (
+    "clients_count",
+    "scheduled_messages",
+    "created_messages",
+    "delivered_messages",
+    "undelivered_messages",
+    "cancelled_messages",
+)
+MESSAGE_KEYS: Final = (
+    "id",
+    "datetime_send",
+    "status",
+    "mailing_id",
+    "client_id",
+    "attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+)
+
+
+class ReporterUnavailable(RuntimeError):
+    """The reporter cannot answer now (down, timing out, 5xx, garbled): retry later."""
+
+
+class ReporterError(RuntimeError):
+    """The reporter refused a request (4xx): a bug on one side or the other, not an outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """A mailing's counters as the reporter projected them (all 0 before it saw anything)."""
+
+    clients_count: int = 0
+    scheduled_messages: int = 0
+    created_messages: int = 0
+    delivered_messages: int = 0
+    undelivered_messages: int = 0
+    cancelled_messages: int = 0
+    resolved: bool = False  # the scheduler has resolved the audience (resolved_at is set)
+
+    @property
+    def all_messages_final(self) -> bool:
+        """Every message is delivered, undelivered or cancelled, and none is still to come."""
+        return self.resolved and self.scheduled_messages == 0
+
+    def to_json(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in COUNTER_KEYS}
+
+
+ZERO: Final = Counters()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    count: int
+    results: list[dict[str, Any]]
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("counter")
+    return value
+
+
+def _counters(raw: Any) -> Counters:
+    if not isinstance(raw, Mapping):
+        raise ValueError("counters")
+    values = {key: _count(raw[key]) for key in COUNTER_KEYS}
+    return Counters(**values, resolved=raw.get("resolved_at") is not None)
+
+
+def _message(raw: Any) -> dict[str, Any]:
+    # Passed through as the reporter rendered it (ISO 8601 with Z), in the seed's key order.
+    if not isinstance(raw, Mapping):
+        raise ValueError("message")
+    return {key: raw[key] for key in MESSAGE_KEYS}
+
+
+def make_http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
+    """The pooled HTTP client for the reporter. Proxies from the environment are ignored:
+    the reporter is an internal service, reached directly."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        trust_env=False,
+    )
+
+
+class ReporterClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def counters(self, mailing_ids: Sequence[int]) -> dict[int, Counters]:
+        """Counters of each of ``mailing_ids``, ``ZERO`` for those the reporter does not know
+        yet; one call per 1000 ids."""
+        found: dict[int, Counters] = {}
+        ids = list(dict.fromkeys(mailing_ids))
+        for i in range(0, len(ids), MAX_IDS_PER_CALL):
+            chunk = ids[i : i + MAX_IDS_PER_CALL]
+            body = await self._get("counters", COUNTERS_PATH, {"ids": ",".join(map(str, chunk))})
+            try:
+                if not isinstance(body, Mapping):
+                    raise ValueError("not an object")
+                found |= {int(key): _counters(value) for key, value in body.items()}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise self._garbled("counters", exc) from None
+        return {mailing_id: found.get(mailing_id, ZERO) for mailing_id in ids}
+
+    async def messages(
+        self, mailing_id: int, *, status: str | None, page: int, page_size: int
+    ) -> MessagePage:
+        """One page of a mailing's messages, newest first, and how many the filter selects."""
+        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        if status is not None:
+            params["status"] = status
+        body = await self._get("messages", MESSAGES_PATH.format(mailing_id=mailing_id), params)
+        try:
+            count = _count(body["count"])
+            results = body["results"]
+            if not isinstance(results, list):
+                raise ValueError("results")
+            return MessagePage(count, [_message(item) for item in results])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._garbled("messages", exc) from None
+
+    async def _get(self, endpoint: str, path: str, params: Mapping[str, Any]) -> Any:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            try:
+                response = await self._http.get(path, params=params)
+            except httpx.HTTPError as exc:  # refused, reset, timed out
+                outcome = "unreachable"
+                log.warning("reporter_unavailable", endpoint=endpoint, error=type(exc).__name__)
+                raise ReporterUnavailable(f"reporter unreachable: {type(exc).__name__}") from exc
+            status = response.status_code
+            if status >= 500:
+                outcome = "5xx"
+                log.warning("reporter_unavailable", endpoint=endpoint, status=status)
+                raise ReporterUnavailable(f"reporter answered {status}")
+            if status != 200:
+                log.error("reporter_refused", endpoint=endpoint, status=status)
+                raise ReporterError(f"reporter answered {status} to {endpoint}")
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise self._garbled(endpoint, exc) from None
+            outcome = "ok"
+            return body
+        finally:
+            REPORTER_REQUESTS.labels(endpoint, outcome).inc()
+            REPORTER_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _garbled(endpoint: str, exc: Exception) -> ReporterUnavailable:
+        log.error("reporter_answer_garbled", endpoint=endpoint, error=type(exc).__name__)
+        return ReporterUnavailable(f"reporter answer to {endpoint} is garbled")
