@@ -112,11 +112,11 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
         """
         WITH wanted(message_id) AS (SELECT unnest($1::bigint[]))
         SELECT m.message_id, m.mailing_id, m.client_id, m.status::text AS status,
-               m.datetime_send, m.attempts, m.last_error
+               m.datetime_send, m.attempts, m.last_error, m.cancelled_at
           FROM wanted JOIN reporter_messages m USING (message_id)
         UNION ALL
         SELECT w.message_id, w.mailing_id, w.client_id, 'WD', w.datetime_send, w.attempts,
-               w.last_error
+               w.last_error, NULL
           FROM wanted JOIN reporter_withdrawn_messages w USING (message_id)
         """,
         list(message_ids),
@@ -130,6 +130,7 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
             datetime_send=r["datetime_send"],
             attempts=r["attempts"],
             last_error=r["last_error"],
+            cancelled_at=r["cancelled_at"],
         )
         for r in rows
     }
@@ -191,9 +192,10 @@ async def save_states(
         await conn.execute(
             """
             INSERT INTO reporter_messages
-                (message_id, mailing_id, client_id, status, datetime_send, attempts, last_error)
+                (message_id, mailing_id, client_id, status, datetime_send, attempts, last_error,
+                 cancelled_at)
             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                                 $5::timestamptz[], $6::integer[], $7::text[])
+                                 $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[])
             """,
             *_columns(inserts),
         )
@@ -202,11 +204,12 @@ async def save_states(
             """
             UPDATE reporter_messages m SET
                 client_id = u.client_id, status = u.status, datetime_send = u.datetime_send,
-                attempts = u.attempts, last_error = u.last_error, updated_at = now()
+                attempts = u.attempts, last_error = u.last_error, cancelled_at = u.cancelled_at,
+                updated_at = now()
             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                        $5::timestamptz[], $6::integer[], $7::text[])
+                        $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[])
                  AS u(message_id, mailing_id, client_id, status, datetime_send, attempts,
-                      last_error)
+                      last_error, cancelled_at)
             WHERE m.message_id = u.message_id
             """,
             *_columns(updates),
@@ -222,6 +225,7 @@ def _columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
         [s.datetime_send for s in states],
         [s.attempts for s in states],
         [s.last_error for s in states],
+        [s.cancelled_at for s in states],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -114,7 +115,25 @@ async def mailing_messages(request: web.Request) -> web.Response:
     return _json({"count": result.count, "results": result.results})
 
 
+async def stats(request: web.Request) -> web.Response:
+    """GET /internal/v1/stats -> clients, mailings by state, messages by status, delivery rate,
+    sends per hour of the last 24 hours (oldest first)."""
+    return _json(await queries.overview(request.app[RUNTIME].pool, datetime.now(UTC)))
+
+
+@_answers_400
+async def mailing_stats(request: web.Request) -> web.Response:
+    """GET /internal/v1/mailings/{id}/stats -> one mailing's statistics; 404 if unknown."""
+    mailing_id = _id("mailing_id", request.match_info["mailing_id"])
+    found = await queries.mailing_stats(request.app[RUNTIME].pool, mailing_id)
+    if found is None:
+        return _json({"error": "not_found", "mailing_id": mailing_id}, 404)
+    return _json(found)
+
+
 ROUTES = [
+    web.get("/internal/v1/stats", stats),
     web.get("/internal/v1/mailings/counters", mailing_counters),
     web.get("/internal/v1/mailings/{mailing_id}/messages", mailing_messages),
+    web.get("/internal/v1/mailings/{mailing_id}/stats", mailing_stats),
 ]

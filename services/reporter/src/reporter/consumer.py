@@ -1,17 +1,35 @@
-"""Reporter's event consumer: the queue it owns, bound to every mailing and message event."""
+"""Reporter's tasks: the event consumer (its own queue, bound to every mailing and message
+event and to client creations and deletions) and the daily statistics email."""
 
 from __future__ import annotations
 
+import structlog
+
+from reporter.config import Settings
+from reporter.daily_report import DailyReporter, ReportConfig
 from reporter.handlers import handle_batch
 from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
 
 __all__ = ["QUEUE", "start"]
 
-QUEUE = QueueSpec(name="reporter", routing_keys=["mailing.*", "messages.*"])
+log = structlog.get_logger(__name__)
+
+QUEUE = QueueSpec(
+    name="reporter",
+    routing_keys=["mailing.*", "messages.*", "client.created", "client.deleted"],
+)
 
 
 async def start(rt: Runtime) -> None:
+    settings = rt.settings
+    assert isinstance(settings, Settings)
     consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch)
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
+    if settings.daily_report_enabled:
+        reporter = DailyReporter(rt.pool, ReportConfig.from_settings(settings))
+        rt.spawn(reporter.run(rt.stop), "daily_report")
+    else:
+        missing = "EMAIL_HOST" if not settings.email_host else "recipients"
+        log.info("daily_report_disabled", missing=missing)

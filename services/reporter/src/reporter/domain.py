@@ -11,9 +11,9 @@ cannot bring it back (the scheduler never reuses a message id).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "MailingDelta",
     "MailingPatch",
     "MessageState",
+    "Observer",
     "Projection",
     "Status",
     "apply",
@@ -41,6 +42,7 @@ class Status(StrEnum):
 
 
 RANK: Mapping[Status, int] = {s: i for i, s in enumerate(Status)}
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def join(a: Status | None, b: Status) -> Status:
@@ -97,6 +99,8 @@ class MessageState:
     datetime_send: datetime | None
     attempts: int
     last_error: str | None
+    # When it was cancelled (the earliest cancel's event time); set only while status is CA.
+    cancelled_at: datetime | None = None
 
     @property
     def visible(self) -> bool:
@@ -108,9 +112,6 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     so the row starts from what the fact knows)."""
     status = join(old.status if old else None, _TARGET[fact.kind])
     old_attempts = old.attempts if old else 0
-    last_error = old.last_error if old else None
-    if fact.error is not None and fact.attempts >= old_attempts:
-        last_error = fact.error
     client_id = old.client_id if old and old.client_id is not None else fact.client_id
     return MessageState(
         message_id=fact.message_id,
@@ -120,8 +121,41 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
         status=status,
         datetime_send=_datetime_send(old, fact, status),
         attempts=max(old_attempts, fact.attempts),
-        last_error=last_error,
+        last_error=_last_error(old, fact, status),
+        cancelled_at=_cancelled_at(old, fact, status),
     )
+
+
+def _last_error(old: MessageState | None, fact: Fact, status: Status) -> str | None:
+    """The newest error; once undelivered, the final failure's reason.
+
+    A late retryable failure carrying the same attempt count must not replace the reason the
+    message finally failed for, and of two final failures (the scheduler settling at the end
+    while the dispatcher rejects) the later one wins, as it does for the time, with the text
+    breaking a tie: the reason then does not depend on the arrival order.
+    """
+    old_error = old.last_error if old else None
+    if status is Status.UNDELIVERED:
+        if fact.kind is not Kind.UNDELIVERED:
+            return old_error
+        if old is None or old.status is not Status.UNDELIVERED:
+            return fact.error
+        mine = (fact.at or _NEVER, fact.error or "")
+        theirs = (old.datetime_send or _NEVER, old_error or "")
+        return fact.error if mine > theirs else old_error
+    if fact.error is not None and fact.attempts >= (old.attempts if old else 0):
+        return fact.error
+    return old_error
+
+
+def _cancelled_at(old: MessageState | None, fact: Fact, status: Status) -> datetime | None:
+    if status is not Status.CANCELLED:
+        return None
+    before = old.cancelled_at if old is not None and old.status is Status.CANCELLED else None
+    now = fact.event_time if fact.kind is Kind.CANCELLED else None
+    if before is None or now is None:
+        return before or now
+    return min(before, now)
 
 
 def _datetime_send(old: MessageState | None, fact: Fact, status: Status) -> datetime | None:
@@ -205,7 +239,13 @@ class Projection:
     mailings: dict[int, MailingDelta]
 
 
-def project(current: Mapping[int, MessageState], facts: Iterable[Fact]) -> Projection:
+# Told of every fact applied, with the message's state before and after it.
+Observer = Callable[[Fact, MessageState | None, MessageState], None]
+
+
+def project(
+    current: Mapping[int, MessageState], facts: Iterable[Fact], observe: Observer | None = None
+) -> Projection:
     """Apply ``facts`` in order on top of ``current`` (the stored states of the messages the
     facts name, absent when not stored)."""
     before: dict[int, MessageState | None] = {}
@@ -217,6 +257,8 @@ def project(current: Mapping[int, MessageState], facts: Iterable[Fact]) -> Proje
             before[mid] = current.get(mid)
         state = after.get(mid, before[mid])
         after[mid] = apply(state, fact)
+        if observe is not None:
+            observe(fact, state, after[mid])
         if fact.mailing_id not in seen or fact.event_time > seen[fact.mailing_id]:
             seen[fact.mailing_id] = fact.event_time
     changes = [(before[mid], new) for mid, new in after.items() if new != before[mid]]

@@ -1,5 +1,8 @@
 """What a batch of events does to the statistics. Called inside the consumer's transaction
-(which also records the event ids, so a redelivered event changes nothing)."""
+(which also records the event ids, so a redelivered event changes nothing).
+
+Lock order, the same in every batch: client rows, mailing rows (in id order), message rows and
+the per-mailing aggregates under them, then the global rows (stats_adapters.add_global)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ from datetime import datetime
 
 import structlog
 
-from reporter import adapters
-from reporter.domain import Fact, Kind, MailingPatch, project
+from reporter import adapters, stats_adapters
+from reporter.domain import Fact, Kind, MailingPatch
 from reporter.metrics import EVENTS_IGNORED, MESSAGES_PROJECTED
+from reporter.stats import GlobalDelta, tally_batch
 from sms_events.contracts import (
+    ClientCreated,
+    ClientDeleted,
     Event,
     MailingAudienceResolved,
     MailingCancelled,
@@ -39,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 PROJECTED_TYPES = frozenset(
     {
+        ClientCreated.event_type,
+        ClientDeleted.event_type,
         MailingScheduled.event_type,
         MailingUpdated.event_type,
         MailingDeleted.event_type,
@@ -63,36 +71,27 @@ async def handle_batch(conn: Connection, envelopes: Sequence[Envelope]) -> None:
     started = time.perf_counter()
     facts: list[Fact] = []
     patches: dict[int, MailingPatch] = {}
+    clients = _Clients()
     ignored = 0
     for env in envelopes:
         if env.type not in PROJECTED_TYPES:
             ignored += 1  # messages.due and whatever a newer producer adds
             continue
-        _collect(env.payload(), env.time, facts, patches)
+        _collect(env.payload(), env.time, facts, patches, clients)
     if ignored:
         EVENTS_IGNORED.inc(ignored)
     mailing_ids = {f.mailing_id for f in facts} | patches.keys()
-    if not mailing_ids:
+    if not mailing_ids and not clients.created and not clients.deleted:
         return
-    deleted = await adapters.lock_mailings(conn, mailing_ids)
-    if patches:
-        deleted |= await adapters.apply_mailing_patches(conn, list(patches.values()))
-    if deleted:
-        facts = [f for f in facts if f.mailing_id not in deleted]
-    changed = 0
-    if facts:
-        current = await adapters.load_states(conn, {f.message_id for f in facts})
-        outcome = project(current, facts)
-        await adapters.save_states(conn, outcome.changes)
-        await adapters.add_deltas(conn, outcome.mailings)
-        changed = len(outcome.changes)
-        reached = Counter(
-            new.status
-            for old, new in outcome.changes
-            if old is None or old.status is not new.status
+    glob = GlobalDelta()
+    if clients.created or clients.deleted:
+        glob.totals["clients"] += await stats_adapters.track_clients(
+            conn, clients.created, clients.deleted
         )
-        for status, n in reached.items():
-            MESSAGES_PROJECTED.labels(status.value).inc(n)
+    changed = 0
+    if mailing_ids:
+        facts, changed = await _project(conn, mailing_ids, facts, patches, glob)
+    await stats_adapters.add_global(conn, glob)
     log.info(
         "batch_projected",
         events=len(envelopes),
@@ -100,15 +99,71 @@ async def handle_batch(conn: Connection, envelopes: Sequence[Envelope]) -> None:
         facts=len(facts),
         changed=changed,
         mailings=len(mailing_ids),
+        clients=len(clients.created) + len(clients.deleted),
         ms=round((time.perf_counter() - started) * 1000, 1),
     )
 
 
+async def _project(
+    conn: Connection,
+    mailing_ids: set[int],
+    facts: list[Fact],
+    patches: dict[int, MailingPatch],
+    glob: GlobalDelta,
+) -> tuple[list[Fact], int]:
+    """The mailing and message part of a batch; returns the facts kept and the number of
+    messages changed."""
+    deleted = await adapters.lock_mailings(conn, mailing_ids)
+    if patches:
+        deleting = {p.mailing_id for p in patches.values() if p.deleted_at is not None}
+        deleting -= deleted
+        if deleting:  # before the counters are zeroed: the totals lose what they held
+            gone = await stats_adapters.forget_mailings(conn, deleting)
+            glob.totals.update(gone.totals)
+            glob.add_quarters(gone.quarters)
+        deleted |= await adapters.apply_mailing_patches(conn, list(patches.values()))
+    if deleted:
+        facts = [f for f in facts if f.mailing_id not in deleted]
+    if not facts:
+        return facts, 0
+    current = await adapters.load_states(conn, {f.message_id for f in facts})
+    outcome, tally = tally_batch(current, facts)
+    await adapters.save_states(conn, outcome.changes)
+    await adapters.add_deltas(conn, outcome.mailings)
+    await stats_adapters.add_mailing_stats(conn, tally)
+    glob.add_counters(outcome.mailings.values())
+    glob.add_quarters(tally.global_quarters())
+    reached = Counter(
+        new.status for old, new in outcome.changes if old is None or old.status is not new.status
+    )
+    for status, n in reached.items():
+        MESSAGES_PROJECTED.labels(status.value).inc(n)
+    return facts, len(outcome.changes)
+
+
+class _Clients:
+    """Client ids created and deleted in a batch (their order does not matter: see
+    stats_adapters.track_clients)."""
+
+    def __init__(self) -> None:
+        self.created: set[int] = set()
+        self.deleted: set[int] = set()
+
+
 def _collect(
-    event: Event, at: datetime, facts: list[Fact], patches: dict[int, MailingPatch]
+    event: Event,
+    at: datetime,
+    facts: list[Fact],
+    patches: dict[int, MailingPatch],
+    clients: _Clients,
 ) -> None:
-    """Turn one event into message facts (in order) or fold it into its mailing's patch."""
+    """Turn one event into message facts (in order), fold it into its mailing's patch, or
+    note a client."""
     match event:
+        case ClientCreated():
+            clients.created.add(event.client_id)
+        case ClientDeleted():
+            clients.deleted.add(event.client_id)
         case MessagesScheduled() | MessagesRescheduled():
             kind = Kind.SCHEDULED if isinstance(event, MessagesScheduled) else Kind.RESCHEDULED
             facts.extend(

@@ -6,7 +6,7 @@ from prometheus_client import Counter
 
 from reporter.domain import Status
 
-__all__ = ["EVENTS_IGNORED", "MESSAGES_PROJECTED"]
+__all__ = ["DAILY_REPORTS", "EVENTS_IGNORED", "MESSAGES_PROJECTED"]
 
 MESSAGES_PROJECTED = Counter(
     "reporter_messages_projected_total",
@@ -16,7 +16,14 @@ MESSAGES_PROJECTED = Counter(
 EVENTS_IGNORED = Counter(
     "reporter_events_ignored_total", "Events received that the reporter does not project"
 )
+DAILY_REPORTS = Counter(
+    "reporter_daily_reports_total",
+    "Daily statistics emails handed to the SMTP server (sent) or not (failed, retried later)",
+    ["outcome"],
+)
 
 # Bounded label set, exported from the start so that rate() works from the first event.
 for _status in Status:
     MESSAGES_PROJECTED.labels(_status.value)
+for _outcome in ("sent", "failed"):
+    DAILY_REPORTS.labels(_outcome)

@@ -1,16 +1,30 @@
-"""Reads for the gateway: counters per mailing and a page of a mailing's messages."""
+"""Reads for the gateway: counters per mailing, a page of a mailing's messages, and the
+statistics (overall and per mailing), which read only the aggregates: never the messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from reporter.domain import Status
+from reporter.stats import MailingState, delivery_rate, floor_hour, floor_minute
 
-__all__ = ["COUNTER_FIELDS", "MESSAGE_FIELDS", "MessagePage", "counters", "messages_page"]
+__all__ = [
+    "COUNTER_FIELDS",
+    "MAILING_STATE_SQL",
+    "MAX_MINUTES",
+    "MESSAGE_FIELDS",
+    "TOP_FAILURES",
+    "MessagePage",
+    "counters",
+    "mailing_stats",
+    "messages_page",
+    "overview",
+]
 
 COUNTER_FIELDS = (
     "clients_count",
@@ -98,3 +112,132 @@ async def messages_page(
         else:
             rows = await conn.fetch(_PAGE_BY_STATUS, mailing_id, page_size, offset, status.value)
     return MessagePage(count, [dict(r) for r in rows])
+
+
+# stats.mailing_state in SQL ($1: now). A NULL date compares as unknown, which CASE takes as
+# false, as the Python rule does with None.
+MAILING_STATE_SQL = """
+    CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled'
+         WHEN $1 >= datetime_end
+              OR ($1 >= datetime_start AND resolved_at IS NOT NULL AND scheduled_messages = 0)
+         THEN 'finished'
+         WHEN paused THEN 'paused'
+         WHEN $1 < datetime_start THEN 'scheduled'
+         ELSE 'running'
+    END
+"""
+HOURS = 24
+TOP_FAILURES = 20
+MAX_MINUTES = 1440
+_STATUSES = [s.value for s in Status if s is not Status.WITHDRAWN]
+
+
+async def overview(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
+    """Clients, mailings by state, messages by status, delivery rate and sends per hour of the
+    last 24 hours (the current hour last), from one snapshot of the aggregates."""
+    last_hour = floor_hour(now)
+    first_hour = last_hour - timedelta(hours=HOURS - 1)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        totals = {r["name"]: r["value"] for r in await conn.fetch("SELECT * FROM reporter_totals")}
+        states = await conn.fetch(
+            f"SELECT {MAILING_STATE_SQL} AS state, count(*) AS n FROM reporter_mailings"
+            " WHERE deleted_at IS NULL GROUP BY 1",
+            now,
+        )
+        quarters = await conn.fetch(
+            "SELECT quarter, delivered, failed FROM reporter_quarters"
+            " WHERE quarter >= $1 AND quarter < $2",
+            first_hour,
+            last_hour + timedelta(hours=1),
+        )
+    hours = {first_hour + timedelta(hours=i): [0, 0] for i in range(HOURS)}
+    for r in quarters:
+        counts = hours[floor_hour(r["quarter"])]
+        counts[0] += r["delivered"]
+        counts[1] += r["failed"]
+    messages = {s: int(totals.get(s, 0)) for s in _STATUSES}
+    by_state = {s.value: 0 for s in MailingState}
+    by_state.update({r["state"]: r["n"] for r in states})
+    return {
+        "clients": int(totals.get("clients", 0)),
+        "mailings": by_state,
+        "messages": messages,
+        "delivery_rate": delivery_rate(messages["DL"], messages["ND"]),
+        "sends_per_hour": [
+            {"hour": hour, "delivered": d, "failed": f} for hour, (d, f) in hours.items()
+        ],
+    }
+
+
+async def mailing_stats(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any] | None:
+    """One mailing's statistics, or None if the reporter does not know it (or it was
+    deleted). Reads the mailing's counter row, its failure reasons and at most the last 1440
+    minutes that had sends."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(
+            "SELECT * FROM reporter_mailings WHERE mailing_id = $1 AND deleted_at IS NULL",
+            mailing_id,
+        )
+        if row is None:
+            return None
+        failures = await conn.fetch(
+            "SELECT reason, attempts, final FROM reporter_mailing_failures"
+            " WHERE mailing_id = $1 AND (attempts <> 0 OR final <> 0)"
+            " ORDER BY attempts + final DESC, reason LIMIT $2",
+            mailing_id,
+            TOP_FAILURES,
+        )
+        span = await conn.fetchrow(
+            "SELECT min(minute) AS first, max(minute) AS last FROM reporter_mailing_minutes"
+            " WHERE mailing_id = $1 AND (delivered <> 0 OR failed <> 0)",
+            mailing_id,
+        )
+        minutes: list[asyncpg.Record] = []
+        first = last = None
+        if span is not None and span["last"] is not None:
+            last = span["last"]
+            first = max(span["first"], last - timedelta(minutes=MAX_MINUTES - 1))
+            minutes = await conn.fetch(
+                "SELECT minute, delivered, failed FROM reporter_mailing_minutes"
+                " WHERE mailing_id = $1 AND minute >= $2 AND minute <= $3",
+                mailing_id,
+                first,
+                last,
+            )
+    delivered, undelivered = row["delivered_messages"], row["undelivered_messages"]
+    started_at = row["first_sent_at"] or (span["first"] if span is not None else None)
+    completed_at, start = row["completed_at"], row["datetime_start"]
+    to_complete = None
+    if completed_at is not None and start is not None:
+        to_complete = (completed_at - start).total_seconds()
+    return {
+        "mailing_id": mailing_id,
+        "messages": {
+            "SC": row["scheduled_messages"],
+            "DL": delivered,
+            "ND": undelivered,
+            "CA": row["cancelled_messages"],
+        },
+        "delivery_rate": delivery_rate(delivered, undelivered),
+        "attempts_total": row["attempts_total"],
+        "failures": [dict(r) for r in failures],
+        "started_at": started_at,
+        "completed_at": completed_at,
+        "time_to_complete_s": to_complete if to_complete is None or to_complete >= 0 else None,
+        "sends_per_minute": _minutes(minutes, first, last),
+    }
+
+
+def _minutes(
+    rows: Sequence[asyncpg.Record], first: datetime | None, last: datetime | None
+) -> list[dict[str, Any]]:
+    if first is None or last is None:
+        return []
+    by_minute = {r["minute"]: (r["delivered"], r["failed"]) for r in rows}
+    out = []
+    minute = floor_minute(first)
+    while minute <= last:
+        delivered, failed = by_minute.get(minute, (0, 0))
+        out.append({"minute": minute, "delivered": delivered, "failed": failed})
+        minute += timedelta(minutes=1)
+    return out

@@ -191,3 +191,125 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+# --- statistics aggregates -----------------------------------------------------------------------
+
+
+async def commit_once(pool: asyncpg.Pool, consumer: str, *items: Event | Envelope) -> None:
+    """Project a batch as the consumer does, processed_events guard included: an envelope
+    this ``consumer`` has handled before changes nothing (a redelivery)."""
+    envelopes = [i if isinstance(i, Envelope) else envelope(i) for i in items]
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = {
+            r["event_id"]
+            for r in await conn.fetch(
+                "INSERT INTO processed_events (consumer, event_id)"
+                " SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                consumer,
+                list({e.id for e in envelopes}),
+            )
+        }
+        kept = []
+        for env in envelopes:
+            if env.id in fresh:
+                fresh.discard(env.id)
+                kept.append(env)
+        if kept:
+            await handle_batch(conn, kept)
+
+
+async def aggregates(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any]:
+    """A mailing's aggregate rows (non-zero ones), keyed for comparison."""
+    minutes = await pool.fetch(
+        "SELECT minute, delivered, failed FROM reporter_mailing_minutes"
+        " WHERE mailing_id = $1 AND (delivered <> 0 OR failed <> 0) ORDER BY minute",
+        mailing_id,
+    )
+    quarters = await pool.fetch(
+        "SELECT quarter, delivered, failed, cancelled, attempts FROM reporter_mailing_quarters"
+        " WHERE mailing_id = $1 AND (delivered <> 0 OR failed <> 0 OR cancelled <> 0"
+        " OR attempts <> 0) ORDER BY quarter",
+        mailing_id,
+    )
+    failures = await pool.fetch(
+        "SELECT reason, attempts, final FROM reporter_mailing_failures"
+        " WHERE mailing_id = $1 AND (attempts <> 0 OR final <> 0) ORDER BY reason",
+        mailing_id,
+    )
+    return {
+        "minutes": {r["minute"]: (r["delivered"], r["failed"]) for r in minutes},
+        "quarters": {r["quarter"]: tuple(r)[1:] for r in quarters},
+        "failures": {r["reason"]: (r["attempts"], r["final"]) for r in failures},
+    }
+
+
+async def recount_aggregates(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any]:
+    """What the state-based aggregates must be, recounted from reporter_messages."""
+    minutes = await pool.fetch(
+        "SELECT date_trunc('minute', datetime_send AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m,"
+        " count(*) FILTER (WHERE status = 'DL') AS d, count(*) FILTER (WHERE status = 'ND') AS f"
+        " FROM reporter_messages WHERE mailing_id = $1 AND status IN ('DL', 'ND')"
+        " GROUP BY 1 ORDER BY 1",
+        mailing_id,
+    )
+    quarters = await pool.fetch(
+        "SELECT date_bin('15 minutes', coalesce(cancelled_at, datetime_send),"
+        "                timestamptz '2000-01-01 00:00+00') AS q,"
+        " count(*) FILTER (WHERE status = 'DL') AS d, count(*) FILTER (WHERE status = 'ND') AS f,"
+        " count(*) FILTER (WHERE status = 'CA') AS c"
+        " FROM reporter_messages WHERE mailing_id = $1"
+        " AND (status IN ('DL', 'ND') OR (status = 'CA' AND cancelled_at IS NOT NULL))"
+        " GROUP BY 1 ORDER BY 1",
+        mailing_id,
+    )
+    finals = await pool.fetch(
+        "SELECT reporter_reason(last_error) AS reason, count(*) AS n FROM reporter_messages"
+        " WHERE mailing_id = $1 AND status = 'ND' GROUP BY 1",
+        mailing_id,
+    )
+    return {
+        "minutes": {r["m"]: (r["d"], r["f"]) for r in minutes},
+        "quarters": {r["q"]: (r["d"], r["f"], r["c"]) for r in quarters},
+        "finals": {r["reason"]: r["n"] for r in finals},
+    }
+
+
+async def assert_aggregates_consistent(pool: asyncpg.Pool, mailing_id: int) -> None:
+    """The mailing's aggregates equal a recount of its messages; attempts per quarter add up
+    to attempts_total; and the global rows equal the sum over all mailings."""
+    got, want = await aggregates(pool, mailing_id), await recount_aggregates(pool, mailing_id)
+    assert got["minutes"] == want["minutes"]
+    assert {q: a[:3] for q, a in got["quarters"].items() if any(a[:3])} == want["quarters"]
+    assert {r: f for r, (_, f) in got["failures"].items() if f} == want["finals"]
+    attempts = sum(a[3] for a in got["quarters"].values())
+    assert attempts == (await counters(pool, mailing_id))["attempts_total"]
+    await assert_global_consistent(pool)
+
+
+async def assert_global_consistent(pool: asyncpg.Pool) -> None:
+    totals = {r["name"]: r["value"] for r in await pool.fetch("SELECT * FROM reporter_totals")}
+    sums = await pool.fetchrow(
+        "SELECT coalesce(sum(scheduled_messages), 0) AS sc, coalesce(sum(delivered_messages), 0)"
+        " AS dl, coalesce(sum(undelivered_messages), 0) AS nd,"
+        " coalesce(sum(cancelled_messages), 0) AS ca FROM reporter_mailings"
+    )
+    assert sums is not None
+    assert (totals["SC"], totals["DL"], totals["ND"], totals["CA"]) == tuple(sums)
+    clients = await pool.fetchval(
+        "SELECT count(*) FROM reporter_clients WHERE created AND deleted_at IS NULL"
+    )
+    assert totals["clients"] == clients
+    mismatched = await pool.fetch(
+        """
+        WITH summed AS (
+            SELECT quarter, sum(delivered) AS d, sum(failed) AS f, sum(cancelled) AS c,
+                   sum(attempts) AS a
+              FROM reporter_mailing_quarters GROUP BY quarter)
+        SELECT * FROM summed FULL JOIN reporter_quarters g USING (quarter)
+        WHERE (coalesce(d, 0), coalesce(f, 0), coalesce(c, 0), coalesce(a, 0))
+              IS DISTINCT FROM (coalesce(g.delivered, 0), coalesce(g.failed, 0),
+                                coalesce(g.cancelled, 0), coalesce(g.attempts, 0))
+        """
+    )
+    assert mismatched == []

@@ -78,3 +78,42 @@ async def test_the_same_cloudevent_published_twice_is_counted_once(
         first.id,
     )
     assert handled == 1
+
+
+async def test_client_events_reach_the_reporter_queue_and_count_once(
+    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+) -> None:
+    from datetime import UTC, datetime
+
+    from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
+
+    async def clients() -> int:
+        return int(await pool.fetchval("SELECT value FROM reporter_totals WHERE name = 'clients'"))
+
+    before = await clients()
+    now = datetime.now(UTC)
+    a, b = new_id(), new_id()
+    state = {"phone": "79991234567", "operator_code": "999", "time_zone": "UTC", "updated_at": now}
+    created = [envelope(ClientCreated(client_id=c, **state)) for c in (a, b)]  # type: ignore[arg-type]
+    updated = envelope(ClientUpdated(client_id=a, **state))  # type: ignore[arg-type]
+    deleted = envelope(ClientDeleted(client_id=b, deleted_at=now))
+    await broker.publish([*created, updated, deleted])
+    await broker.publish([*created, deleted])  # redelivered
+
+    mailing, msgs = new_id(), ids(1)
+    marker = envelope(scheduled(mailing, msgs))
+    await broker.publish([marker])
+
+    async def marker_seen() -> bool:
+        return bool(
+            await pool.fetchval("SELECT 1 FROM reporter_mailings WHERE mailing_id = $1", mailing)
+        )
+
+    await eventually(marker_seen, what="the events before the marker to be handled")
+    assert await clients() - before == 1
+    live = await pool.fetch(
+        "SELECT client_id, created, deleted_at IS NULL AS live FROM reporter_clients"
+        " WHERE client_id = ANY($1::bigint[]) ORDER BY client_id",
+        sorted((a, b)),
+    )
+    assert {r["client_id"]: r["live"] for r in live} == {a: True, b: False}
