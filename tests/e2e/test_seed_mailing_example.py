@@ -53,3 +53,30 @@ def test_list_shows_the_mailing_with_its_counters(system: System) -> None:
 def test_mailing_api_needs_a_key(system: System) -> None:
     with httpx.Client(base_url=system.gateway_url) as anonymous:
         assert anonymous.get("/api/v1/mailings/").status_code == 401
+
+
+def test_statistics_overall_and_per_mailing(system: System) -> None:
+    with system.api() as api:
+        mailing_id = api.get("/api/v1/mailings/").json()["results"][-1]["id"]
+
+        def per_mailing() -> dict[str, object]:
+            resp = api.get(f"/api/v1/mailings/{mailing_id}/stats/")
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["messages"] == {"SC": 0, "DL": 3, "ND": 0, "CA": 0}
+            return dict(body)
+
+        body = eventually(per_mailing, timeout=30)
+        assert body["delivery_rate"] == 1.0
+        assert body["attempts_total"] == 3
+        assert body["failures"] == []
+        assert sum(m["delivered"] for m in body["sends_per_minute"]) == 3  # type: ignore[attr-defined]
+        assert body["time_to_complete_s"] is not None
+
+        overall = api.get("/api/v1/stats/").json()
+        assert overall["clients"] >= 3
+        assert overall["messages"]["DL"] >= 3
+        assert overall["mailings"]["finished"] >= 1
+        assert len(overall["sends_per_hour"]) == 24
+        assert sum(h["delivered"] for h in overall["sends_per_hour"]) >= 3
+        assert api.get("/api/v1/mailings/999999999/stats/").status_code == 404

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import clients, mailings
+from gateway import clients, mailings, stats
 from gateway.auth import ApiKeys, require_api_key
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
@@ -279,6 +279,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "description": "Mailings: what to send to whom and when; their counters, "
                 "messages and lifecycle (cancel, pause, resume)",
             },
+            {
+                "name": "statistics",
+                "description": "Figures overall and per mailing, read from projections",
+            },
             {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
         ],
         swagger_ui_parameters={"persistAuthorization": True},
@@ -286,6 +290,7 @@ def create_app(settings: Settings) -> FastAPI:
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
     app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])
+    app.include_router(stats.router, dependencies=[Depends(require_api_key(keys))])
     _install_operations(app)
     _install_error_handlers(app)
     _install_openapi(app)

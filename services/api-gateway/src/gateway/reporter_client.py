@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 COUNTERS_PATH: Final = "/internal/v1/mailings/counters"
 MESSAGES_PATH: Final = "/internal/v1/mailings/{mailing_id}/messages"
+STATS_PATH: Final = "/internal/v1/stats"
+MAILING_STATS_PATH: Final = "/internal/v1/mailings/{mailing_id}/stats"
 MAX_IDS_PER_CALL: Final = 1000  # the reporter's limit
 # The seed API's counter fields, in its order.
 COUNTER_KEYS: Final = (
@@ -162,7 +164,25 @@ class ReporterClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise self._garbled("messages", exc) from None
 
-    async def _get(self, endpoint: str, path: str, params: Mapping[str, Any]) -> Any:
+    async def overall_stats(self) -> dict[str, Any]:
+        """Figures over every mailing (read from the reporter's projections)."""
+        body = await self._get("stats", STATS_PATH, {})
+        if not isinstance(body, dict):
+            raise self._garbled("stats", ValueError("not an object"))
+        return body
+
+    async def mailing_stats(self, mailing_id: int) -> dict[str, Any] | None:
+        """One mailing's figures; None when the reporter has seen nothing of it yet."""
+        body = await self._get(
+            "mailing_stats", MAILING_STATS_PATH.format(mailing_id=mailing_id), {}, missing_ok=True
+        )
+        if body is not None and not isinstance(body, dict):
+            raise self._garbled("mailing_stats", ValueError("not an object"))
+        return body
+
+    async def _get(
+        self, endpoint: str, path: str, params: Mapping[str, Any], *, missing_ok: bool = False
+    ) -> Any:
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -173,6 +193,9 @@ class ReporterClient:
                 log.warning("reporter_unavailable", endpoint=endpoint, error=type(exc).__name__)
                 raise ReporterUnavailable(f"reporter unreachable: {type(exc).__name__}") from exc
             status = response.status_code
+            if status == 404 and missing_ok:
+                outcome = "ok"
+                return None
             if status >= 500:
                 outcome = "5xx"
                 log.warning("reporter_unavailable", endpoint=endpoint, status=status)

@@ -1,0 +1,123 @@
+"""/api/v1/stats/ and /api/v1/mailings/{id}/stats/: figures read from the reporter's
+projections (never a scan of messages), so they answer in milliseconds at any volume."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from gateway.mailing_commands import MailingNotFound
+from gateway.mailing_repository import get_mailing
+from gateway.mailing_schemas import documented_errors
+from gateway.mailings import Reporter
+from gateway.responses import JSON
+from gateway.routing import Pool, path_id, slash_routes
+from gateway.schemas import responses
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["statistics"])
+route = slash_routes(router)
+_ERRORS: Final = documented_errors()
+
+OVERALL_EXAMPLE: Final = {
+    "clients": 3,
+    "mailings": {"scheduled": 1, "running": 0, "paused": 0, "finished": 2, "cancelled": 0},
+    "messages": {"SC": 3, "DL": 5, "ND": 1, "CA": 0},
+    "delivery_rate": 0.8333,
+    "sends_per_hour": [{"hour": "2024-02-14T08:00:00Z", "delivered": 5, "failed": 1}],
+}
+MAILING_EXAMPLE: Final = {
+    "mailing_id": 1,
+    "messages": {"SC": 0, "DL": 3, "ND": 1, "CA": 0},
+    "delivery_rate": 0.75,
+    "attempts_total": 6,
+    "failures": [{"reason": "HTTP 503", "attempts": 2, "final": 0},
+                 {"reason": "HTTP 400: invalid phone", "attempts": 1, "final": 1}],
+    "started_at": "2024-02-14T08:47:44.047000Z",
+    "completed_at": "2024-02-14T08:47:46.100000Z",
+    "time_to_complete_s": 2.05,
+    "sends_per_minute": [{"minute": "2024-02-14T08:47:00Z", "delivered": 3, "failed": 1}],
+}  # fmt: skip
+
+
+class HourlySends(BaseModel):
+    hour: str
+    delivered: int
+    failed: int
+
+
+class MinuteSends(BaseModel):
+    minute: str
+    delivered: int
+    failed: int
+
+
+class FailureReason(BaseModel):
+    reason: str = Field(description="Normalised provider answer, e.g. `HTTP 503`, `timeout`")
+    attempts: int = Field(description="Failed attempts with this reason (retried or not)")
+    final: int = Field(description="Messages that ended undelivered (ND) with this reason")
+
+
+class OverallStats(BaseModel):
+    clients: int
+    mailings: dict[str, int] = Field(description="Mailings by state")
+    messages: dict[str, int] = Field(description="Messages by status: SC, DL, ND, CA")
+    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
+    sends_per_hour: list[HourlySends] = Field(description="The last 24 hours, oldest first")
+
+
+class MailingStats(BaseModel):
+    mailing_id: int
+    messages: dict[str, int]
+    delivery_rate: float | None
+    attempts_total: int
+    failures: list[FailureReason] = Field(description="Top 20 reasons, most frequent first")
+    started_at: str | None
+    completed_at: str | None
+    time_to_complete_s: float | None = Field(description="From datetime_start to completion")
+    sends_per_minute: list[MinuteSends]
+
+
+def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
+    return {
+        "mailing_id": mailing_id,
+        "messages": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
+        "delivery_rate": None,
+        "attempts_total": 0,
+        "failures": [],
+        "started_at": None,
+        "completed_at": None,
+        "time_to_complete_s": None,
+        "sends_per_minute": [],
+    }
+
+
+@route(
+    "/stats",
+    ["GET"],
+    summary="Overall statistics",
+    description="Clients, mailings by state, messages by status, delivery rate and sends per "
+    "hour over the last 24 hours. 503 when the statistics service cannot be reached.",
+    responses=responses(200, OVERALL_EXAMPLE, OverallStats, 503, documented=_ERRORS),
+)
+async def overall(reporter: Reporter) -> Response:
+    return JSON(await reporter.overall_stats())
+
+
+@route(
+    "/mailings/{mailing_id}/stats",
+    ["GET"],
+    summary="Statistics of one mailing",
+    description="Messages by status, delivery rate, attempts, failures grouped by reason, time "
+    "to complete and sends per minute over the mailing's life.",
+    responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),
+)
+async def mailing(mailing_id: str, pool: Pool, reporter: Reporter) -> Response:
+    wanted = path_id(mailing_id, MailingNotFound)
+    if await get_mailing(pool, wanted) is None:
+        raise MailingNotFound(wanted)
+    stats = await reporter.mailing_stats(wanted)
+    return JSON(stats if stats is not None else _empty_mailing_stats(wanted))
