@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def prepare_env() -> dict[str, str]:
             "FAKE_PROVIDER_TOKEN": token,
             "FAKE_PROVIDER_PORT": port,
         }
+    if not _setting("LOG_FORMAT", dotenv) and sys.stdout.isatty():
+        # The services write into a pipe here, so they cannot see the terminal themselves.
+        extra["LOG_FORMAT"] = "console"
     return extra
 
 
@@ -72,9 +76,11 @@ def main() -> int:
     applied = apply_migrations(dsn, migration_dirs(*(s.module for s in SERVICES)))
     print(f"migrations: {len(applied)} applied")
     group = ProcessGroup(env=extra)
-    # The terminal delivers Ctrl-C to every process in the foreground group; each service
-    # shuts down cleanly on SIGINT. We only wait for them (and force a second Ctrl-C).
-    signal.signal(signal.SIGINT, lambda *_: None)
+    # The services run in sessions of their own (so that tests can signal a whole service),
+    # so Ctrl-C reaches only this process: it asks every service to stop with SIGTERM.
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     if "FAKE_PROVIDER_TOKEN" in extra:
         group.start_module("fake-provider", "fake_provider")
     for spec in SERVICES:
@@ -85,8 +91,9 @@ def main() -> int:
     try:
         wait_http_ok(f"{gateway}/healthz", 60, group)
         print(f"\nready: {gateway}/docs   (Ctrl-C stops everything)\n")
-        while not group.exited():
+        while not group.exited() and not stopping.is_set():
             time.sleep(0.3)
+        print("\nstopping every service…")
     except (TimeoutError, RuntimeError) as exc:
         print(f"startup failed: {exc}", file=sys.stderr)
     finally:
