@@ -12,9 +12,10 @@ PACKAGES := libs/events services/api-gateway services/scheduler services/dispatc
 SRC_DIRS := $(addsuffix /src,$(PACKAGES))
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
+OIDC_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
-.PHONY: help venv run test test-unit test-integration test-e2e lint fmt migrate bench \
-        asyncapi up down logs services clean
+.PHONY: help venv run test test-unit test-integration test-e2e test-admin lint fmt migrate \
+        bench asyncapi browser up down logs services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -33,6 +34,14 @@ $(NODE_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json
 	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# A real OpenID Connect provider (oidc-provider on npm) for the admin UI's login tests.
+$(OIDC_STAMP): tools/oidc-provider/package.json tools/oidc-provider/package-lock.json
+	npm ci --prefix tools/oidc-provider --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+browser: ## Debian's chromium for the admin UI's browser tests (installed only when missing)
+	@scripts/install-browser.sh
+
 services: ## start the local PostgreSQL and RabbitMQ when they are installed but down
 	@scripts/ensure-services.sh
 
@@ -42,7 +51,7 @@ run: $(STAMP) services ## migrate and start every service in the foreground (Ctr
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	$(BIN)/sms-migrate gateway scheduler dispatcher reporter
 
-test: $(STAMP) $(NODE_STAMP) services ## the whole suite against the real PostgreSQL and RabbitMQ
+test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser services ## the whole suite against the real PostgreSQL and RabbitMQ
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## fast tests with no services
@@ -53,6 +62,9 @@ test-integration: $(STAMP) services ## tests against PostgreSQL and RabbitMQ
 
 test-e2e: $(STAMP) services ## every service as a real process
 	$(BIN)/pytest tests/e2e
+
+test-admin: $(STAMP) $(OIDC_STAMP) browser services ## admin UI: real browser, real OIDC provider
+	$(BIN)/pytest services/api-gateway/tests/admin
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import clients, mailings, stats
+from gateway import admin, clients, mailings, stats
 from gateway.auth import ApiKeys, require_api_key
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
@@ -291,6 +291,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(stats.router, dependencies=[Depends(require_api_key(keys))])
+    admin.install(app, settings)
     _install_operations(app)
     _install_error_handlers(app)
     _install_openapi(app)

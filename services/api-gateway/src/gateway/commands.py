@@ -38,7 +38,6 @@ from gateway.repository import (
 )
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
-from sms_events.metrics import EVENTS_APPENDED
 from sms_events.store import NO_STREAM, EventStore, WrongExpectedVersion
 
 __all__ = [
@@ -129,17 +128,14 @@ async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
         return row
 
     row = await with_retries(pool, attempt)
-    EVENTS_APPENDED.labels(ClientCreated.event_type).inc()
     return row
 
 
 async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool) -> ClientRow:
     """``PATCH`` (``partial``) or ``PUT``; raises ``ClientNotFound`` or ``InvalidInput``."""
     store = EventStore(pool)
-    appended = False
 
     async def attempt(conn: Connection) -> ClientRow:
-        nonlocal appended
         await lock_stream(conn, client_id)
         current = await lock_client(conn, client_id)
         if current is None:
@@ -155,12 +151,9 @@ async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool
             raise
         event = _updated(row)
         await store.append(event.stream_id(), [event], expected_version=current.version, conn=conn)
-        appended = True
         return row
 
     row = await with_retries(pool, attempt)
-    if appended:
-        EVENTS_APPENDED.labels(ClientUpdated.event_type).inc()
     return row
 
 
@@ -178,4 +171,3 @@ async def delete(pool: asyncpg.Pool, client_id: int) -> None:
         await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
 
     await with_retries(pool, attempt)
-    EVENTS_APPENDED.labels(ClientDeleted.event_type).inc()

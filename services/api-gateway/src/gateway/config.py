@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from gateway.admin.config import AdminSettings
 from sms_events.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -18,7 +19,9 @@ _PLACEHOLDERS = frozenset(
 )  # fmt: skip
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, AdminSettings):
+    """The gateway's settings, admin UI (OIDC login) included."""
+
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated bearer keys accepted on /api/v1/ (none: every call is 401)",

@@ -33,7 +33,6 @@ from gateway.metrics import IMPORT_ROWS
 from gateway.repository import ClientRow, appended_after_us, import_batch
 from sms_events.contracts import ClientCreated, ClientUpdated, Event
 from sms_events.db import Connection
-from sms_events.metrics import EVENTS_APPENDED
 from sms_events.store import EventStore, NewEvent, WrongExpectedVersion
 from sms_events.tracing import current_metadata
 
@@ -317,8 +316,6 @@ class _Batches:
         IMPORT_ROWS.labels("created").inc(len(created))
         IMPORT_ROWS.labels("updated").inc(len(updated))
         IMPORT_ROWS.labels("unchanged").inc(unchanged)
-        EVENTS_APPENDED.labels(ClientCreated.event_type).inc(len(created))
-        EVENTS_APPENDED.labels(ClientUpdated.event_type).inc(len(updated))
 
     @staticmethod
     async def _check_order(conn: Connection, updated: list[ClientRow]) -> None:

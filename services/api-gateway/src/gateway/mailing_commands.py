@@ -41,7 +41,6 @@ from sms_events.contracts import (
     MailingUpdated,
 )
 from sms_events.db import Connection
-from sms_events.metrics import EVENTS_APPENDED
 from sms_events.store import NO_STREAM, EventStore
 
 __all__ = ["MailingNotFound", "create", "delete", "run", "state_of", "update"]
@@ -96,7 +95,6 @@ async def create(pool: asyncpg.Pool, data: Any, *, now: datetime) -> MailingRow:
         return row
 
     row = await with_retries(pool, attempt, SUBJECT)
-    EVENTS_APPENDED.labels(MailingScheduled.event_type).inc()
     return row
 
 
@@ -113,10 +111,8 @@ async def update(
     ``EditRefused``."""
     change = parse_change(data, require=not partial)
     store = EventStore(pool)
-    appended = False
 
     async def attempt(conn: Connection) -> MailingRow:
-        nonlocal appended
         current = await _locked(conn, mailing_id)
         state = state_of(current, now, all_messages_final)
         mailing = edit(current.fields, change, now=now, state=state)
@@ -124,12 +120,9 @@ async def update(
             return current
         row = await update_mailing(conn, mailing_id, mailing)
         await _append(conn, store, _state_event(MailingUpdated, row), current.version)
-        appended = True
         return row
 
     row = await with_retries(pool, attempt, SUBJECT)
-    if appended:
-        EVENTS_APPENDED.labels(MailingUpdated.event_type).inc()
     return row
 
 
@@ -145,7 +138,6 @@ async def delete(pool: asyncpg.Pool, mailing_id: int, *, now: datetime) -> None:
         await _append(conn, store, event, current.version)
 
     await with_retries(pool, attempt, SUBJECT)
-    EVENTS_APPENDED.labels(MailingDeleted.event_type).inc()
 
 
 async def run(
@@ -158,7 +150,6 @@ async def run(
 ) -> MailingRow:
     """Cancel, pause or resume; raises ``MailingNotFound`` or ``CommandRejected``."""
     store = EventStore(pool)
-    appended: list[str] = []
 
     async def attempt(conn: Connection) -> MailingRow:
         current = await _locked(conn, mailing_id)
@@ -176,9 +167,7 @@ async def run(
             row = await set_paused(conn, mailing_id, False)
             event = MailingResumed(mailing_id=mailing_id, resumed_at=row.updated_at)
         await _append(conn, store, event, current.version)
-        appended[:] = [event.event_type]
         return row
 
     row = await with_retries(pool, attempt, SUBJECT)
-    EVENTS_APPENDED.labels(*appended).inc()
     return row

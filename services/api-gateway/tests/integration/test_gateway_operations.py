@@ -147,6 +147,8 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("post", "/api/v1/mailings/{mailing_id}/cancel/"),
         ("post", "/api/v1/mailings/{mailing_id}/pause/"),
         ("post", "/api/v1/mailings/{mailing_id}/resume/"),
+        ("get", "/api/v1/mailings/{mailing_id}/stats/"),
+        ("get", "/api/v1/stats/"),
     }
     for (method, path), op in operations.items():
         assert op["security"] == [{"ApiKey": []}], (method, path)
@@ -164,7 +166,9 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
             assert "400" in op["responses"] or path.endswith("import")
         if "{client_id}" in path or "{mailing_id}" in path:
             assert "404" in op["responses"], (method, path)
-        if path.startswith("/api/v1/mailings/"):
+        if path.endswith("stats/"):
+            assert op["tags"] == ["statistics"], (method, path)
+        elif path.startswith("/api/v1/mailings/"):
             assert op["tags"] == ["mailings"], (method, path)
             if method in ("patch", "put") or path.endswith(("cancel/", "pause/", "resume/")):
                 assert "400" in op["responses"], (method, path)

@@ -1,0 +1,75 @@
+"""The admin web UI under /admin: server-rendered pages over the gateway's own commands and
+read models, with OpenID Connect login. ``install(app, settings)`` mounts it on the gateway."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+import httpx
+import structlog
+from fastapi import APIRouter, FastAPI
+from starlette.staticfiles import StaticFiles
+
+from gateway.admin import auth_pages, client_pages, dashboard, mailing_pages
+from gateway.admin.config import AdminSettings
+from gateway.admin.web import HERE, Admin
+from gateway.reporter_client import make_http_client
+
+__all__ = ["AdminSettings", "install"]
+
+log = structlog.get_logger(__name__)
+
+OIDC_TIMEOUT_S: Final = 10.0
+
+
+def _lifespan(admin: Admin) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        # Outgoing calls to the provider: proxies from the environment apply (a provider is
+        # often outside); the reporter is internal and reached directly.
+        async with (
+            httpx.AsyncClient(timeout=OIDC_TIMEOUT_S, follow_redirects=False) as http,
+            make_http_client(
+                admin.settings.reporter_url, admin.settings.admin_reporter_timeout_s
+            ) as reporter_http,
+        ):
+            admin.start(http, reporter_http)
+            yield
+
+    return lifespan
+
+
+def _warn(settings: AdminSettings) -> None:
+    if settings.admin_dev_login:
+        log.warning(
+            "admin_dev_login_enabled",
+            effect="anyone reaching /admin can log in as the dev user; development only",
+        )
+    elif not settings.oidc_enabled:
+        log.info("admin_login_not_configured", effect="/admin only explains how to set up login")
+    elif not (settings.admin_allowed_emails or settings.admin_role_claim):
+        log.warning(
+            "admin_open_to_every_provider_user",
+            hint="set ADMIN_ALLOWED_EMAILS or ADMIN_ROLE_CLAIM and ADMIN_REQUIRED_ROLE",
+        )
+
+
+def install(app: FastAPI, settings: AdminSettings) -> None:
+    """Mount the admin pages under /admin and its static files under /admin/static.
+
+    Call once, before the app starts (a second call on the same app does nothing). The pages
+    use ``app.state.pool``, which the gateway's lifespan opens.
+    """
+    if getattr(app.state, "admin", None) is not None:
+        return
+    admin = Admin.create(settings)
+    app.state.admin = admin
+    # The routers' lifespans run inside the app's own (after the pool is open).
+    lifecycle = APIRouter(lifespan=_lifespan(admin))
+    app.include_router(lifecycle)
+    for router in (auth_pages.router, dashboard.router, mailing_pages.router, client_pages.router):
+        app.include_router(router)
+    app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="admin-static")
+    _warn(settings)

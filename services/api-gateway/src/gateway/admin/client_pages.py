@@ -1,0 +1,247 @@
+"""Client pages: search by phone, tag or operator code; create, edit, delete; CSV import with
+a report of every rejected line."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final
+
+import structlog
+from fastapi import APIRouter, Response
+from starlette.datastructures import URL as StarletteURL
+from starlette.datastructures import UploadFile
+
+from gateway import commands, importer, repository
+from gateway.admin.forms import client_body, client_values, field_errors
+from gateway.admin.web import AdminRoute, Page, current_page, posted_form, render, see_other
+from gateway.commands import ClientNotFound, ConcurrentModification
+from gateway.domain import InvalidInput
+from gateway.pagination import InvalidPage, PageRequest, num_pages
+from gateway.repository import ClientFilters, ClientRow
+
+__all__ = ["router"]
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/admin/clients", route_class=AdminRoute, include_in_schema=False)
+
+PAGE_SIZE: Final = 25
+CHUNK_BYTES: Final = 64 * 1024
+NOTICES: Final = {
+    "created": "Client created.",
+    "updated": "Client saved.",
+    "deleted": "Client deleted.",
+}
+COMMON_ZONES: Final = (
+    "UTC", "Europe/Moscow", "Europe/Kaliningrad", "Europe/Samara", "Asia/Yekaterinburg",
+    "Asia/Omsk", "Asia/Novosibirsk", "Asia/Krasnoyarsk", "Asia/Irkutsk", "Asia/Yakutsk",
+    "Asia/Vladivostok", "Asia/Magadan", "Asia/Kamchatka", "Europe/London", "Europe/Berlin",
+)  # fmt: skip
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def _client_id(raw: str) -> int | None:
+    if raw.isascii() and raw.isdigit() and int(raw) <= 2**63 - 1:
+        return int(raw)
+    return None
+
+
+@router.get("")
+async def client_list(
+    page: current_page,
+    phone: str | None = None,
+    tag: str | None = None,
+    operator_code: str | None = None,
+    p: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    phone_filter = _blank_to_none(phone)
+    filters = ClientFilters(
+        tag=_blank_to_none(tag),
+        operator_code=_blank_to_none(operator_code),
+        phone=phone_filter.removeprefix("+") if phone_filter else None,
+    )
+    try:
+        wanted = PageRequest(int(p) if p and p.isascii() and p.isdigit() else 1, PAGE_SIZE)
+        count, number, rows = await repository.list_clients(page.pool, filters, wanted)
+    except InvalidPage:
+        return see_other(str(page.request.url.remove_query_params("p")))
+    return render(
+        page.request,
+        "clients.html",
+        session=page.session,
+        nav="clients",
+        clients=rows,
+        count=count,
+        number=number,
+        pages=num_pages(count, PAGE_SIZE),
+        query={"phone": phone or "", "tag": tag or "", "operator_code": operator_code or ""},
+        page_url=lambda n: _with_page(page.request.url, n),
+        notice=NOTICES.get(notice or ""),
+    )
+
+
+def _with_page(url: StarletteURL, number: int) -> str:
+    path = url.remove_query_params(["p", "notice"]).include_query_params(p=number)
+    return f"{path.path}?{path.query}"
+
+
+def _form(
+    page: Page,
+    *,
+    values: dict[str, str],
+    client: ClientRow | None = None,
+    errors: dict[str, list[str]] | None = None,
+    general: list[str] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        page.request,
+        "client_form.html",
+        status=status,
+        session=page.session,
+        nav="clients",
+        client=client,
+        values=values,
+        errors=errors or {},
+        general=general or [],
+        zones=COMMON_ZONES,
+    )
+
+
+def _not_found(page: Page) -> Response:
+    return render(
+        page.request,
+        "error.html",
+        status=404,
+        session=page.session,
+        title="Client not found",
+        message="It may have been deleted.",
+    )
+
+
+@router.get("/new")
+async def new_client(page: current_page) -> Response:
+    return _form(page, values=client_values(None))
+
+
+@router.post("/new")
+async def create_client(page: current_page) -> Response:
+    form = await posted_form(page)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        row = await commands.create(page.pool, client_body(form))
+    except InvalidInput as exc:
+        fields, general = field_errors(exc.errors)
+        return _form(page, values=values, errors=fields, general=general, status=400)
+    log.info("admin_client_created", client_id=row.id, sub=page.user.sub)
+    return see_other("/admin/clients?notice=created")
+
+
+@router.get("/import")
+async def import_page(page: current_page) -> Response:
+    return render(page.request, "import.html", session=page.session, nav="clients", result=None)
+
+
+async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _format(upload: UploadFile) -> importer.ImportFormat:
+    name = (upload.filename or "").lower()
+    if name.endswith((".ndjson", ".jsonl")):
+        return importer.ImportFormat.NDJSON
+    return importer.ImportFormat.CSV
+
+
+@router.post("/import")
+async def import_clients(page: current_page) -> Response:
+    form = await posted_form(page)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return render(
+            page.request,
+            "import.html",
+            status=400,
+            session=page.session,
+            nav="clients",
+            result=None,
+            error="Choose a file to import.",
+        )
+    conflict = False
+    try:
+        result = await importer.import_clients(page.pool, _chunks(upload), _format(upload))
+    except importer.ImportConflict as exc:
+        result, conflict = exc.result, True
+    finally:
+        await upload.close()
+    log.info(
+        "admin_clients_imported",
+        created=result.created,
+        updated=result.updated,
+        rejected=result.rejected,
+        sub=page.user.sub,
+    )
+    return render(
+        page.request,
+        "import.html",
+        status=409 if conflict else 200,
+        session=page.session,
+        nav="clients",
+        result=result,
+        conflict=conflict,
+        filename=upload.filename,
+    )
+
+
+async def _client(page: Page, client_id: str) -> ClientRow | None:
+    cid = _client_id(client_id)
+    return await repository.get_client(page.pool, cid) if cid is not None else None
+
+
+@router.get("/{client_id}/edit")
+async def edit_client(page: current_page, client_id: str) -> Response:
+    row = await _client(page, client_id)
+    if row is None:
+        return _not_found(page)
+    return _form(page, values=client_values(row), client=row)
+
+
+@router.post("/{client_id}/edit")
+async def update_client(page: current_page, client_id: str) -> Response:
+    form = await posted_form(page)
+    row = await _client(page, client_id)
+    if row is None:
+        return _not_found(page)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        await commands.update(page.pool, row.id, client_body(form), partial=False)
+    except ClientNotFound:
+        return _not_found(page)
+    except InvalidInput as exc:
+        fields, general = field_errors(exc.errors)
+        return _form(page, values=values, client=row, errors=fields, general=general, status=400)
+    except ConcurrentModification:
+        general = ["Someone changed this client at the same time; try again."]
+        return _form(page, values=values, client=row, general=general, status=409)
+    log.info("admin_client_updated", client_id=row.id, sub=page.user.sub)
+    return see_other("/admin/clients?notice=updated")
+
+
+@router.post("/{client_id}/delete")
+async def delete_client(page: current_page, client_id: str) -> Response:
+    await posted_form(page)
+    cid = _client_id(client_id)
+    try:
+        if cid is None:
+            raise ClientNotFound(client_id)
+        await commands.delete(page.pool, cid)
+    except ClientNotFound:
+        return _not_found(page)
+    log.info("admin_client_deleted", client_id=cid, sub=page.user.sub)
+    return see_other("/admin/clients?notice=deleted")

@@ -1,0 +1,194 @@
+"""Settings of the admin web UI: OpenID Connect login, sessions, access rules, the reporter.
+
+Read from the environment (and the untracked .env) like the gateway's own ``Settings``; no
+prefix, so the seed's ``AUTH0_*`` names and the shared ``REPORTER_URL`` work as they are.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["MIN_SECRET_LENGTH", "AdminSettings"]
+
+MIN_SECRET_LENGTH: Final = 32
+# Values copied from examples and templates that must never guard a real deployment.
+_PLACEHOLDERS: Final = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "your-secret", "your_secret", "xxx",
+     "todo", "test", "password", "session-secret", "client-secret", "your-client-secret"}
+)  # fmt: skip
+_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return lowered in _PLACEHOLDERS or len(set(lowered)) <= 2 or "change" in lowered
+
+
+def _origin(url: str, name: str, *, allow_http_locally: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http(s) URL")
+    if parts.scheme == "http" and not (allow_http_locally and parts.hostname in _LOCAL_HOSTS):
+        raise ValueError(f"{name} must use https (http only for localhost)")
+    return url
+
+
+class AdminSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL (discovery at <issuer>/.well-known/...)",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id at the provider")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret at the provider"
+    )
+    auth0_domain: str | None = Field(
+        default=None, description="Seed name: the issuer becomes https://<AUTH0_DOMAIN>/"
+    )
+    auth0_client_id: str | None = Field(default=None, description="Seed name of OIDC_CLIENT_ID")
+    auth0_client_secret: SecretStr | None = Field(
+        default=None, description="Seed name of OIDC_CLIENT_SECRET"
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile", description="Scopes asked for at login"
+    )
+    admin_allowed_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated emails allowed in (verified emails only); empty: no limit",
+    )
+    admin_role_claim: str | None = Field(
+        default=None, description="ID token claim holding the user's roles, e.g. roles"
+    )
+    admin_required_role: str | None = Field(
+        default=None, description="Role that ADMIN_ROLE_CLAIM must contain"
+    )
+    admin_session_secret: SecretStr | None = Field(
+        default=None,
+        description=f"Key signing the session cookie (at least {MIN_SECRET_LENGTH} characters); "
+        "required with OIDC",
+    )
+    admin_session_max_age_s: int = Field(
+        default=8 * 3600, ge=60, le=7 * 24 * 3600, description="Session lifetime in seconds"
+    )
+    admin_cookie_secure: bool | None = Field(
+        default=None, description="Secure flag of the cookies (default: on, off in dev login)"
+    )
+    admin_dev_login: bool = Field(
+        default=False,
+        description="Development only: a button logging in as a fixed dev user, without OIDC",
+    )
+    admin_base_url: str | None = Field(
+        default=None,
+        description="Public URL of the gateway (for redirect URIs behind a proxy); "
+        "default: taken from each request",
+    )
+    admin_time_zone: str = Field(
+        default="UTC", description="IANA zone in which the admin shows and reads dates"
+    )
+    reporter_url: str = Field(
+        default="http://127.0.0.1:8003", description="Base URL of the reporter's internal API"
+    )
+    admin_reporter_timeout_s: float = Field(
+        default=3.0, gt=0, le=60, description="Timeout of each call to the reporter"
+    )
+
+    @field_validator("admin_allowed_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            stripped = (v.strip().lower() if isinstance(v, str) else v for v in value)
+            return [v for v in stripped if v != ""]
+        return value
+
+    @field_validator("admin_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in zoneinfo.available_timezones():
+            raise ValueError("ADMIN_TIME_ZONE must be an IANA zone such as UTC or Europe/Moscow")
+        return value
+
+    @field_validator("admin_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _origin(value.strip(), "ADMIN_BASE_URL", allow_http_locally=True).rstrip("/")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AdminSettings:
+        if self.oidc_issuer is None and self.auth0_domain:
+            domain = self.auth0_domain.strip().removeprefix("https://").strip("/")
+            self.oidc_issuer = f"https://{domain}/"
+        self.oidc_client_id = self.oidc_client_id or self.auth0_client_id
+        self.oidc_client_secret = self.oidc_client_secret or self.auth0_client_secret
+        given = [self.oidc_issuer, self.oidc_client_id, self.oidc_client_secret]
+        if any(given) and not all(given):
+            raise ValueError(
+                "OIDC_ISSUER (or AUTH0_DOMAIN), OIDC_CLIENT_ID and OIDC_CLIENT_SECRET "
+                "must be set together"
+            )
+        self._check_oidc()
+        self._check_roles()
+        self._check_session_secret()
+        return self
+
+    def _check_oidc(self) -> None:
+        if not self.oidc_enabled:
+            return
+        assert self.oidc_issuer is not None and self.oidc_client_secret is not None
+        _origin(self.oidc_issuer, "OIDC_ISSUER", allow_http_locally=True)
+        if _is_placeholder(self.oidc_client_secret.get_secret_value()):
+            raise ValueError("OIDC_CLIENT_SECRET is a placeholder; use the provider's secret")
+        if self.admin_dev_login:
+            raise ValueError("ADMIN_DEV_LOGIN cannot be combined with OIDC login; unset one")
+
+    def _check_roles(self) -> None:
+        if bool(self.admin_role_claim) != bool(self.admin_required_role):
+            raise ValueError("ADMIN_ROLE_CLAIM and ADMIN_REQUIRED_ROLE must be set together")
+
+    def _check_session_secret(self) -> None:
+        secret = self.admin_session_secret
+        if secret is None:
+            if self.oidc_enabled:
+                raise ValueError(
+                    "ADMIN_SESSION_SECRET is required with OIDC login; generate one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
+            return
+        value = secret.get_secret_value()
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"ADMIN_SESSION_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+            )
+        if _is_placeholder(value):
+            raise ValueError("ADMIN_SESSION_SECRET is a placeholder; generate a random one")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def login_enabled(self) -> bool:
+        """Whether anyone can log in at all (otherwise /admin only says how to set it up)."""
+        return self.oidc_enabled or self.admin_dev_login
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.admin_cookie_secure is not None:
+            return self.admin_cookie_secure
+        return not self.admin_dev_login
+
+    @property
+    def uses_auth0_logout(self) -> bool:
+        """Whether the provider is Auth0, whose older tenants log out at /v2/logout."""
+        host = urlsplit(self.oidc_issuer or "").hostname or ""
+        return bool(self.auth0_domain) or host.endswith(".auth0.com")

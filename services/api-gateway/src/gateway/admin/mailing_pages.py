@@ -1,0 +1,411 @@
+"""Mailing pages: the list with state and progress, create and edit, cancel, pause, resume and
+delete, and the detail page with live progress, charts, failure reasons and the messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import structlog
+from fastapi import APIRouter, Response
+
+from gateway import mailing_commands
+from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
+from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
+from gateway.admin.stats import MailingStats
+from gateway.admin.web import AdminRoute, Page, current_page, posted_form, render, see_other
+from gateway.domain import InvalidInput
+from gateway.lifecycle import (
+    Command,
+    DomainError,
+    MailingState,
+    can_cancel,
+    can_move_end,
+    can_pause,
+    can_resume,
+    editable,
+)
+from gateway.mailing_commands import MailingNotFound
+from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
+from gateway.pagination import InvalidPage, PageRequest, num_pages
+from gateway.reporter_client import Counters, ReporterError, ReporterUnavailable
+
+__all__ = ["MailingView", "load_views", "router"]
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/admin/mailings", route_class=AdminRoute, include_in_schema=False)
+
+PAGE_SIZE: Final = 20
+MESSAGES_PAGE_SIZE: Final = 50
+STATUS_LABELS: Final = {
+    "SC": "scheduled",
+    "DL": "delivered",
+    "ND": "undelivered",
+    "CA": "cancelled",
+}
+NOTICES: Final = {
+    "created": "Mailing created.",
+    "updated": "Mailing saved.",
+    "cancel": "Mailing cancelled: its unsent messages will not be sent.",
+    "pause": "Mailing paused: nothing more is sent until it is resumed.",
+    "resume": "Mailing resumed.",
+    "deleted": "Mailing deleted.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MailingView:
+    """A mailing as the pages show it: its row, its state now and the reporter's counters
+    (``None`` when the reporter cannot be reached)."""
+
+    row: MailingRow
+    state: MailingState
+    counters: Counters | None
+    now: datetime
+
+    @property
+    def total(self) -> int:
+        return self.counters.created_messages if self.counters else 0
+
+    @property
+    def done(self) -> int:
+        c = self.counters
+        return c.delivered_messages + c.undelivered_messages + c.cancelled_messages if c else 0
+
+    @property
+    def percent(self) -> int | None:
+        if self.counters is None or not self.total:
+            return None
+        return int(100 * self.done / self.total)
+
+    @property
+    def parts(self) -> list[Part]:
+        c = self.counters
+        if c is None:
+            return []
+        return [
+            Part("delivered", c.delivered_messages, "c-delivered"),
+            Part("undelivered", c.undelivered_messages, "c-failed"),
+            Part("cancelled", c.cancelled_messages, "c-cancelled"),
+        ]
+
+    def bar(self) -> Any:
+        return progress_bar(self.parts, self.total, label=f"{self.done} of {self.total} done")
+
+    @property
+    def final(self) -> bool:
+        return self.state.is_final
+
+    @property
+    def can_edit(self) -> bool:
+        return can_move_end(self.state)
+
+    @property
+    def editable(self) -> bool:
+        """Every field may change (before the start); otherwise only the end."""
+        return editable(self.now, self.row.datetime_start) and not self.row.cancelled
+
+    @property
+    def actions(self) -> list[str]:
+        out = []
+        if can_pause(self.state):
+            out.append("pause")
+        if can_resume(self.state):
+            out.append("resume")
+        if can_cancel(self.state):
+            out.append("cancel")
+        if editable(self.now, self.row.datetime_start):
+            out.append("delete")
+        return out
+
+
+async def _counters(page: Page, ids: list[int]) -> dict[int, Counters] | None:
+    reporter = page.admin.reporter
+    if not ids:
+        return {}
+    if reporter is None:
+        return None
+    try:
+        return await reporter.counters(ids)
+    except (ReporterUnavailable, ReporterError):
+        return None
+
+
+def _view(row: MailingRow, counters: Counters | None, now: datetime) -> MailingView:
+    final = counters.all_messages_final if counters else False
+    return MailingView(row, mailing_commands.state_of(row, now, final), counters, now)
+
+
+async def load_views(page: Page, rows: list[MailingRow]) -> tuple[list[MailingView], bool]:
+    """Views of ``rows`` and whether the reporter answered."""
+    counters = await _counters(page, [r.id for r in rows])
+    now = datetime.now(UTC)
+    views = [_view(r, counters.get(r.id) if counters is not None else None, now) for r in rows]
+    return views, counters is not None
+
+
+async def _one(page: Page, mailing_id: str) -> MailingView | None:
+    if not (mailing_id.isascii() and mailing_id.isdigit()) or int(mailing_id) > 2**63 - 1:
+        return None
+    row = await get_mailing(page.pool, int(mailing_id))
+    if row is None:
+        return None
+    views, _ = await load_views(page, [row])
+    return views[0]
+
+
+def _not_found(page: Page) -> Response:
+    return render(
+        page.request,
+        "error.html",
+        status=404,
+        session=page.session,
+        title="Mailing not found",
+        message="It may have been deleted.",
+    )
+
+
+@router.get("")
+async def mailing_list(
+    page: current_page, p: str | None = None, notice: str | None = None
+) -> Response:
+    try:
+        wanted = PageRequest(int(p) if p and p.isdigit() else 1, PAGE_SIZE)
+        count, number, rows = await list_mailings(page.pool, wanted)
+    except InvalidPage:
+        return see_other("/admin/mailings")
+    views, reporter_ok = await load_views(page, rows)
+    return render(
+        page.request,
+        "mailings.html",
+        session=page.session,
+        nav="mailings",
+        mailings=views,
+        reporter_ok=reporter_ok,
+        count=count,
+        number=number,
+        pages=num_pages(count, PAGE_SIZE),
+        notice=NOTICES.get(notice or ""),
+    )
+
+
+def _form_page(
+    page: Page,
+    *,
+    values: dict[str, str],
+    errors: dict[str, list[str]] | None = None,
+    general: list[str] | None = None,
+    mailing: MailingView | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        page.request,
+        "mailing_form.html",
+        status=status,
+        session=page.session,
+        nav="mailings",
+        values=values,
+        errors=errors or {},
+        general=general or [],
+        mailing=mailing,
+    )
+
+
+@router.get("/new")
+async def new_mailing(page: current_page) -> Response:
+    values = mailing_values(None, page.admin.zone)
+    start = datetime.now(page.admin.zone).replace(second=0, microsecond=0) + timedelta(minutes=5)
+    values["datetime_start"] = start.strftime("%Y-%m-%dT%H:%M")
+    values["datetime_end"] = (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    return _form_page(page, values=values)
+
+
+@router.post("/new")
+async def create_mailing(page: current_page) -> Response:
+    form = await posted_form(page)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    body, errors = mailing_body(form, page.admin.zone)
+    try:
+        if errors:
+            raise InvalidInput(errors)
+        row = await mailing_commands.create(page.pool, body, now=datetime.now(UTC))
+    except InvalidInput as exc:
+        fields, general = field_errors(exc.errors)
+        return _form_page(page, values=values, errors=fields, general=general, status=400)
+    log.info("admin_mailing_created", mailing_id=row.id, sub=page.user.sub)
+    return see_other(f"/admin/mailings/{row.id}?notice=created")
+
+
+@router.get("/{mailing_id}/edit")
+async def edit_mailing(page: current_page, mailing_id: str) -> Response:
+    view = await _one(page, mailing_id)
+    if view is None:
+        return _not_found(page)
+    values = mailing_values(view.row, page.admin.zone)
+    return _form_page(page, values=values, mailing=view)
+
+
+@router.post("/{mailing_id}/edit")
+async def update_mailing(page: current_page, mailing_id: str) -> Response:
+    form = await posted_form(page)
+    view = await _one(page, mailing_id)
+    if view is None:
+        return _not_found(page)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    body, errors = mailing_changes(form, view.row, page.admin.zone)
+    try:
+        if errors:
+            raise InvalidInput(errors)
+        await mailing_commands.update(
+            page.pool,
+            view.row.id,
+            body,
+            partial=True,
+            now=datetime.now(UTC),
+            all_messages_final=view.counters.all_messages_final if view.counters else False,
+        )
+    except InvalidInput as exc:
+        fields, general = field_errors(exc.errors)
+        return _form_page(
+            page, values=values, errors=fields, general=general, mailing=view, status=400
+        )
+    except DomainError as exc:
+        return _form_page(page, values=values, general=[str(exc)], mailing=view, status=409)
+    log.info("admin_mailing_updated", mailing_id=view.row.id, sub=page.user.sub)
+    return see_other(f"/admin/mailings/{view.row.id}?notice=updated")
+
+
+def _messages_query(status: str | None, p: str | None) -> tuple[str | None, int]:
+    chosen = status if status in STATUS_LABELS else None
+    number = int(p) if p and p.isascii() and p.isdigit() and 0 < int(p) < 10**6 else 1
+    return chosen, number
+
+
+async def _messages(
+    page: Page, view: MailingView, status: str | None, number: int
+) -> dict[str, Any]:
+    messages = None
+    if page.admin.reporter is not None:
+        try:
+            messages = await page.admin.reporter.messages(
+                view.row.id, status=status, page=number, page_size=MESSAGES_PAGE_SIZE
+            )
+        except (ReporterUnavailable, ReporterError):
+            messages = None
+    return {
+        "m": view,
+        "messages": messages,
+        "status_filter": status,
+        "status_labels": STATUS_LABELS,
+        "number": number,
+        "pages": num_pages(messages.count, MESSAGES_PAGE_SIZE) if messages else 1,
+    }
+
+
+async def _detail(
+    page: Page,
+    view: MailingView,
+    *,
+    status: str | None,
+    number: int,
+    notice: str | None = None,
+    error: str | None = None,
+    code: int = 200,
+) -> Response:
+    stats = await page.admin.stats.mailing(view.row.id) if page.admin.stats else None
+    return render(
+        page.request,
+        "mailing_detail.html",
+        status=code,
+        session=page.session,
+        nav="mailings",
+        notice=NOTICES.get(notice or ""),
+        error=error,
+        **(await _messages(page, view, status, number) | _live_context(page, view, stats)),
+    )
+
+
+def _live_context(page: Page, view: MailingView, stats: MailingStats | None) -> dict[str, Any]:
+    charts: dict[str, Any] = {}
+    if stats is not None:
+        minutes = fill_gaps(stats.sends_per_minute, timedelta(minutes=1))
+        charts["per_minute"] = stacked_bars(
+            minutes, label="Sends per minute", time_format="%H:%M", zone=page.admin.zone
+        )
+        peak = max((f.attempts for f in stats.failures), default=0)
+        charts["failures"] = [
+            (f, progress_bar([Part("failed", f.attempts, "c-failed")], peak, label=f.reason))
+            for f in stats.failures
+        ]
+    c = view.counters
+    if c is not None:
+        charts["donut"] = donut(
+            [*view.parts, Part("scheduled", c.scheduled_messages, "c-scheduled")],
+            label="Messages by status",
+        )
+    return {"m": view, "stats": stats, "charts": charts}
+
+
+@router.get("/{mailing_id}")
+async def mailing_detail(
+    page: current_page,
+    mailing_id: str,
+    status: str | None = None,
+    p: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    view = await _one(page, mailing_id)
+    if view is None:
+        return _not_found(page)
+    chosen, number = _messages_query(status, p)
+    return await _detail(page, view, status=chosen, number=number, notice=notice)
+
+
+@router.get("/{mailing_id}/live")
+async def mailing_live(page: current_page, mailing_id: str) -> Response:
+    view = await _one(page, mailing_id)
+    if view is None:
+        return _not_found(page)
+    stats = await page.admin.stats.mailing(view.row.id) if page.admin.stats else None
+    return render(
+        page.request, "_mailing_live.html", session=page.session, **_live_context(page, view, stats)
+    )
+
+
+@router.get("/{mailing_id}/messages")
+async def mailing_messages(
+    page: current_page, mailing_id: str, status: str | None = None, p: str | None = None
+) -> Response:
+    view = await _one(page, mailing_id)
+    if view is None:
+        return _not_found(page)
+    chosen, number = _messages_query(status, p)
+    context = await _messages(page, view, chosen, number)
+    return render(page.request, "_messages.html", session=page.session, **context)
+
+
+@router.post("/{mailing_id}/{action}")
+async def mailing_action(page: current_page, mailing_id: str, action: str) -> Response:
+    await posted_form(page)
+    view = await _one(page, mailing_id)
+    if view is None or action not in ("cancel", "pause", "resume", "delete"):
+        return _not_found(page)
+    now = datetime.now(UTC)
+    final = view.counters.all_messages_final if view.counters else False
+    try:
+        if action == "delete":
+            await mailing_commands.delete(page.pool, view.row.id, now=now)
+        else:
+            await mailing_commands.run(
+                page.pool, view.row.id, Command(action), now=now, all_messages_final=final
+            )
+    except MailingNotFound:
+        return _not_found(page)
+    except DomainError as exc:
+        return await _detail(page, view, status=None, number=1, error=str(exc), code=409)
+    log.info("admin_mailing_command", mailing_id=view.row.id, command=action, sub=page.user.sub)
+    if action == "delete":
+        return see_other("/admin/mailings?notice=deleted")
+    return see_other(f"/admin/mailings/{view.row.id}?notice={action}")

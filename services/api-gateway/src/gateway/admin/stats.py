@@ -1,0 +1,181 @@
+"""The reporter's statistics for the admin pages: overall figures and one mailing's.
+
+``GET /internal/v1/stats`` and ``GET /internal/v1/mailings/{id}/stats``. A reporter that is down,
+slow or answers something unexpected gives ``None``: the pages then say "statistics
+unavailable" instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import httpx
+import structlog
+
+__all__ = [
+    "STATUSES",
+    "Bucket",
+    "Failure",
+    "MailingStats",
+    "Overview",
+    "StatsClient",
+    "parse_mailing_stats",
+    "parse_overview",
+]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+STATUSES: Final = ("SC", "DL", "ND", "CA")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Sends finished in one hour or minute."""
+
+    at: datetime
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str
+    attempts: int
+    final: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    clients: int
+    mailings: dict[str, int]
+    messages: dict[str, int]
+    delivery_rate: float | None
+    sends_per_hour: list[Bucket] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MailingStats:
+    mailing_id: int
+    messages: dict[str, int]
+    delivery_rate: float | None
+    attempts_total: int
+    failures: list[Failure]
+    started_at: datetime | None
+    completed_at: datetime | None
+    time_to_complete_s: float | None
+    sends_per_minute: list[Bucket] = field(default_factory=list)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("count")
+    return value
+
+
+def _rate(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("rate")
+    return float(value)
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("time")
+    return datetime.fromisoformat(value)
+
+
+def _counts(value: Any, keys: tuple[str, ...] | None = None) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValueError("counts")
+    names = keys if keys is not None else tuple(str(k) for k in value)
+    return {name: _count(value.get(name, 0)) for name in names}
+
+
+def _buckets(value: Any, key: str) -> list[Bucket]:
+    if not isinstance(value, list):
+        raise ValueError("buckets")
+    buckets = []
+    for item in value:
+        at = _time(item[key])
+        if at is None:
+            raise ValueError("bucket time")
+        buckets.append(Bucket(at, _count(item["delivered"]), _count(item["failed"])))
+    return sorted(buckets, key=lambda b: b.at)
+
+
+def parse_overview(body: Any) -> Overview:
+    """``GET /internal/v1/stats``; raises ``ValueError`` (or ``KeyError``/``TypeError``)."""
+    return Overview(
+        clients=_count(body["clients"]),
+        mailings=_counts(body["mailings"]),
+        messages=_counts(body["messages"], STATUSES),
+        delivery_rate=_rate(body.get("delivery_rate")),
+        sends_per_hour=_buckets(body.get("sends_per_hour", []), "hour"),
+    )
+
+
+def parse_mailing_stats(body: Any) -> MailingStats:
+    """``GET /internal/v1/mailings/{id}/stats``; raises like ``parse_overview``."""
+    failures = [
+        Failure(str(f["reason"]), _count(f["attempts"]), _count(f["final"]))
+        for f in body.get("failures", [])
+    ]
+    ttc = body.get("time_to_complete_s")
+    return MailingStats(
+        mailing_id=_count(body["mailing_id"]),
+        messages=_counts(body["messages"], STATUSES),
+        delivery_rate=_rate(body.get("delivery_rate")),
+        attempts_total=_count(body.get("attempts_total", 0)),
+        failures=sorted(failures, key=lambda f: (-f.final, -f.attempts, f.reason)),
+        started_at=_time(body.get("started_at")),
+        completed_at=_time(body.get("completed_at")),
+        time_to_complete_s=_rate(ttc),
+        sends_per_minute=_buckets(body.get("sends_per_minute", []), "minute"),
+    )
+
+
+class StatsClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def overview(self) -> Overview | None:
+        body = await self._get("stats", "/internal/v1/stats")
+        return _parse("stats", parse_overview, body)
+
+    async def mailing(self, mailing_id: int) -> MailingStats | None:
+        body = await self._get("mailing_stats", f"/internal/v1/mailings/{mailing_id}/stats")
+        return _parse("mailing_stats", parse_mailing_stats, body)
+
+    async def _get(self, endpoint: str, path: str) -> Any:
+        try:
+            response = await self._http.get(path)
+        except httpx.HTTPError as exc:
+            log.warning("admin_stats_unavailable", endpoint=endpoint, error=type(exc).__name__)
+            return None
+        if response.status_code != 200:
+            log.warning("admin_stats_unavailable", endpoint=endpoint, status=response.status_code)
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            log.warning("admin_stats_garbled", endpoint=endpoint)
+            return None
+
+
+def _parse(endpoint: str, parse: Callable[[Any], T], body: Any) -> T | None:
+    if body is None:
+        return None
+    try:
+        return parse(body)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("admin_stats_garbled", endpoint=endpoint, error=type(exc).__name__)
+        return None
