@@ -21,7 +21,7 @@ import psycopg
 
 from fake_provider.load import run_load
 from sms_events.testing.environment import TestEnvironment
-from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
+from sms_events.testing.processes import SERVICES, ProcessGroup, system_env, wait_http_ok
 
 API_KEY = "bench-key"
 TOKEN = "bench-provider-token"
@@ -63,22 +63,15 @@ def main() -> int:
     n = args.clients
 
     env = TestEnvironment.create([s.module for s in SERVICES])
-    service_env = env.env_vars() | {
-        "API_KEYS": API_KEY,
-        "GATEWAY_PORT": str(PORTS["api-gateway"]),
-        "SCHEDULER_HTTP_PORT": str(PORTS["scheduler"]),
-        "DISPATCHER_HTTP_PORT": str(PORTS["dispatcher"]),
-        "REPORTER_HTTP_PORT": str(PORTS["reporter"]),
-        "REPORTER_URL": f"http://127.0.0.1:{PORTS['reporter']}",
-        "FAKE_PROVIDER_PORT": str(PORTS["fake-provider"]),
-        "FAKE_PROVIDER_TOKEN": TOKEN,
-        "FAKE_PROVIDER_LATENCY_MS": str(args.latency_ms),
-        "SMS_API_URL": f"http://127.0.0.1:{PORTS['fake-provider']}",
-        "SMS_API_TOKEN": TOKEN,
-        "DISPATCH_CONCURRENCY": str(args.concurrency),
-        "LOG_LEVEL": "WARNING",
-        "LOG_FORMAT": "json",
-    }
+    service_env = (
+        env.env_vars()
+        | system_env(PORTS, api_key=API_KEY, provider_token=TOKEN)
+        | {
+            "FAKE_PROVIDER_LATENCY_MS": str(args.latency_ms),
+            "DISPATCH_CONCURRENCY": str(args.concurrency),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     logs = Path("var/bench-logs")
     group = ProcessGroup(env=service_env, log_dir=logs)
     try:

@@ -4,7 +4,6 @@ and a real (fake) SMS provider. One system per test module, on its own database 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,16 +13,16 @@ import httpx
 import pytest
 
 from sms_events.testing.environment import TestEnvironment
-from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
+from sms_events.testing.processes import (
+    SERVICES,
+    ProcessGroup,
+    free_port,
+    system_env,
+    wait_http_ok,
+)
 
 API_KEY = "e2e-test-key-not-a-secret"
 PROVIDER_TOKEN = "e2e-provider-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -80,20 +79,8 @@ def system(
     service_env = (
         env.env_vars()
         | FAST
-        | {
-            "API_KEYS": API_KEY,
-            "GATEWAY_PORT": str(ports["api-gateway"]),
-            "SCHEDULER_HTTP_PORT": str(ports["scheduler"]),
-            "DISPATCHER_HTTP_PORT": str(ports["dispatcher"]),
-            "REPORTER_HTTP_PORT": str(ports["reporter"]),
-            "REPORTER_URL": f"http://127.0.0.1:{ports['reporter']}",
-            "FAKE_PROVIDER_PORT": str(ports["fake-provider"]),
-            "FAKE_PROVIDER_TOKEN": PROVIDER_TOKEN,
-            "SMS_API_URL": f"http://127.0.0.1:{ports['fake-provider']}",
-            "SMS_API_TOKEN": PROVIDER_TOKEN,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "INFO"),
-        }
+        | system_env(ports, api_key=API_KEY, provider_token=PROVIDER_TOKEN)
+        | {"LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "INFO")}
     )
     marker = request.node.get_closest_marker("service_env")
     if marker is not None:

@@ -28,10 +28,7 @@ class Settings(ServiceSettings, AdminSettings):
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
-    reporter_url: str = Field(
-        default="http://127.0.0.1:8003",
-        description="Base URL of the reporter's internal read API (mailing counters, messages)",
-    )
+    # reporter_url (the reporter's internal read API) comes from AdminSettings.
     reporter_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="Timeout of each call to the reporter, in seconds"
     )

@@ -29,7 +29,7 @@ from admin_support import (
 from playwright.sync_api import Page, expect
 
 from sms_events.testing.environment import TestEnvironment
-from sms_events.testing.processes import SERVICES
+from sms_events.testing.processes import SERVICES, system_env
 
 pytestmark = pytest.mark.e2e
 
@@ -57,19 +57,7 @@ def system(
     service_env = (
         env.env_vars()
         | FAST
-        | {
-            "API_KEYS": API_KEY,
-            "GATEWAY_PORT": str(own["api-gateway"]),
-            "SCHEDULER_HTTP_PORT": str(own["scheduler"]),
-            "DISPATCHER_HTTP_PORT": str(own["dispatcher"]),
-            "REPORTER_HTTP_PORT": str(own["reporter"]),
-            "REPORTER_URL": f"http://127.0.0.1:{own['reporter']}",
-            "FAKE_PROVIDER_PORT": str(own["fake-provider"]),
-            "FAKE_PROVIDER_TOKEN": PROVIDER_TOKEN,
-            "SMS_API_URL": f"http://127.0.0.1:{own['fake-provider']}",
-            "SMS_API_TOKEN": PROVIDER_TOKEN,
-            "LOG_FORMAT": "json",
-        }
+        | system_env(own, api_key=API_KEY, provider_token=PROVIDER_TOKEN)
         | oidc_env(provider)
     )
     commands = {s.name: [sys.executable, "-m", s.module] for s in SERVICES}

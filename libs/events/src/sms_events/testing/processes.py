@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-__all__ = ["SERVICES", "ProcessGroup", "ServiceSpec"]
+__all__ = ["SERVICES", "ProcessGroup", "ServiceSpec", "free_port", "system_env", "wait_http_ok"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,32 @@ SERVICES = [
     ServiceSpec("dispatcher", "dispatcher", ("DISPATCHER_HTTP_PORT", "8002")),
     ServiceSpec("reporter", "reporter", ("REPORTER_HTTP_PORT", "8003")),
 ]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (on 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def system_env(ports: Mapping[str, int], *, api_key: str, provider_token: str) -> dict[str, str]:
+    """Environment wiring every service (and the fake provider) together on ``ports``
+    (keyed by service name and ``fake-provider``): each one's port, the reporter's URL for
+    the gateway, the provider's URL and token for the dispatcher."""
+    return {
+        "API_KEYS": api_key,
+        "GATEWAY_PORT": str(ports["api-gateway"]),
+        "SCHEDULER_HTTP_PORT": str(ports["scheduler"]),
+        "DISPATCHER_HTTP_PORT": str(ports["dispatcher"]),
+        "REPORTER_HTTP_PORT": str(ports["reporter"]),
+        "REPORTER_URL": f"http://127.0.0.1:{ports['reporter']}",
+        "FAKE_PROVIDER_PORT": str(ports["fake-provider"]),
+        "FAKE_PROVIDER_TOKEN": provider_token,
+        "SMS_API_URL": f"http://127.0.0.1:{ports['fake-provider']}",
+        "SMS_API_TOKEN": provider_token,
+        "LOG_FORMAT": "json",
+    }
 
 
 @dataclass
