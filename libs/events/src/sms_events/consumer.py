@@ -8,6 +8,17 @@ out after the commit, one per batch. A batch whose handler raises is retried eve
 an event that still fails after ``attempts`` tries, or that is not a CloudEvent at all, is
 rejected into the queue's dead-letter queue. Database or connection errors are not the event's
 fault: the batch is kept and retried until the database is back.
+
+While it runs, a consumer reports its queue's depth (a passive declare every
+``depth_interval`` seconds, on a channel of its own) and its lag: the age of the newest event
+of each batch when it was handled (``sms_consumer_lag_seconds``, back to 0 once the queue has
+stayed empty, with nothing handled, for an interval) and of every event
+(``sms_consumer_event_age_seconds``).
+
+Log lines written while a batch is handled carry the ``correlation_id`` of its first event and
+``batch_events`` (handlers that append events trace each event themselves). In ``run_each``
+every delivery is handled inside ``sms_events.tracing.traced`` with its event's correlation
+id, so the events the handler appends carry it on, with the event as their cause.
 """
 
 from __future__ import annotations
@@ -21,7 +32,12 @@ from dataclasses import dataclass
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+)
 
 from sms_events.broker import Broker, declare_exchange
 from sms_events.db import Connection
@@ -29,9 +45,13 @@ from sms_events.envelope import Envelope, EnvelopeError
 from sms_events.metrics import (
     CONSUMER_BATCH_SECONDS,
     CONSUMER_DEAD_LETTERED,
+    CONSUMER_EVENT_AGE,
     CONSUMER_FAILURES,
     CONSUMER_HANDLED,
+    CONSUMER_LAG,
+    CONSUMER_QUEUE_DEPTH,
 )
+from sms_events.tracing import traced
 
 __all__ = ["BatchHandler", "Consumer", "EachHandler", "QueueSpec"]
 
@@ -60,6 +80,11 @@ class QueueSpec:
 
 
 class Consumer:
+    depth_interval: float = 5.0
+    """Seconds between two readings of the queue's depth."""
+    drain_s: float = 25.0
+    """How long ``run_each`` lets the deliveries in hand finish on stop."""
+
     def __init__(
         self,
         spec: QueueSpec,
@@ -84,6 +109,11 @@ class Consumer:
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self.queue_name = broker.settings.amqp_queue_prefix + spec.name
+        self._in_hand = 0  # deliveries taken from the inbox (run) or being handled (run_each)
+        self._handled_at = 0.0  # time.monotonic() of the last handling
+        self._lag = CONSUMER_LAG.labels(spec.name)
+        self._age = CONSUMER_EVENT_AGE.labels(spec.name)
+        self._depth = CONSUMER_QUEUE_DEPTH.labels(spec.name)
 
     async def declare(self) -> AbstractQueue:
         """Declare the queue, its bindings and its dead-letter queue (idempotent)."""
@@ -115,13 +145,19 @@ class Consumer:
         """Consume until ``stop`` is set, then finish the batch in hand and hand back the rest."""
         queue = self._queue or await self.declare()
         tag = await queue.consume(self._inbox.put)
+        watcher = asyncio.create_task(self._watch_depth(stop), name="queue-depth")
         log.info("consumer_started", queue=self.queue_name)
         try:
             while not stop.is_set():
                 batch = await self._next_batch(stop)
                 if batch:
-                    await self._handle(batch, stop)
+                    self._in_hand = len(batch)
+                    try:
+                        await self._handle(batch, stop)
+                    finally:
+                        self._in_hand = 0
         finally:
+            await _cancel(watcher)
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
             # Whatever was delivered but not handled goes back to the queue for another consumer.
@@ -147,27 +183,44 @@ class Consumer:
         queue = self._queue or await self.declare()
         tasks: set[asyncio.Task[None]] = set()
 
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._in_hand = len(tasks)
+
         async def on_message(message: AbstractIncomingMessage) -> None:
             task = asyncio.create_task(self._handle_each(message, handler, stop))
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            self._in_hand = len(tasks)
+            task.add_done_callback(done)
 
         tag = await queue.consume(on_message)
+        watcher = asyncio.create_task(self._watch_depth(stop), name="queue-depth")
         log.info("consumer_started", queue=self.queue_name, mode="each")
         try:
             await stop.wait()
         finally:
+            await _cancel(watcher)
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
-            if tasks:
-                await asyncio.wait(tasks, timeout=self.drain_s)
+            await self._drain(tasks)
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await self._channel.close()
             self._channel = self._queue = None
             log.info("consumer_stopped", queue=self.queue_name)
 
-    drain_s: float = 25.0
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Let the deliveries in hand finish (up to ``drain_s``) before the channel closes.
+
+        A delivery that arrived while the consumer was being cancelled starts a task after
+        the first look, so wait until the set stays empty, not only for the tasks seen first:
+        a task cut off by the channel closing may have called the provider without recording
+        it, and its redelivery would call again."""
+        deadline = time.monotonic() + self.drain_s
+        while tasks and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(tasks), timeout=remaining)
+        if tasks:
+            log.warning("consumer_drain_timeout", queue=self.queue_name, in_hand=len(tasks))
 
     async def _handle_each(
         self, message: AbstractIncomingMessage, handler: EachHandler, stop: asyncio.Event
@@ -177,6 +230,16 @@ class Consumer:
         except EnvelopeError as exc:
             await self._dead_letter(message, f"unreadable: {exc}")
             return
+        with traced(env.correlationid, causation_id=str(env.id)):
+            await self._handle_traced(message, env, handler, stop)
+
+    async def _handle_traced(
+        self,
+        message: AbstractIncomingMessage,
+        env: Envelope,
+        handler: EachHandler,
+        stop: asyncio.Event,
+    ) -> None:
         delay = 0.2
         failures = 0
         while True:
@@ -200,6 +263,7 @@ class Consumer:
             delay = min(delay * 2, 5.0)
         await self._settle(message.ack())
         CONSUMER_HANDLED.labels(self.spec.name).inc()
+        self._observe_ages((env,))
 
     async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         getter = asyncio.ensure_future(self._inbox.get())
@@ -231,9 +295,22 @@ class Consumer:
                 await self._dead_letter(message, f"unreadable: {exc}")
         if not parsed:
             return
+        envelopes = [env for _, env in parsed]
+        cid = next((env.correlationid for env in envelopes if env.correlationid), None)
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=cid, batch_events=len(envelopes)
+        ):
+            await self._handle_parsed(parsed, envelopes, stop)
+
+    async def _handle_parsed(
+        self,
+        parsed: list[tuple[AbstractIncomingMessage, Envelope]],
+        envelopes: list[Envelope],
+        stop: asyncio.Event,
+    ) -> None:
         started = time.perf_counter()
         try:
-            if not await self._commit_retrying([env for _, env in parsed], stop):
+            if not await self._commit_retrying(envelopes, stop):
                 return  # stopping: the unacked deliveries return to the queue
         except Exception as exc:
             CONSUMER_FAILURES.labels(self.spec.name).inc()
@@ -243,6 +320,60 @@ class Consumer:
         await self._settle(parsed[-1][0].ack(multiple=True))
         CONSUMER_HANDLED.labels(self.spec.name).inc(len(parsed))
         CONSUMER_BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        self._observe_ages(envelopes)
+
+    def _observe_ages(self, envelopes: Sequence[Envelope]) -> None:
+        now = time.time()
+        newest = 0.0
+        for env in envelopes:
+            at = env.time.timestamp()
+            newest = max(newest, at)
+            self._age.observe(max(0.0, now - at))
+        self._lag.set(max(0.0, now - newest))
+        self._handled_at = time.monotonic()
+
+    def _idle_for(self, seconds: float) -> bool:
+        return (
+            self._in_hand == 0
+            and self._inbox.empty()
+            and time.monotonic() - self._handled_at >= seconds
+        )
+
+    async def _watch_depth(self, stop: asyncio.Event) -> None:
+        """Refresh the queue-depth gauge until ``stop``; a passive declare on a channel of
+        its own, so a failure (queue gone, broker restarting) never closes the consuming one.
+        With the queue empty, nothing in hand and nothing handled for a whole interval (so
+        that a scrape still sees the last batch's lag) the consumer is caught up: lag 0."""
+        channel: AbstractChannel | None = None
+        probe: AbstractQueue | None = None
+        failing = False
+        try:
+            while not stop.is_set():
+                try:
+                    if probe is None or channel is None or channel.is_closed:
+                        channel = await self._broker.channel()
+                        probe = await channel.declare_queue(
+                            self.queue_name, passive=True, robust=False
+                        )
+                    depth = (await probe.declare(timeout=self.depth_interval)).message_count
+                    depth = depth or 0
+                    self._depth.set(depth)
+                    if depth == 0 and self._idle_for(self.depth_interval):
+                        self._lag.set(0)
+                    failing = False
+                except Exception as exc:
+                    if not failing:
+                        log.warning(
+                            "queue_depth_unavailable", queue=self.queue_name, error=repr(exc)
+                        )
+                    failing = True
+                    probe = None
+                    await _close(channel)
+                    channel = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.depth_interval)
+        finally:
+            await _close(channel)
 
     async def _commit_retrying(self, envelopes: Sequence[Envelope], stop: asyncio.Event) -> bool:
         """Commit, waiting out database trouble (not the events' fault) until it is done or
@@ -300,6 +431,7 @@ class Consumer:
             if error is None:
                 await self._settle(message.ack())
                 CONSUMER_HANDLED.labels(self.spec.name).inc()
+                self._observe_ages((env,))
             else:
                 await self._dead_letter(message, repr(error), event_type=env.type)
 
@@ -324,3 +456,15 @@ class Consumer:
             await action
         except Exception as exc:
             log.warning("consumer_settle_failed", queue=self.queue_name, error=repr(exc))
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    # gather, not a suppressed CancelledError: a cancellation of the caller still propagates.
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _close(channel: AbstractChannel | None) -> None:
+    if channel is not None:
+        with contextlib.suppress(Exception):
+            await channel.close()

@@ -9,6 +9,11 @@ de-duplicate by event id. One relay per database is active at a time (a PostgreS
 lock held on its own connection; PostgreSQL releases it if the holder dies), so any service can
 run one and a standby takes over within a poll interval. The leader reads and saves its
 checkpoint on that same connection, so losing the session stops it at once.
+
+Only the leader reports the outbox gauges (backlog, age of the oldest unpublished event);
+``sms_outbox_relay_leader`` says which process that is. A standby, or a leader that lost the
+lock, reports 0 rather than the last figures it saw, so max() over the instances is the
+current leader's view and an alert cannot fire on a former leader's stale value.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from sms_events.metrics import (
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISHED,
+    OUTBOX_RELAY_LEADER,
 )
 from sms_events.store import EventStore
+from sms_events.tracing import new_correlation_id
 
 __all__ = ["OutboxRelay"]
 
@@ -79,6 +86,7 @@ class OutboxRelay:
                 await _sleep_unless(stop, self._poll_interval)
                 return
             self.is_leader = True
+            OUTBOX_RELAY_LEADER.set(1)
             lock_conn.add_termination_listener(self._on_lock_lost)
             try:
                 await lock_conn.add_listener(_NOTIFY_CHANNEL, self._on_notify)
@@ -86,6 +94,7 @@ class OutboxRelay:
                 await self._publish_loop(stop, lock_conn)
             finally:
                 self.is_leader = False
+                _not_leading()
                 lock_conn.remove_termination_listener(self._on_lock_lost)
                 await _give_up_lock(lock_conn, self._on_notify)
 
@@ -96,6 +105,7 @@ class OutboxRelay:
         # The session holding the lock is gone, so PostgreSQL has freed the lock and a standby
         # may already lead: stop at once rather than at the next query.
         self.is_leader = False
+        _not_leading()
         self._wake.set()
 
     async def _publish_loop(self, stop: asyncio.Event, lock_conn: Connection) -> None:
@@ -114,14 +124,17 @@ class OutboxRelay:
                 await _wait_any(self._wake, stop, self._poll_interval)
                 continue
             OUTBOX_OLDEST_AGE.set(max(0.0, time.time() - events[0].recorded_at.timestamp()))
-            try:
-                await self._broker.publish([envelope_of(e, self._source) for e in events])
-            except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
-                OUTBOX_PUBLISH_FAILURES.inc()
-                log.warning("relay_publish_failed", error=str(exc), batch=len(events))
-                await _sleep_unless(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+            # The events carry their own correlation ids; this one ties the relay's own lines
+            # about one batch together.
+            with structlog.contextvars.bound_contextvars(correlation_id=new_correlation_id()):
+                try:
+                    await self._broker.publish([envelope_of(e, self._source) for e in events])
+                except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
+                    OUTBOX_PUBLISH_FAILURES.inc()
+                    log.warning("relay_publish_failed", error=str(exc), batch=len(events))
+                    await _sleep_unless(stop, backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
             backoff = 0.1
             checkpoint = events[-1].checkpoint
             await self._store.save_checkpoint(_READER, checkpoint, conn=lock_conn)
@@ -133,7 +146,15 @@ class OutboxRelay:
     async def _update_backlog(self, position: int) -> None:
         # An estimate: positions are not gap-free, but the gauge only has to show a trend.
         last = await self._pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
-        OUTBOX_BACKLOG.set(max(0, int(last) - position))
+        if self.is_leader:  # the lock may have gone while we asked
+            OUTBOX_BACKLOG.set(max(0, int(last) - position))
+
+
+def _not_leading() -> None:
+    """What a process that does not lead reports: no lead, and none of the leader's figures."""
+    OUTBOX_RELAY_LEADER.set(0)
+    OUTBOX_BACKLOG.set(0)
+    OUTBOX_OLDEST_AGE.set(0)
 
 
 async def _give_up_lock(lock_conn: Connection, on_notify: Any) -> None:

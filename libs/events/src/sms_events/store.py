@@ -30,6 +30,7 @@ import asyncpg
 
 from sms_events.contracts import Event, upcast
 from sms_events.db import Connection
+from sms_events.metrics import EVENTS_APPENDED
 from sms_events.tracing import current_metadata
 
 __all__ = [
@@ -105,11 +106,18 @@ _COLUMNS = (
     " stream_version, type, schema_version, data, metadata, recorded_at"
 )
 
+# Returns how many events of each type it inserted (ids already stored are skipped), for
+# sms_events_appended_total: one small row per type, whatever the batch size.
 _INSERT_FROM_ARRAYS = """
-INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, data, metadata)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[],
-                     $6::jsonb[], $7::jsonb[])
-ON CONFLICT (event_id) DO NOTHING
+WITH inserted AS (
+    INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, data,
+                        metadata)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[],
+                         $6::jsonb[], $7::jsonb[])
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING type
+)
+SELECT type, count(*) AS n FROM inserted GROUP BY type
 """
 
 
@@ -237,8 +245,14 @@ class EventStore:
             cols[4].append(new.event.schema_version)
             cols[5].append(new.event.model_dump(mode="json"))
             cols[6].append(dict(new.metadata))
-        if cols[0]:
-            await conn.execute(_INSERT_FROM_ARRAYS, *cols)
+        if not cols[0]:
+            return
+        inserted = await conn.fetch(_INSERT_FROM_ARRAYS, *cols)
+        # Counted once the statement succeeded, so a version conflict (which raises) counts
+        # nothing. The caller's transaction may still roll back (a retried command, a consumer
+        # batch that fails): the counter is of events appended by statements, not commits.
+        for row in inserted:
+            EVENTS_APPENDED.labels(row["type"]).inc(row["n"])
 
     async def stream_version(self, stream_id: str, *, conn: Connection | None = None) -> int:
         """The version of the stream's last event, ``NO_STREAM`` (0) when it has none."""

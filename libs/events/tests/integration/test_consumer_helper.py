@@ -7,14 +7,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import aio_pika
 import asyncpg
 import pytest
+import structlog
 from eventlib_support import TcpProxy, eventually, settings_via
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from sms_events.broker import Broker
@@ -22,6 +24,7 @@ from sms_events.consumer import Consumer, QueueSpec
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
+from sms_events.tracing import current_metadata
 
 pytestmark = pytest.mark.usefixtures("rows_table")
 
@@ -42,14 +45,22 @@ async def rows_table(pool: asyncpg.Pool) -> None:
     )
 
 
-def _envelope(event_type: str, n: int = 0, event_id: UUID | None = None) -> Envelope:
+def _envelope(
+    event_type: str,
+    n: int = 0,
+    event_id: UUID | None = None,
+    *,
+    age_s: float = 0.0,
+    correlation_id: str | None = None,
+) -> Envelope:
     return Envelope(
         id=event_id or uuid4(),
         type=event_type,
         subject=f"test-{n}",
         source="/sms/tests",
-        time=datetime.now(UTC),
+        time=datetime.now(UTC) - timedelta(seconds=age_s),
         data={"n": n},
+        correlationid=correlation_id,
     )
 
 
@@ -64,9 +75,11 @@ class Recorder:
     hold: asyncio.Event | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     batches: list[list[UUID]] = field(default_factory=list)
+    log_context: list[dict[str, Any]] = field(default_factory=list)
 
     async def __call__(self, conn: Connection, envelopes: Sequence[Envelope]) -> None:
         self.batches.append([env.id for env in envelopes])
+        self.log_context.append(structlog.contextvars.get_contextvars())
         await conn.executemany(
             "INSERT INTO consumer_test_rows (consumer, worker, event_id, n) VALUES ($1,$2,$3,$4)",
             [(self.consumer, self.worker, env.id, env.data.get("n")) for env in envelopes],
@@ -406,6 +419,108 @@ async def test_a_consumer_survives_losing_its_broker_connection(
         await eventually(lambda: _ready_is(setup, 0), what="no event left behind")
     finally:
         await flaky.close()
+
+
+def _sample(name: str, consumer: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"consumer": consumer})
+
+
+async def test_reports_its_queue_depth_and_no_lag_once_caught_up(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    hold = asyncio.Event()
+    recorder = Recorder(setup.name, hold=hold)
+    consumer = setup.consumer(recorder, batch_size=5, batch_wait=0.05, prefetch=5)
+    consumer.depth_interval = 0.05
+    await consumer.declare()
+    await setup.publish(*[_envelope(setup.routing_key, n, age_s=60) for n in range(20)])
+
+    running = await run(consumer)
+    await asyncio.wait_for(recorder.entered.wait(), 10)
+    # Five in hand (the prefetch), fifteen waiting in the queue.
+    await eventually(
+        lambda: _sample("sms_consumer_queue_depth", setup.name) == 15, what="a depth of 15"
+    )
+    recorder.hold = None
+    hold.set()
+    await eventually(lambda: _count(setup.rows, 20), what="every event handled")
+    await eventually(
+        lambda: _sample("sms_consumer_queue_depth", setup.name) == 0, what="an empty queue"
+    )
+    await eventually(
+        lambda: _sample("sms_consumer_lag_seconds", setup.name) == 0, what="no lag left"
+    )
+    await running.halt()
+
+    assert _sample("sms_consumer_event_age_seconds_count", setup.name) == 20
+    assert (_sample("sms_consumer_event_age_seconds_sum", setup.name) or 0) >= 20 * 60
+
+
+async def test_lag_is_the_age_of_the_newest_event_handled(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    recorder = Recorder(setup.name)
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.2)
+    consumer.depth_interval = 600  # one reading at the start, then none to reset the lag
+    await consumer.declare()
+    await setup.publish(
+        _envelope(setup.routing_key, 1, age_s=120), _envelope(setup.routing_key, 2, age_s=30)
+    )
+
+    running = await run(consumer)
+    await eventually(lambda: _count(setup.rows, 2), what="both events handled")
+    await running.halt()
+
+    assert 30 <= (_sample("sms_consumer_lag_seconds", setup.name) or 0) < 60
+
+
+async def test_a_batch_is_logged_under_its_first_events_correlation_id(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    recorder = Recorder(setup.name)
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.2)
+    await consumer.declare()
+    await setup.publish(
+        _envelope(setup.routing_key, 1, correlation_id="corr-batch"),
+        _envelope(setup.routing_key, 2, correlation_id="corr-other"),
+    )
+
+    running = await run(consumer)
+    await eventually(lambda: _count(setup.rows, 2), what="both events handled")
+    await running.halt()
+
+    first = recorder.log_context[0]
+    assert first["correlation_id"] == "corr-batch"
+    assert first["batch_events"] == len(recorder.batches[0])
+
+
+async def test_run_each_handles_each_event_under_its_correlation_and_causation_ids(
+    setup: Setup,
+) -> None:
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def handler(env: Envelope) -> None:
+        seen.append((current_metadata(), structlog.contextvars.get_contextvars()))
+
+    consumer = setup.consumer(Recorder(setup.name))
+    await consumer.declare()
+    event = _envelope(setup.routing_key, 1, age_s=45, correlation_id="corr-each")
+    await setup.publish(event)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run_each(stop, handler))
+    try:
+        await eventually(lambda: seen, what="the event handled")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    ((metadata, context),) = seen
+    assert metadata == {"correlation_id": "corr-each", "causation_id": str(event.id)}
+    assert context["correlation_id"] == "corr-each"
+    # Stopping drained the delivery: handled, acked and measured.
+    assert _sample("sms_consumer_event_age_seconds_count", setup.name) == 1
+    assert (_sample("sms_consumer_event_age_seconds_sum", setup.name) or 0) >= 45
+    assert (_sample("sms_consumer_lag_seconds", setup.name) or 0) >= 45
 
 
 async def _count(rows: Callable[[], Awaitable[list[asyncpg.Record]]], n: int) -> bool:

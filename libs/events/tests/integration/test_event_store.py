@@ -10,8 +10,9 @@ from uuid import uuid4
 import asyncpg
 import pytest
 from eventlib_support import eventually
+from prometheus_client import REGISTRY
 
-from sms_events.contracts import ClientDeleted
+from sms_events.contracts import ClientDeleted, MailingPaused
 from sms_events.store import (
     ANY_VERSION,
     NO_STREAM,
@@ -20,6 +21,7 @@ from sms_events.store import (
     NewEvent,
     RecordedEvent,
     WrongExpectedVersion,
+    append_new_streams,
 )
 from sms_events.tracing import traced
 
@@ -381,3 +383,28 @@ async def test_read_all_keeps_each_streams_order_when_a_writer_began_before_a_la
 
     await eventually(both, what="both events of the stream")
     assert [e.stream_version for e in await ours()] == [1, 2]
+
+
+def _appended(event_type: str) -> float:
+    return REGISTRY.get_sample_value("sms_events_appended_total", {"type": event_type}) or 0.0
+
+
+async def test_appended_events_are_counted_once_per_event_by_type(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    paused = MailingPaused(
+        mailing_id=uuid4().int % 10**15, paused_at=datetime(2025, 1, 15, tzinfo=UTC)
+    )
+    deleted_before, paused_before = _appended(_event().event_type), _appended(paused.event_type)
+    stream = _stream()
+    first, second, third = NewEvent(_event(1)), NewEvent(_event(2)), NewEvent(paused)
+    await store.append(stream, [first, second, third], expected_version=NO_STREAM)
+    # Ids already stored are skipped, and a version conflict appends (and counts) nothing.
+    await store.append(stream, [first, second], expected_version=NO_STREAM)
+    with pytest.raises(WrongExpectedVersion):
+        await store.append(stream, [NewEvent(_event(4))], expected_version=1)
+    async with pool.acquire() as conn, conn.transaction():
+        await append_new_streams(conn, [paused])
+
+    assert _appended(_event().event_type) - deleted_before == 2
+    assert _appended(paused.event_type) - paused_before == 2

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from sms_events.broker import Broker
 from sms_events.contracts import ClientDeleted
+from sms_events.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from sms_events.relay import OutboxRelay
 from sms_events.settings import ServiceSettings
 from sms_events.store import EventStore, NewEvent
@@ -269,3 +270,58 @@ async def test_a_leader_that_lost_its_database_session_stops_leading(
 
 def _publish_failures() -> float:
     return REGISTRY.get_sample_value("sms_outbox_publish_failures_total") or 0.0
+
+
+def _gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
+
+
+async def test_only_the_leader_reports_the_outbox_gauges(
+    pool: asyncpg.Pool, settings: ServiceSettings
+) -> None:
+    broker = Broker(settings)
+    await broker.connect()
+    # A long poll interval: nothing but leading and stopping touches the gauges meanwhile.
+    relay = RunningRelay(OutboxRelay(pool, broker, source="/sms/tests", poll_interval=30))
+    try:
+        await eventually(lambda: relay.relay.is_leader, what="the relay to lead")
+        assert _gauge("sms_outbox_relay_leader") == 1
+        OUTBOX_BACKLOG.set(42)  # figures a leader saw
+        OUTBOX_OLDEST_AGE.set(7)
+    finally:
+        await relay.halt()
+        await broker.close()
+
+    # A former leader must not keep reporting its last figures beside the new leader's.
+    assert _gauge("sms_outbox_relay_leader") == 0
+    assert _gauge("sms_outbox_backlog") == 0
+    assert _gauge("sms_outbox_oldest_unpublished_age_seconds") == 0
+
+
+async def test_a_leader_that_lost_its_session_stops_reporting_at_once(
+    pool: asyncpg.Pool, settings: ServiceSettings
+) -> None:
+    broker = Broker(settings)
+    await broker.connect()
+    relay = RunningRelay(OutboxRelay(pool, broker, source="/sms/tests", poll_interval=30))
+    rival = await pool.acquire()
+    try:
+        await eventually(lambda: relay.relay.is_leader, what="the relay to lead")
+        OUTBOX_BACKLOG.set(42)
+        # Another session queues for the lock, and gets it when the leader's session dies.
+        queued = asyncio.create_task(rival.execute("SELECT pg_advisory_lock($1)", 0x5E50002))
+        await pool.fetchval(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objid = $1 AND granted"
+            "   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            0x5E50002,
+        )
+        await asyncio.wait_for(queued, 10)
+        await eventually(lambda: not relay.relay.is_leader, what="the lead to be given up")
+        assert _gauge("sms_outbox_relay_leader") == 0
+        assert _gauge("sms_outbox_backlog") == 0
+    finally:
+        await relay.halt()
+        await broker.close()
+        await rival.execute("SELECT pg_advisory_unlock($1)", 0x5E50002)
+        await pool.release(rival)

@@ -1,8 +1,14 @@
-"""Entrypoint: `python -m gateway` (or `sms-api-gateway`): logging, migrations, then uvicorn."""
+"""Entrypoint: `python -m gateway` (or `sms-api-gateway`): logging, migrations, then uvicorn.
+
+SIGTERM or SIGINT shut the server down gracefully (requests in progress finish, the lifespan
+stops the outbox relay and closes the pool and the broker), and the process then exits 0,
+like the other services: a supervisor can tell a clean stop from a crash.
+"""
 
 from __future__ import annotations
 
 import logging
+from types import FrameType
 
 import structlog
 import uvicorn
@@ -14,6 +20,15 @@ from sms_events.logs import configure_logging
 from sms_events.migrate import apply_migrations_async
 
 log = structlog.get_logger("gateway")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a signal it shut down on once it is done, so that the process dies
+    of it (status -15) after a graceful shutdown; here a graceful shutdown exits 0 instead."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 async def serve(settings: Settings) -> None:
@@ -31,7 +46,10 @@ async def serve(settings: Settings) -> None:
         proxy_headers=True,
         server_header=False,
     )
-    await uvicorn.Server(config).serve()
+    server = _Server(config)
+    await server.serve()
+    if not server.started:  # the lifespan or the bind failed (uvicorn has logged why)
+        raise SystemExit(3)
 
 
 def main() -> None:

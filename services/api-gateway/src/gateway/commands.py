@@ -127,8 +127,7 @@ async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
         await store.append(event.stream_id(), [event], expected_version=NO_STREAM, conn=conn)
         return row
 
-    row = await with_retries(pool, attempt)
-    return row
+    return await with_retries(pool, attempt)
 
 
 async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool) -> ClientRow:
@@ -153,8 +152,7 @@ async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool
         await store.append(event.stream_id(), [event], expected_version=current.version, conn=conn)
         return row
 
-    row = await with_retries(pool, attempt)
-    return row
+    return await with_retries(pool, attempt)
 
 
 async def delete(pool: asyncpg.Pool, client_id: int) -> None:

@@ -94,8 +94,7 @@ async def create(pool: asyncpg.Pool, data: Any, *, now: datetime) -> MailingRow:
         await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
         return row
 
-    row = await with_retries(pool, attempt, SUBJECT)
-    return row
+    return await with_retries(pool, attempt, SUBJECT)
 
 
 async def update(
@@ -122,8 +121,7 @@ async def update(
         await _append(conn, store, _state_event(MailingUpdated, row), current.version)
         return row
 
-    row = await with_retries(pool, attempt, SUBJECT)
-    return row
+    return await with_retries(pool, attempt, SUBJECT)
 
 
 async def delete(pool: asyncpg.Pool, mailing_id: int, *, now: datetime) -> None:
@@ -169,5 +167,4 @@ async def run(
         await _append(conn, store, event, current.version)
         return row
 
-    row = await with_retries(pool, attempt, SUBJECT)
-    return row
+    return await with_retries(pool, attempt, SUBJECT)

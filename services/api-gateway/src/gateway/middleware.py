@@ -80,11 +80,11 @@ class RequestMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
-        try:
-            with traced(request_id):
+        with traced(request_id):  # the request's own line carries its correlation id too
+            try:
                 await self.app(scope, receive, send_with_id)
-        finally:
-            self._record(scope, status, time.perf_counter() - started, request_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started, request_id)
 
     @staticmethod
     def _record(scope: Scope, status: int, seconds: float, request_id: str) -> None:

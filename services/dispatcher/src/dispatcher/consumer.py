@@ -50,7 +50,13 @@ async def start(rt: Runtime) -> None:
         settings.dispatch_max_attempts,
     )
     dispatcher = Dispatcher(
-        rt.pool, client, limiter, breaker, policy, concurrency=settings.dispatch_concurrency
+        rt.pool,
+        client,
+        limiter,
+        breaker,
+        policy,
+        concurrency=settings.dispatch_concurrency,
+        stopping=rt.stop,
     )
     consumer = Consumer(
         QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch

@@ -1,14 +1,21 @@
 """Sending one batch of due messages: skip what was already sent, call the provider with
 bounded concurrency under the rate limit and the circuit breaker, then record every outcome
-and append the result events in one transaction."""
+and append the result events in one transaction.
+
+The consumer runs each ``messages.due`` event inside ``traced`` with its correlation id, so
+the result events carry it on. One INFO line per batch (mailing_id and counts); with DEBUG on,
+a line per message once its outcome is recorded (``message_sent``,
+``message_attempt_failed``, ``message_undelivered``), never with the phone or the text."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -40,6 +47,11 @@ __all__ = ["Dispatcher"]
 log = structlog.get_logger(__name__)
 
 
+# The error a message handed back unsent on shutdown carries (the scheduler hands it over again
+# at once; no attempt is counted).
+STOPPING = "dispatcher stopping"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -56,7 +68,12 @@ class Dispatcher:
         concurrency: int,
         clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
+        """``stopping`` set (the service's stop signal) means: finish the provider calls in
+        flight, but start no new one; the messages not sent yet are handed back to the
+        scheduler with the outcomes, so a shutdown neither waits for a whole prefetch of
+        batches to go out nor leaves calls unrecorded."""
         self._pool = pool
         self._client = client
         self._limiter = limiter
@@ -66,6 +83,7 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._last_failure: str | None = None  # shown while the circuit is open
+        self._stopping = stopping or asyncio.Event()
 
     async def handle(self, env: Envelope) -> None:
         """Handle one ``messages.due`` event; returns once its outcomes are committed."""
@@ -107,6 +125,8 @@ class Dispatcher:
 
     async def _send(self, due: MessagesDue, m: DueMessage) -> Verdict | tuple[Verdict, SendResult]:
         now = self._clock()
+        if self._stopping.is_set():
+            return not_attempted(m.message_id, m.attempt, STOPPING, now)
         if now >= due.not_after:
             return not_attempted(m.message_id, m.attempt, "end reached", now)
         if not self._breaker.allow(time.monotonic()):
@@ -117,7 +137,12 @@ class Dispatcher:
                 reason += f" (last error: {self._last_failure})"
             return not_attempted(m.message_id, m.attempt, reason, now + timedelta(seconds=wait))
         async with self._slots:
-            await self._limiter.acquire()
+            # Waiting for a slot, then for the rate limit, can take a while: look again after
+            # each, so that on stop no message waits for a token it will not use.
+            if not self._stopping.is_set():
+                await self._limiter.acquire()
+            if self._stopping.is_set():
+                return not_attempted(m.message_id, m.attempt, STOPPING, self._clock())
             metrics.IN_FLIGHT.inc()
             try:
                 result = await self._client.send(m.message_id, m.phone, due.text)
@@ -183,6 +208,36 @@ class Dispatcher:
             await append_new_streams(conn, events)
         log.info("batch_dispatched", mailing_id=mailing_id, delivered=len(delivered),
                  failed=len(failed), undelivered=len(undelivered))  # fmt: skip
+        if log.is_enabled_for(logging.DEBUG):
+            _log_outcomes(mailing_id, outcomes)
+
+
+def _log_outcomes(mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendResult]]) -> None:
+    for outcome in outcomes:
+        verdict, result = outcome if isinstance(outcome, tuple) else (outcome, None)
+        call: dict[str, Any] = {}
+        if result is not None:
+            call = {"status": result.status, "latency_ms": round(result.latency_s * 1000, 1)}
+        ids = {"message_id": verdict.message_id, "mailing_id": mailing_id}
+        if isinstance(verdict, DeliveredMessage):
+            log.debug("message_sent", **ids, attempt=verdict.attempt, **call)
+        elif isinstance(verdict, FailedAttempt):
+            # Handed back without a call (paused, end reached, circuit open): the attempt it
+            # was due for is still to come.
+            attempt = verdict.attempts if result is not None else verdict.attempts + 1
+            log.debug(
+                "message_attempt_failed",
+                **ids,
+                attempt=attempt,
+                called=result is not None,
+                error=verdict.error,
+                retry_at=verdict.retry_at.isoformat(),
+                **call,
+            )
+        else:
+            log.debug(
+                "message_undelivered", **ids, attempt=verdict.attempts, error=verdict.error, **call
+            )
 
 
 def _message_id(verdict: Verdict) -> int:

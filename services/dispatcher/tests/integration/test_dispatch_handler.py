@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import time
@@ -42,9 +43,15 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 def _dispatcher(
-    pool: asyncpg.Pool, url: str, *, breaker: CircuitBreaker | None = None, max_attempts: int = 0
+    pool: asyncpg.Pool,
+    url: str,
+    *,
+    breaker: CircuitBreaker | None = None,
+    max_attempts: int = 0,
+    concurrency: int = 10,
+    stopping: asyncio.Event | None = None,
 ) -> Dispatcher:
-    client = ProviderClient(url, TOKEN, concurrency=10, timeout_s=2)
+    client = ProviderClient(url, TOKEN, concurrency=concurrency, timeout_s=2)
     _clients.append(client)
     return Dispatcher(
         pool,
@@ -52,8 +59,9 @@ def _dispatcher(
         RateLimiter(None, 0),
         breaker or CircuitBreaker(failure_threshold=100),
         RetryPolicy(base_s=1, cap_s=10, max_attempts=max_attempts),
-        concurrency=10,
+        concurrency=concurrency,
         rng=random.Random(1),
+        stopping=stopping,
     )
 
 
@@ -167,3 +175,25 @@ async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
     await _dispatcher(pool, provider.url).handle(envelope_for(due))
     delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
+
+
+async def test_on_stop_the_calls_in_flight_finish_and_the_rest_are_handed_back_unsent(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    _behave(provider, latency_ms=300)
+    stopping = asyncio.Event()
+    dispatcher = _dispatcher(pool, provider.url, concurrency=2, stopping=stopping)
+    due, ids = _due(n=6)
+    handling = asyncio.create_task(dispatcher.handle(envelope_for(due)))
+    await asyncio.sleep(0.1)  # two calls in flight, four waiting for a slot
+    stopping.set()
+    await asyncio.wait_for(handling, 5)
+
+    results = await _results(pool, due.mailing_id)
+    sent = {m["message_id"] for m in results["messages.delivered"]}
+    assert len(sent) == 2  # finished and recorded, not cut off
+    back = results["messages.attempt_failed"]
+    assert {m["message_id"] for m in back} == set(ids) - sent
+    assert {(m["attempts"], m["error"]) for m in back} == {(0, "dispatcher stopping")}
+    calls = {m: provider.provider.journal.message(m)["count"] for m in ids}
+    assert calls == {m: int(m in sent) for m in ids}

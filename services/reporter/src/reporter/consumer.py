@@ -1,5 +1,6 @@
 """Reporter's tasks: the event consumer (its own queue, bound to every mailing and message
-event and to client creations and deletions) and the daily statistics email."""
+event and to client creations and deletions), the gauges of messages by status and mailings
+by state, and the daily statistics email."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import structlog
 
 from reporter.config import Settings
 from reporter.daily_report import DailyReporter, ReportConfig
+from reporter.gauges import refresh_gauges
 from reporter.handlers import handle_batch
 from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
@@ -14,6 +16,8 @@ from sms_events.runtime import Runtime
 __all__ = ["QUEUE", "start"]
 
 log = structlog.get_logger(__name__)
+
+GAUGES_EVERY_S = 10.0
 
 QUEUE = QueueSpec(
     name="reporter",
@@ -27,6 +31,7 @@ async def start(rt: Runtime) -> None:
     consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch)
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
+    rt.spawn(refresh_gauges(rt.pool, rt.stop, GAUGES_EVERY_S), "gauges")
     if settings.daily_report_enabled:
         reporter = DailyReporter(rt.pool, ReportConfig.from_settings(settings))
         rt.spawn(reporter.run(rt.stop), "daily_report")

@@ -61,6 +61,7 @@ from reporter.report_adapters import (
 )
 from sms_events.db import create_pool
 from sms_events.logs import configure_logging
+from sms_events.tracing import traced
 
 __all__ = ["DailyReporter", "Delivery", "Outcome", "ReportConfig", "deliver", "main"]
 
@@ -220,7 +221,8 @@ class DailyReporter:
         )  # fmt: skip
         while not stop.is_set():
             try:
-                await self.tick()
+                with traced(None):  # a fresh correlation id for each round's lines
+                    await self.tick()
             except Exception as exc:  # a database outage: try again at the next tick
                 log.warning("daily_report_tick_failed", error=_describe(exc))
             with contextlib.suppress(TimeoutError):

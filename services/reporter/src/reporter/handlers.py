@@ -2,10 +2,14 @@
 (which also records the event ids, so a redelivered event changes nothing).
 
 Lock order, the same in every batch: client rows, mailing rows (in id order), message rows and
-the per-mailing aggregates under them, then the global rows (stats_adapters.add_global)."""
+the per-mailing aggregates under them, then the global rows (stats_adapters.add_global).
+
+One INFO line per batch; with DEBUG on, one line per message whose state changed
+(``message_projected``: message_id, mailing_id, attempt, status and the previous status)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -42,6 +46,8 @@ from sms_events.envelope import Envelope
 __all__ = ["PROJECTED_TYPES", "handle_batch"]
 
 log = structlog.get_logger(__name__)
+
+_LOGGED_MAILINGS = 10  # ids named in a batch's log line (the count is always there)
 
 PROJECTED_TYPES = frozenset(
     {
@@ -99,6 +105,7 @@ async def handle_batch(conn: Connection, envelopes: Sequence[Envelope]) -> None:
         facts=len(facts),
         changed=changed,
         mailings=len(mailing_ids),
+        mailing_ids=sorted(mailing_ids)[:_LOGGED_MAILINGS],
         clients=len(clients.created) + len(clients.deleted),
         ms=round((time.perf_counter() - started) * 1000, 1),
     )
@@ -138,6 +145,16 @@ async def _project(
     )
     for status, n in reached.items():
         MESSAGES_PROJECTED.labels(status.value).inc(n)
+    if log.is_enabled_for(logging.DEBUG):
+        for old, new in outcome.changes:
+            log.debug(
+                "message_projected",
+                message_id=new.message_id,
+                mailing_id=new.mailing_id,
+                attempt=new.attempts,
+                status=new.status.value,
+                previous=old.status.value if old is not None else None,
+            )
     return facts, len(outcome.changes)
 
 

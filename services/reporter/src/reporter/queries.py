@@ -21,6 +21,7 @@ __all__ = [
     "TOP_FAILURES",
     "MessagePage",
     "counters",
+    "gauge_figures",
     "mailing_stats",
     "messages_page",
     "overview",
@@ -167,6 +168,22 @@ async def overview(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
             {"hour": hour, "delivered": d, "failed": f} for hour, (d, f) in hours.items()
         ],
     }
+
+
+async def gauge_figures(pool: asyncpg.Pool, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Messages by status (SC, DL, ND, CA) and mailings by state, every key present, for the
+    reporter's gauges: the global totals row set and one row per mailing, never the messages."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        totals = {r["name"]: r["value"] for r in await conn.fetch("SELECT * FROM reporter_totals")}
+        states = await conn.fetch(
+            f"SELECT {MAILING_STATE_SQL} AS state, count(*) AS n FROM reporter_mailings"
+            " WHERE deleted_at IS NULL GROUP BY 1",
+            now,
+        )
+    messages = {s: int(totals.get(s, 0)) for s in _STATUSES}
+    by_state = {s.value: 0 for s in MailingState}
+    by_state.update({r["state"]: int(r["n"]) for r in states})
+    return messages, by_state
 
 
 async def mailing_stats(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 from reporter_testkit import (
     envelope,
     failed,
@@ -27,7 +28,7 @@ from reporter_testkit import (
     scheduled,
 )
 
-from reporter import queries
+from reporter import gauges, queries
 from reporter.api import ROUTES
 from reporter.stats import mailing_state
 from sms_events.broker import Broker
@@ -285,6 +286,37 @@ async def test_mailing_states_are_computed_at_query_time(pool: asyncpg.Pool) -> 
             scheduled_messages=r["scheduled_messages"],
         )
         assert r["state"] == python.value, r["mailing_id"]
+
+
+async def test_the_gauges_show_the_overviews_figures(pool: asyncpg.Pool) -> None:
+    mailing, msgs = new_id(), ids(3)
+    await handle(pool, mailing_event(mailing, datetime.now(UTC) - timedelta(hours=1),
+                                     datetime.now(UTC) + timedelta(days=1)))  # fmt: skip
+    await handle(pool, scheduled(mailing, msgs))
+    await handle(pool, sends(mailing, {msgs[0]: datetime.now(UTC)}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(gauges.refresh_gauges(pool, stop, every=0.05))
+    try:
+        now = datetime.now(UTC)
+        overview = await queries.overview(pool, now)
+
+        def shown() -> tuple[dict[str, float | None], dict[str, float | None]]:
+            return (
+                {s: REGISTRY.get_sample_value("reporter_messages", {"status": s})
+                 for s in ("SC", "DL", "ND", "CA")},
+                {s: REGISTRY.get_sample_value("reporter_mailings", {"state": s})
+                 for s in overview["mailings"]},
+            )  # fmt: skip
+
+        deadline = time.monotonic() + 10
+        while shown() != (overview["messages"], overview["mailings"]):
+            assert time.monotonic() < deadline, shown()
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert REGISTRY.get_sample_value("reporter_mailings", {"state": "running"}) >= 1  # type: ignore[operator]
+    assert REGISTRY.get_sample_value("reporter_messages", {"status": "WD"}) is None
 
 
 MESSAGES = 100_000

@@ -1,8 +1,14 @@
 """What each event does to the schedule. Called with a batch of events inside the consumer's
-transaction (which also records the event ids, so a redelivered batch changes nothing)."""
+transaction (which also records the event ids, so a redelivered batch changes nothing).
+
+Each event is handled inside ``traced`` with its correlation id, so the events appended for
+it (messages scheduled, cancelled, settled) carry the id of the request that started it all,
+and the event as their cause; a run of client events is one step, traced as its first event.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,6 +40,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.store import append_new_streams
+from sms_events.tracing import traced
 
 __all__ = ["Failure", "handle_batch", "settle"]
 
@@ -67,13 +74,23 @@ async def handle_batch(
             pending_clients.append(env)
             continue
         if pending_clients:
-            await _on_clients(conn, pending_clients, clock())
+            await _on_clients_traced(conn, pending_clients, clock())
             pending_clients = []
         handler = _HANDLERS.get(env.type)
         if handler is not None:
-            await handler(conn, env, clock())
+            with traced(env.correlationid, causation_id=str(env.id)):
+                await handler(conn, env, clock())
     if pending_clients:
-        await _on_clients(conn, pending_clients, clock())
+        await _on_clients_traced(conn, pending_clients, clock())
+
+
+async def _on_clients_traced(conn: Connection, envs: list[Envelope], now: datetime) -> None:
+    # One set-based step for the run: its first event stands for all of them (an import's
+    # events share one correlation id anyway); a single event is also the cause.
+    first = envs[0]
+    cause = str(first.id) if len(envs) == 1 else None
+    with traced(first.correlationid, causation_id=cause):
+        await _on_clients(conn, envs, now)
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -362,7 +379,24 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
             give_up.append(f.message_id)
         else:
             retry.append((f.message_id, due))
+    log.info(
+        "attempts_failed_recorded",
+        mailing_id=event.mailing_id,
+        failed=len(failures),
+        retried=len(retry),
+        settled=len(give_up),
+    )
     if retry:
+        if log.is_enabled_for(logging.DEBUG):
+            for m, due in retry:
+                log.debug(
+                    "message_scheduled",
+                    message_id=m,
+                    mailing_id=event.mailing_id,
+                    attempt=failures[m].attempts + 1,
+                    due_at=due.isoformat(),
+                    retry=True,
+                )
         await conn.execute(
             """
             UPDATE scheduler_messages m SET state = 'scheduled', due_at = u.due,
@@ -402,6 +436,23 @@ async def settle(
     """Final state for messages with no send moment left: ND if tried, CA if never tried."""
     tried = [f for f in failures if f.attempts > 0]
     untried = [f.message_id for f in failures if f.attempts == 0]
+    if failures:
+        log.info(
+            "messages_settled",
+            mailing_id=mailing_id,
+            undelivered=len(tried),
+            cancelled=len(untried),
+        )
+    if log.is_enabled_for(logging.DEBUG):
+        for f in failures:
+            log.debug(
+                "message_settled",
+                message_id=f.message_id,
+                mailing_id=mailing_id,
+                attempt=f.attempts,
+                status="ND" if f.attempts else "CA",
+                error=f.error,
+            )
     if tried:
         await conn.execute(
             """

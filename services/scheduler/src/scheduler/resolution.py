@@ -9,10 +9,12 @@ makes every statement here safe to repeat after a crash or a redelivered event.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
 import asyncpg
+import structlog
 
 from scheduler.audience import parse_client_filter
 from scheduler.window import send_times_by_zone, send_window
@@ -30,6 +32,8 @@ from sms_events.db import Connection
 from sms_events.store import append_new_streams
 
 __all__ = ["Mailing", "load_mailing", "resolve", "resolve_started"]
+
+log = structlog.get_logger(__name__)
 
 MESSAGES_PER_EVENT = 500
 
@@ -122,6 +126,8 @@ async def resolve(
         *args,
     )
     events += _scheduled_events(MessagesScheduled, mailing.mailing_id, added)
+    moved: list[asyncpg.Record] = []
+    left: list[asyncpg.Record] = []
     if follow_base:
         moved = await conn.fetch(
             _TARGET
@@ -155,6 +161,7 @@ async def resolve(
             )
             for part in chunks(left, MESSAGES_PER_EVENT)
         ]
+    _log_changes(mailing.mailing_id, added, moved, left)
     if client_ids is None:
         recipients = await conn.fetchval(
             "SELECT count(*) FROM scheduler_messages WHERE mailing_id = $1", mailing.mailing_id
@@ -212,6 +219,7 @@ async def resolve_started(
     )
     moved = [r for r in rows if r["state"] == "scheduled"]
     gone = [r["message_id"] for r in rows if r["state"] == "cancelled"]
+    _log_changes(mailing.mailing_id, [], moved, [], cancelled=len(gone))
     events: list[Event] = list(_scheduled_events(MessagesRescheduled, mailing.mailing_id, moved))
     events += cancelled_events(mailing.mailing_id, gone, "no send time left before the end")
     await append_new_streams(conn, events)
@@ -245,3 +253,33 @@ def _scheduled_events(
         )
         for part in chunks(rows, MESSAGES_PER_EVENT)
     ]
+
+
+def _log_changes(
+    mailing_id: int,
+    added: list[asyncpg.Record],
+    moved: list[asyncpg.Record],
+    left: list[asyncpg.Record],
+    *,
+    cancelled: int = 0,
+) -> None:
+    """One INFO line per mailing and step; a DEBUG line per message only when DEBUG is on."""
+    if not (added or moved or left or cancelled):
+        return
+    log.info(
+        "audience_changed",
+        mailing_id=mailing_id,
+        scheduled=len(added),
+        rescheduled=len(moved),
+        withdrawn=len(left),
+        cancelled=cancelled,
+    )
+    if log.is_enabled_for(logging.DEBUG):
+        for r in (*added, *moved):
+            log.debug(
+                "message_scheduled",
+                message_id=r["message_id"],
+                mailing_id=mailing_id,
+                attempt=1,
+                due_at=r["due_at"].isoformat(),
+            )

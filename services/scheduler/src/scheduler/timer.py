@@ -4,12 +4,17 @@ All state is in PostgreSQL (``scheduler_messages.due_at``), so a restart forgets
 ``FOR UPDATE SKIP LOCKED`` lets several scheduler replicas share the work. Hand-over is flow
 controlled: at most ``max_in_flight`` messages are with the dispatcher at once, so a pause or a
 cancel takes effect within that many messages, not after a queue of a million.
+
+Each round of the timer runs under a correlation id of its own (the ``messages.due`` events it
+appends carry it, and the dispatcher's results after them); a message is followed across
+services by its message id and mailing id (DEBUG lines, see README "Following one message").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +28,7 @@ from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import DueMessage, Event, MessagesDue
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
+from sms_events.tracing import traced
 
 __all__ = ["Timer", "hand_over_due", "sweep_ended"]
 
@@ -99,6 +105,16 @@ async def hand_over_due(conn: Connection, now: datetime, *, limit: int, max_in_f
     HANDED_OVER.inc(len(rows))
     for r in rows:
         HANDOVER_LATENESS.observe(max(0.0, (now - r["due_at"]).total_seconds()))
+    for mailing_id, mrows in by_mailing.items():
+        log.info("messages_handed_over", mailing_id=mailing_id, count=len(mrows))
+    if log.is_enabled_for(logging.DEBUG):
+        for r in rows:
+            log.debug(
+                "message_handed_over",
+                message_id=r["message_id"],
+                mailing_id=r["mailing_id"],
+                attempt=r["attempts"] + 1,
+            )
     return len(rows)
 
 
@@ -158,32 +174,15 @@ class Timer:
         self._tick = tick
         self._lease = lease
         self.wake = asyncio.Event()
+        self._last_sweep = datetime.min.replace(tzinfo=UTC)
 
     async def run(self, stop: asyncio.Event) -> None:
-        last_sweep = datetime.min.replace(tzinfo=UTC)
         while not stop.is_set():
             self.wake.clear()
             now = datetime.now(UTC)
             try:
-                async with self._pool.acquire() as conn:
-                    async with conn.transaction():
-                        moved = await hand_over_due(
-                            conn, now, limit=self._batch, max_in_flight=self._max_in_flight
-                        )
-                    if now - last_sweep >= timedelta(seconds=1):
-                        last_sweep = now
-                        async with conn.transaction():
-                            await sweep_ended(conn, now)
-                        async with conn.transaction():
-                            if recovered := await recover_stale(conn, now, self._lease):
-                                log.warning("stale_hand_overs_recovered", count=recovered)
-                        DUE_BACKLOG.set(
-                            await conn.fetchval(
-                                "SELECT count(*) FROM scheduler_messages"
-                                " WHERE state = 'scheduled' AND due_at <= $1",
-                                now,
-                            )
-                        )
+                with traced(None):  # a fresh correlation id per round
+                    moved = await self._round(now)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("timer_database_error", error=str(exc))
                 moved = 0
@@ -191,6 +190,30 @@ class Timer:
                 continue  # more is due: go again at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(self.wake, stop), self._tick)
+
+    async def _round(self, now: datetime) -> int:
+        """Hand over what is due; once a second also sweep ended mailings, recover stale
+        hand-overs and measure the due backlog. Returns how many were handed over."""
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                moved = await hand_over_due(
+                    conn, now, limit=self._batch, max_in_flight=self._max_in_flight
+                )
+            if now - self._last_sweep >= timedelta(seconds=1):
+                self._last_sweep = now
+                async with conn.transaction():
+                    await sweep_ended(conn, now)
+                async with conn.transaction():
+                    if recovered := await recover_stale(conn, now, self._lease):
+                        log.warning("stale_hand_overs_recovered", count=recovered)
+                DUE_BACKLOG.set(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM scheduler_messages"
+                        " WHERE state = 'scheduled' AND due_at <= $1",
+                        now,
+                    )
+                )
+        return moved
 
 
 async def _first(*events: asyncio.Event) -> None:

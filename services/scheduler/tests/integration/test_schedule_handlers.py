@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -210,3 +211,24 @@ async def test_a_failed_attempt_of_a_cancelled_mailing_ends_cancelled(pool: asyn
     assert (await _messages(pool, mailing))[client]["state"] == "cancelled"
     cancelled = await _events(pool, mailing, "messages.cancelled")
     assert [e["message_ids"] for e in cancelled] == [[message_id]]
+
+
+async def test_events_appended_for_an_event_carry_its_correlation_id_and_it_as_cause(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    client, mailing = _id(), _id()
+    created = dataclasses.replace(envelope_for(_client(client, tag)), correlationid="corr-import")
+    scheduled = dataclasses.replace(
+        envelope_for(_mailing(mailing, tag, NOW - timedelta(minutes=1))),
+        correlationid="corr-create",
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
+
+    rows = await pool.fetch(
+        "SELECT type, metadata FROM events WHERE (data->>'mailing_id')::bigint = $1", mailing
+    )
+    assert {r["type"] for r in rows} == {"messages.scheduled", "mailing.audience_resolved"}
+    for r in rows:
+        assert r["metadata"] == {"correlation_id": "corr-create", "causation_id": str(scheduled.id)}
