@@ -73,19 +73,10 @@ class ConcurrentModification(RuntimeError):
         self.subject = subject
 
 
-def _created(row: ClientRow) -> ClientCreated:
-    return ClientCreated(
-        client_id=row.id,
-        phone=row.phone,
-        operator_code=row.operator_code,
-        tag=row.tag,
-        time_zone=row.time_zone,
-        updated_at=row.updated_at,
-    )
-
-
-def _updated(row: ClientRow) -> ClientUpdated:
-    return ClientUpdated(
+def client_event(row: ClientRow, *, created: bool) -> ClientCreated | ClientUpdated:
+    """The event carrying a client's full state after a create or an update."""
+    cls = ClientCreated if created else ClientUpdated
+    return cls(
         client_id=row.id,
         phone=row.phone,
         operator_code=row.operator_code,
@@ -123,7 +114,7 @@ async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
         row = await insert_client(conn, state)
         if row is None:
             raise InvalidInput({"phone": [PHONE_TAKEN]})
-        event = _created(row)
+        event = client_event(row, created=True)
         await store.append(event.stream_id(), [event], expected_version=NO_STREAM, conn=conn)
         return row
 
@@ -148,7 +139,7 @@ async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool
             if _phone_taken(exc):
                 raise InvalidInput({"phone": [PHONE_TAKEN]}) from None
             raise
-        event = _updated(row)
+        event = client_event(row, created=False)
         await store.append(event.stream_id(), [event], expected_version=current.version, conn=conn)
         return row
 

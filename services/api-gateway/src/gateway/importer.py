@@ -22,6 +22,7 @@ import asyncpg
 import orjson
 import structlog
 
+from gateway.commands import client_event
 from gateway.domain import (
     NON_FIELD_ERRORS,
     Errors,
@@ -31,7 +32,6 @@ from gateway.domain import (
 )
 from gateway.metrics import IMPORT_ROWS
 from gateway.repository import ClientRow, appended_after_us, import_batch
-from sms_events.contracts import ClientCreated, ClientUpdated, Event
 from sms_events.db import Connection
 from sms_events.store import EventStore, NewEvent, WrongExpectedVersion
 from sms_events.tracing import current_metadata
@@ -249,18 +249,6 @@ class ImportResult:
         }
 
 
-def _event(row: ClientRow, created: bool) -> Event:
-    cls = ClientCreated if created else ClientUpdated
-    return cls(
-        client_id=row.id,
-        phone=row.phone,
-        operator_code=row.operator_code,
-        tag=row.tag,
-        time_zone=row.time_zone,
-        updated_at=row.updated_at,
-    )
-
-
 class _Batches:
     """Collects valid rows and commits them a batch at a time.
 
@@ -335,7 +323,7 @@ class _Batches:
         metadata = current_metadata()  # one request: the same ids on every event
         for rows, is_new in ((created, True), (updated, False)):
             for row in rows:
-                event = _event(row, is_new)
+                event = client_event(row, created=is_new)
                 yield event.stream_id(), row.version, NewEvent(event, metadata=metadata)
 
 

@@ -13,7 +13,15 @@ from starlette.datastructures import UploadFile
 
 from gateway import commands, importer, repository
 from gateway.admin.forms import client_body, client_values, field_errors
-from gateway.admin.web import AdminRoute, Page, current_page, posted_form, render, see_other
+from gateway.admin.web import (
+    AdminRoute,
+    Page,
+    current_page,
+    not_found,
+    posted_form,
+    render,
+    see_other,
+)
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
 from gateway.pagination import InvalidPage, PageRequest, num_pages
@@ -114,14 +122,7 @@ def _form(
 
 
 def _not_found(page: Page) -> Response:
-    return render(
-        page.request,
-        "error.html",
-        status=404,
-        session=page.session,
-        title="Client not found",
-        message="It may have been deleted.",
-    )
+    return not_found(page, "Client")
 
 
 @router.get("/new")

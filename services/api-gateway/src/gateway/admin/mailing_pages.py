@@ -14,7 +14,15 @@ from gateway import mailing_commands
 from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
 from gateway.admin.stats import MailingStats
-from gateway.admin.web import AdminRoute, Page, current_page, posted_form, render, see_other
+from gateway.admin.web import (
+    AdminRoute,
+    Page,
+    current_page,
+    not_found,
+    posted_form,
+    render,
+    see_other,
+)
 from gateway.domain import InvalidInput
 from gateway.lifecycle import (
     Command,
@@ -157,14 +165,7 @@ async def _one(page: Page, mailing_id: str) -> MailingView | None:
 
 
 def _not_found(page: Page) -> Response:
-    return render(
-        page.request,
-        "error.html",
-        status=404,
-        session=page.session,
-        title="Mailing not found",
-        message="It may have been deleted.",
-    )
+    return not_found(page, "Mailing")
 
 
 @router.get("")

@@ -238,6 +238,18 @@ def render(
     return HTMLResponse(html, status_code=status)
 
 
+def not_found(page: Page, what: str) -> HTMLResponse:
+    """The 404 page for a ``what`` ("Client", "Mailing") that does not exist (any more)."""
+    return render(
+        page.request,
+        "error.html",
+        status=404,
+        session=page.session,
+        title=f"{what} not found",
+        message="It may have been deleted.",
+    )
+
+
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
