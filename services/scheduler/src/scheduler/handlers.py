@@ -273,23 +273,17 @@ async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) 
     await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
 
 
-async def _on_mailing_paused(conn: Connection, env: Envelope, now: datetime) -> None:
+async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
-    assert isinstance(event, MailingPaused)
+    assert isinstance(event, MailingPaused | MailingResumed)
+    # Pausing holds an active mailing; resuming releases a paused one; nothing else changes.
+    new, old = ("paused", "active") if isinstance(event, MailingPaused) else ("active", "paused")
     await conn.execute(
-        "UPDATE scheduler_mailings SET status = 'paused', updated_at = now()"
-        " WHERE mailing_id = $1 AND status = 'active'",
+        "UPDATE scheduler_mailings SET status = $2, updated_at = now()"
+        " WHERE mailing_id = $1 AND status = $3",
         event.mailing_id,
-    )
-
-
-async def _on_mailing_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
-    event = env.payload()
-    assert isinstance(event, MailingResumed)
-    await conn.execute(
-        "UPDATE scheduler_mailings SET status = 'active', updated_at = now()"
-        " WHERE mailing_id = $1 AND status = 'paused'",
-        event.mailing_id,
+        new,
+        old,
     )
 
 
@@ -493,8 +487,8 @@ _HANDLERS = {
     "mailing.updated": _on_mailing_state,
     "mailing.deleted": _on_mailing_deleted,
     "mailing.cancelled": _on_mailing_cancelled,
-    "mailing.paused": _on_mailing_paused,
-    "mailing.resumed": _on_mailing_resumed,
+    "mailing.paused": _on_mailing_paused_or_resumed,
+    "mailing.resumed": _on_mailing_paused_or_resumed,
     "messages.delivered": _on_delivered,
     "messages.undelivered": _on_undelivered,
     "messages.attempt_failed": _on_attempts_failed,
