@@ -87,3 +87,17 @@ def counters(m: dict[str, Any]) -> dict[str, int]:
     keys = ("clients_count", "scheduled_messages", "created_messages", "delivered_messages",
             "undelivered_messages", "cancelled_messages")  # fmt: skip
     return {k: m[k] for k in keys}
+
+
+def assert_counter(api: httpx.Client, mailing_id: int, key: str, n: int) -> dict[str, Any]:
+    """The mailing, once its counter ``key`` equals ``n`` (for ``eventually``)."""
+    got = mailing(api, mailing_id)
+    assert got[key] == n, got
+    return got
+
+
+def recipients(api: httpx.Client, mailing_id: int, n: int) -> list[dict[str, Any]]:
+    """The mailing's messages, once there are exactly ``n`` (for ``eventually``)."""
+    msgs = messages(api, mailing_id)
+    assert len(msgs) == n, msgs
+    return msgs

@@ -7,21 +7,16 @@ from zoneinfo import ZoneInfo
 
 from tests.e2e.conftest import System
 from tests.e2e.helpers import (
+    assert_counter,
     create_client,
     create_mailing,
     eventually,
     iso,
     mailing,
-    messages,
     now,
+    recipients,
     unique_tag,
 )
-
-
-def _recipients(api: object, mailing_id: int, n: int) -> list[dict[str, object]]:
-    msgs = messages(api, mailing_id)  # type: ignore[arg-type]
-    assert len(msgs) == n, msgs
-    return msgs
 
 
 def test_filter_by_tag_and_by_operator_code(system: System) -> None:
@@ -31,14 +26,9 @@ def test_filter_by_tag_and_by_operator_code(system: System) -> None:
         by_code = create_client(api, phone="79560000001", tag="other")
         create_client(api, phone="79570000001", tag="other")
         m = create_mailing(api, client_filter=f" 956 , {tag} ")
-        msgs = eventually(lambda: _recipients(api, m["id"], 2))
+        msgs = eventually(lambda: recipients(api, m["id"], 2))
         assert {x["client_id"] for x in msgs} == {by_tag["id"], by_code["id"]}
-        eventually(lambda: _delivered(api, m["id"], 2))
-
-
-def _delivered(api: object, mailing_id: int, n: int) -> None:
-    got = mailing(api, mailing_id)  # type: ignore[arg-type]
-    assert got["delivered_messages"] == n, got
+        eventually(lambda: assert_counter(api, m["id"], "delivered_messages", 2))
 
 
 def test_future_start_waits_and_windows_follow_each_clients_zone(system: System) -> None:
@@ -56,7 +46,7 @@ def test_future_start_waits_and_windows_follow_each_clients_zone(system: System)
             send_interval_time_start="22:00",
             send_interval_time_end="06:00",
         )
-        msgs = eventually(lambda: _recipients(api, m["id"], len(zones)))
+        msgs = eventually(lambda: recipients(api, m["id"], len(zones)))
         for x in msgs:
             (zone,) = [z for z, c in clients.items() if c["id"] == x["client_id"]]
             due = datetime.fromisoformat(str(x["datetime_send"]).replace("Z", "+00:00"))
@@ -82,7 +72,7 @@ def test_window_across_a_dst_change_uses_the_new_offset(system: System) -> None:
             send_interval_time_start="02:30",
             send_interval_time_end="04:00",
         )
-        (x,) = eventually(lambda: _recipients(api, m["id"], 1))
+        (x,) = eventually(lambda: recipients(api, m["id"], 1))
         assert x["client_id"] == client["id"]
         # 02:00-03:00 does not exist that night: the first local time in the window is 03:00
         # CEST = 01:00 UTC.
@@ -104,6 +94,6 @@ def test_a_client_with_no_send_moment_gets_no_message(system: System) -> None:
             send_interval_time_start="20:00",
             send_interval_time_end="21:00",
         )
-        (x,) = eventually(lambda: _recipients(api, m["id"], 1))
+        (x,) = eventually(lambda: recipients(api, m["id"], 1))
         assert x["client_id"] == reachable["id"]
         assert mailing(api, m["id"])["clients_count"] == 1

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from tests.e2e.conftest import System
 from tests.e2e.helpers import (
+    assert_counter,
     create_client,
     create_mailing,
     eventually,
@@ -65,7 +66,7 @@ def test_started_mailing_refuses_edits_except_its_end(system: System) -> None:
 
 def test_pause_holds_sending_resume_releases_cancel_stops(system: System) -> None:
     tag = unique_tag()
-    with system.api() as api, system.provider() as provider:
+    with system.api() as api:
         for _ in range(5):
             create_client(api, tag=tag)
         start = now() + timedelta(seconds=3)
@@ -79,27 +80,17 @@ def test_pause_holds_sending_resume_releases_cancel_stops(system: System) -> Non
         assert paused["delivered_messages"] == 0 and paused["scheduled_messages"] == 5
         resp = api.post(f"/api/v1/mailings/{m['id']}/resume/")
         assert resp.status_code == 200, resp.text
-        eventually(lambda: _assert_delivered(api, m["id"], 5), timeout=30)
+        eventually(lambda: assert_counter(api, m["id"], "delivered_messages", 5), timeout=30)
 
         # Cancel another one while it is held: its unsent messages become CA.
         m2 = create_mailing(api, client_filter=tag, datetime_start=iso(now() + timedelta(hours=1)))
-        eventually(lambda: _assert_counter(api, m2["id"], "scheduled_messages", 5))
+        eventually(lambda: assert_counter(api, m2["id"], "scheduled_messages", 5))
         resp = api.post(f"/api/v1/mailings/{m2['id']}/cancel/")
         assert resp.status_code == 200, resp.text
         assert resp.json()["state"] == "cancelled"
-        eventually(lambda: _assert_counter(api, m2["id"], "cancelled_messages", 5))
+        eventually(lambda: assert_counter(api, m2["id"], "cancelled_messages", 5))
         assert {x["status"] for x in messages(api, m2["id"])} == {"CA"}
         assert api.post(f"/api/v1/mailings/{m2['id']}/resume/").status_code == 400
-        del provider
-
-
-def _assert_delivered(api: object, mailing_id: int, n: int) -> None:
-    _assert_counter(api, mailing_id, "delivered_messages", n)
-
-
-def _assert_counter(api: object, mailing_id: int, key: str, n: int) -> None:
-    got = mailing(api, mailing_id)  # type: ignore[arg-type]
-    assert got[key] == n, got
 
 
 def test_end_reached_mid_way_cancels_what_is_unsent(system: System) -> None:
@@ -112,7 +103,7 @@ def test_end_reached_mid_way_cancels_what_is_unsent(system: System) -> None:
                            datetime_start=iso(now() + timedelta(seconds=2)),
                            datetime_end=iso(now() + timedelta(seconds=5)))  # fmt: skip
         assert api.post(f"/api/v1/mailings/{m['id']}/pause/").status_code == 200
-        eventually(lambda: _assert_counter(api, m["id"], "cancelled_messages", 4), timeout=30)
+        eventually(lambda: assert_counter(api, m["id"], "cancelled_messages", 4), timeout=30)
         final = mailing(api, m["id"])
         assert final["state"] == "finished"
         assert final["delivered_messages"] == 0

@@ -164,11 +164,7 @@ class Consumer:
             while not self._inbox.empty():
                 with contextlib.suppress(Exception):
                     await self._inbox.get_nowait().nack(requeue=True)
-            if self._channel is not None:
-                with contextlib.suppress(Exception):
-                    await self._channel.close()
-            self._channel = self._queue = None  # a later run() declares on a new channel
-            log.info("consumer_stopped", queue=self.queue_name)
+            await self._close_channel()
 
     async def run_each(self, stop: asyncio.Event, handler: EachHandler) -> None:
         """Consume until ``stop``, handling each delivery in its own task (up to ``prefetch``
@@ -203,11 +199,12 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
             await self._drain(tasks)
-            if self._channel is not None:
-                with contextlib.suppress(Exception):
-                    await self._channel.close()
-            self._channel = self._queue = None
-            log.info("consumer_stopped", queue=self.queue_name)
+            await self._close_channel()
+
+    async def _close_channel(self) -> None:
+        await _close(self._channel)
+        self._channel = self._queue = None  # a later run declares on a new channel
+        log.info("consumer_stopped", queue=self.queue_name)
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
         """Let the deliveries in hand finish (up to ``drain_s``) before the channel closes.

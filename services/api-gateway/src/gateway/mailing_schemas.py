@@ -18,7 +18,7 @@ from gateway.mailing_rules import (
     STARTED,
     TEXT_MAX_LENGTH,
 )
-from gateway.schemas import BadRequest, ErrorDetail, json_content
+from gateway.schemas import BadRequest, ErrorDetail, json_body, json_content
 
 __all__ = [
     "DETAIL_EXAMPLE",
@@ -265,14 +265,7 @@ def mailing_body(*, partial: bool) -> dict[str, Any]:
             },
         }
     )
-    return {
-        "requestBody": {
-            "required": not partial,
-            "content": {
-                "application/json": {"schema": model.model_json_schema(), "examples": examples}
-            },
-        }
-    }
+    return json_body(model, examples, required=not partial)
 
 
 def documented_errors() -> dict[int, dict[str, Any]]:

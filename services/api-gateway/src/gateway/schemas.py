@@ -27,6 +27,7 @@ __all__ = [
     "Status",
     "client_body",
     "import_body",
+    "json_body",
     "json_content",
     "responses",
 ]
@@ -166,9 +167,16 @@ def client_body(*, partial: bool) -> dict[str, Any]:
             },
         }
     )
+    return json_body(model, examples, required=not partial)
+
+
+def json_body(
+    model: type[BaseModel], examples: dict[str, Any], *, required: bool
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body of ``model`` (endpoints parse it themselves)."""
     return {
         "requestBody": {
-            "required": not partial,
+            "required": required,
             "content": {
                 "application/json": {"schema": model.model_json_schema(), "examples": examples}
             },

@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ import httpx
 from aiohttp import web
 from playwright.sync_api import Page
 
+from sms_events.testing.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[4]
 PROVIDER_DIR = ROOT / "tools" / "oidc-provider"
 
@@ -41,12 +42,6 @@ USERS = {
     ADMIN_EMAIL: {"email": ADMIN_EMAIL, "roles": [ROLE], "name": "Ada Admin"},
     VIEWER_EMAIL: {"email": VIEWER_EMAIL, "roles": ["viewer"], "name": "Vic Viewer"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -13,12 +13,12 @@ from admin_support import (
     Gateway,
     Provider,
     ReporterDouble,
-    free_port,
     oidc_env,
 )
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from sms_events.testing.environment import TestEnvironment
+from sms_events.testing.processes import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

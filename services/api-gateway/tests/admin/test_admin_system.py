@@ -19,7 +19,6 @@ from admin_support import (
     API_KEY,
     Provider,
     browser_login,
-    free_port,
     local,
     oidc_env,
     spawn,
@@ -29,7 +28,7 @@ from admin_support import (
 from playwright.sync_api import Page, expect
 
 from sms_events.testing.environment import TestEnvironment
-from sms_events.testing.processes import SERVICES, system_env
+from sms_events.testing.processes import SERVICES, free_port, system_env
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,6 @@ Same paths, parameters and JSON as ``reporter.api``: ``GET /internal/v1/mailings
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,17 +15,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sms_events.testing.processes import free_port
+
 COUNTERS = (
     "clients_count", "created_messages", "scheduled_messages", "delivered_messages",
     "undelivered_messages", "cancelled_messages", "attempts_total",
 )  # fmt: skip
 STAMPS = ("first_sent_at", "last_sent_at", "completed_at", "resolved_at")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from uuid import uuid4
@@ -14,12 +13,7 @@ from uuid import uuid4
 import httpx
 
 from sms_events.testing import environment
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from sms_events.testing.processes import free_port
 
 
 async def _wait_until_up(base: str, proc: asyncio.subprocess.Process) -> None:
@@ -39,7 +33,7 @@ async def test_gateway_process_serves_logs_and_stops_cleanly(
     test_env: environment.TestEnvironment, tmp_path: Path
 ) -> None:
     key = f"proc-{uuid4().hex}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **test_env.env_vars(),

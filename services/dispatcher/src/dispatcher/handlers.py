@@ -46,6 +46,10 @@ __all__ = ["Dispatcher"]
 
 log = structlog.get_logger(__name__)
 
+# A due message's verdict, with the provider's answer when a call was made (None: handed
+# back without one).
+Outcome = tuple[Verdict, SendResult | None]
+
 
 # The error a message handed back unsent on shutdown carries (the scheduler hands it over again
 # at once; no attempt is counted).
@@ -89,60 +93,44 @@ class Dispatcher:
         """Handle one ``messages.due`` event; returns once its outcomes are committed."""
         due = env.payload()
         assert isinstance(due, MessagesDue)
-        todo = await self._not_yet_sent(due)
+        async with self._pool.acquire() as conn:
+            todo = await _not_yet_sent(conn, due)
+            hold = await hold_of(conn, due.mailing_id) if todo else None
         if not todo:
             return
-        async with self._pool.acquire() as conn:
-            hold = await hold_of(conn, due.mailing_id)
         if hold is not None:
             # Handed back without a call; the scheduler keeps them until resumed or cancels.
             now = self._clock()
             await self._record(due.mailing_id, [
-                not_attempted(m.message_id, m.attempt, f"mailing {hold}", now) for m in todo
+                (not_attempted(m.message_id, m.attempt, f"mailing {hold}", now), None)
+                for m in todo
             ])  # fmt: skip
             return
-        verdicts = await asyncio.gather(*(self._send(due, m) for m in todo))
-        await self._record(due.mailing_id, list(verdicts))
+        outcomes = await asyncio.gather(*(self._send(due, m) for m in todo))
+        await self._record(due.mailing_id, list(outcomes))
 
-    async def _not_yet_sent(self, due: MessagesDue) -> list[DueMessage]:
-        # A redelivered batch (dispatcher killed after sending, before acking) must not call
-        # the provider again for attempts already made, nor for messages already settled.
-        rows = await self._pool.fetch(
-            "SELECT message_id, max(attempt) AS attempt,"
-            " bool_or(outcome <> 'retryable') AS settled"
-            " FROM dispatcher_attempts WHERE message_id = ANY($1) GROUP BY message_id",
-            [m.message_id for m in due.messages],
-        )
-        done = {r["message_id"]: r for r in rows}
-        todo = []
-        for m in due.messages:
-            r = done.get(m.message_id)
-            if r is None or (not r["settled"] and r["attempt"] < m.attempt):
-                todo.append(m)
-        if skipped := len(due.messages) - len(todo):
-            metrics.SKIPPED.inc(skipped)
-        return todo
-
-    async def _send(self, due: MessagesDue, m: DueMessage) -> Verdict | tuple[Verdict, SendResult]:
+    async def _send(self, due: MessagesDue, m: DueMessage) -> Outcome:
+        """The verdict for one due message, with the provider's answer when it was called."""
         now = self._clock()
         if self._stopping.is_set():
-            return not_attempted(m.message_id, m.attempt, STOPPING, now)
+            return not_attempted(m.message_id, m.attempt, STOPPING, now), None
         if now >= due.not_after:
-            return not_attempted(m.message_id, m.attempt, "end reached", now)
+            return not_attempted(m.message_id, m.attempt, "end reached", now), None
         if not self._breaker.allow(time.monotonic()):
             metrics.BREAKER_REJECTED.inc()
             wait = self._breaker.retry_in(time.monotonic())
             reason = "provider circuit open"
             if self._last_failure:
                 reason += f" (last error: {self._last_failure})"
-            return not_attempted(m.message_id, m.attempt, reason, now + timedelta(seconds=wait))
+            retry_at = now + timedelta(seconds=wait)
+            return not_attempted(m.message_id, m.attempt, reason, retry_at), None
         async with self._slots:
             # Waiting for a slot, then for the rate limit, can take a while: look again after
             # each, so that on stop no message waits for a token it will not use.
             if not self._stopping.is_set():
                 await self._limiter.acquire()
             if self._stopping.is_set():
-                return not_attempted(m.message_id, m.attempt, STOPPING, self._clock())
+                return not_attempted(m.message_id, m.attempt, STOPPING, self._clock()), None
             metrics.IN_FLIGHT.inc()
             try:
                 result = await self._client.send(m.message_id, m.phone, due.text)
@@ -156,15 +144,12 @@ class Dispatcher:
             m.message_id, m.attempt, result, self._clock(), self._policy, self._rng
         ), result
 
-    async def _record(
-        self, mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendResult]]
-    ) -> None:
+    async def _record(self, mailing_id: int, outcomes: list[Outcome]) -> None:
         delivered: list[DeliveredMessage] = []
         failed: list[FailedAttempt] = []
         undelivered: list[UndeliveredMessage] = []
         attempts: list[tuple[int, int, str, int | None, str | None]] = []
-        for outcome in outcomes:
-            verdict, result = outcome if isinstance(outcome, tuple) else (outcome, None)
+        for verdict, result in outcomes:
             if isinstance(verdict, DeliveredMessage):
                 delivered.append(verdict)
             elif isinstance(verdict, FailedAttempt):
@@ -177,7 +162,7 @@ class Dispatcher:
                 )
                 attempts.append(
                     (
-                        _message_id(verdict),
+                        verdict.message_id,
                         attempt,
                         result.outcome.value,
                         result.status,
@@ -212,9 +197,8 @@ class Dispatcher:
             _log_outcomes(mailing_id, outcomes)
 
 
-def _log_outcomes(mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendResult]]) -> None:
-    for outcome in outcomes:
-        verdict, result = outcome if isinstance(outcome, tuple) else (outcome, None)
+def _log_outcomes(mailing_id: int, outcomes: list[Outcome]) -> None:
+    for verdict, result in outcomes:
         call: dict[str, Any] = {}
         if result is not None:
             call = {"status": result.status, "latency_ms": round(result.latency_s * 1000, 1)}
@@ -240,8 +224,25 @@ def _log_outcomes(mailing_id: int, outcomes: list[Verdict | tuple[Verdict, SendR
             )
 
 
-def _message_id(verdict: Verdict) -> int:
-    return verdict.message_id
+async def _not_yet_sent(conn: Connection, due: MessagesDue) -> list[DueMessage]:
+    """The due messages still to send: a redelivered batch (dispatcher killed after sending,
+    before acking) must not call the provider again for attempts already made, nor for
+    messages already settled."""
+    rows = await conn.fetch(
+        "SELECT message_id, max(attempt) AS attempt,"
+        " bool_or(outcome <> 'retryable') AS settled"
+        " FROM dispatcher_attempts WHERE message_id = ANY($1) GROUP BY message_id",
+        [m.message_id for m in due.messages],
+    )
+    done = {r["message_id"]: r for r in rows}
+    todo = []
+    for m in due.messages:
+        r = done.get(m.message_id)
+        if r is None or (not r["settled"] and r["attempt"] < m.attempt):
+            todo.append(m)
+    if skipped := len(due.messages) - len(todo):
+        metrics.SKIPPED.inc(skipped)
+    return todo
 
 
 async def _insert_attempts(

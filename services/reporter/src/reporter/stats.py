@@ -25,14 +25,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from reporter.domain import Fact, Kind, MailingDelta, MessageState, Projection, Status, project
 
 __all__ = [
     "MAX_REASON",
-    "QUARTER",
     "Activity",
     "GlobalDelta",
     "MailingState",
@@ -46,7 +45,6 @@ __all__ = [
     "tally_batch",
 ]
 
-QUARTER = timedelta(minutes=15)
 MAX_REASON = 100
 # The same characters as the SQL function reporter_reason (migration reporter_0003).
 _SPACES = re.compile(r"[ \t\n\r\f\v]+")

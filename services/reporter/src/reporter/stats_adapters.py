@@ -8,7 +8,7 @@ between that statement and the commit, and two replicas can never hold them cros
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from reporter.domain import MailingDelta
@@ -29,10 +29,7 @@ async def add_mailing_stats(conn: Connection, tally: Tally) -> None:
             ON CONFLICT (mailing_id, minute) DO UPDATE SET
                 delivered = t.delivered + EXCLUDED.delivered, failed = t.failed + EXCLUDED.failed
             """,
-            [k[0] for k, _ in minutes],
-            [k[1] for k, _ in minutes],
-            [v[0] for _, v in minutes],
-            [v[1] for _, v in minutes],
+            *_pair_columns(minutes),
         )
     quarters = sorted(((q, m), a) for (m, q), a in tally.quarters.items() if a)
     if quarters:
@@ -61,10 +58,7 @@ async def add_mailing_stats(conn: Connection, tally: Tally) -> None:
             ON CONFLICT (mailing_id, reason) DO UPDATE SET
                 attempts = t.attempts + EXCLUDED.attempts, final = t.final + EXCLUDED.final
             """,
-            [k[0] for k, _ in failures],
-            [k[1] for k, _ in failures],
-            [v[0] for _, v in failures],
-            [v[1] for _, v in failures],
+            *_pair_columns(failures),
         )
 
 
@@ -185,6 +179,18 @@ async def add_global(conn: Connection, delta: GlobalDelta) -> None:
             [q for q, _ in quarters],
             *_activity_columns([a for _, a in quarters]),
         )
+
+
+def _pair_columns(
+    items: Sequence[tuple[tuple[int, object], list[int]]],
+) -> tuple[list[object], ...]:
+    """(mailing_id, key) -> [a, b] rows as the four unnest columns."""
+    return (
+        [k[0] for k, _ in items],
+        [k[1] for k, _ in items],
+        [v[0] for _, v in items],
+        [v[1] for _, v in items],
+    )
 
 
 def _activity_columns(items: list[Activity]) -> tuple[list[int], ...]:

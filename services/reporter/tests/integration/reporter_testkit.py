@@ -124,6 +124,31 @@ def undelivered(
     )
 
 
+def delivered_at(mailing_id: int, sends: dict[int, datetime], attempt: int = 1) -> Event:
+    """Deliveries each at its own send time (message id -> sent_at)."""
+    return MessagesDelivered(
+        mailing_id=mailing_id,
+        batch_id=f"b{new_id()}",
+        messages=[
+            DeliveredMessage(message_id=m, attempt=attempt, sent_at=at) for m, at in sends.items()
+        ],
+    )
+
+
+def final_failures(
+    mailing_id: int, at: dict[int, tuple[datetime, str]], attempts: int = 1
+) -> Event:
+    """Final failures each at its own time and with its own error (message id -> (time, error))."""
+    return MessagesUndelivered(
+        mailing_id=mailing_id,
+        batch_id=f"b{new_id()}",
+        messages=[
+            UndeliveredMessage(message_id=m, attempts=attempts, error=e, failed_at=t)
+            for m, (t, e) in at.items()
+        ],
+    )
+
+
 def cancelled(mailing_id: int, message_ids: Sequence[int]) -> Event:
     return MessagesCancelled(
         mailing_id=mailing_id,

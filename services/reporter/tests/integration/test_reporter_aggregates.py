@@ -17,8 +17,10 @@ from reporter_testkit import (
     cancelled,
     commit_once,
     delivered,
+    delivered_at,
     envelope,
     failed,
+    final_failures,
     handle,
     ids,
     new_id,
@@ -28,12 +30,8 @@ from reporter_testkit import (
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
-    DeliveredMessage,
     Event,
     MailingDeleted,
-    MessagesDelivered,
-    MessagesUndelivered,
-    UndeliveredMessage,
 )
 from sms_events.envelope import Envelope
 
@@ -44,26 +42,10 @@ def minute(n: int) -> datetime:
     return T1 + timedelta(minutes=n)
 
 
-def delivered_at(mailing_id: int, sends: dict[int, datetime], attempt: int = 1) -> Event:
-    return MessagesDelivered(
-        mailing_id=mailing_id,
-        batch_id=f"b{new_id()}",
-        messages=[
-            DeliveredMessage(message_id=m, attempt=attempt, sent_at=at) for m, at in sends.items()
-        ],
-    )
-
-
 def undelivered_at(
     mailing_id: int, message_id: int, at: datetime, error: str, attempts: int = 1
 ) -> Event:
-    return MessagesUndelivered(
-        mailing_id=mailing_id,
-        batch_id=f"b{new_id()}",
-        messages=[
-            UndeliveredMessage(message_id=message_id, attempts=attempts, error=error, failed_at=at)
-        ],
-    )
+    return final_failures(mailing_id, {message_id: (at, error)}, attempts)
 
 
 async def totals(pool: asyncpg.Pool) -> dict[str, int]:

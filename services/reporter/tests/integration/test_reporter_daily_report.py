@@ -18,9 +18,11 @@ import pytest
 import structlog.testing
 from pydantic import SecretStr
 from reporter_testkit import (
+    delivered_at,
     envelope,
     eventually,
     failed,
+    final_failures,
     handle,
     ids,
     new_id,
@@ -33,13 +35,8 @@ from reporter.daily_report import DailyReporter, Outcome, ReportConfig, deliver
 from reporter.mailer import SmtpConfig
 from reporter.report import day_bounds
 from sms_events.contracts import (
-    DeliveredMessage,
-    Event,
     MailingScheduled,
     MessagesCancelled,
-    MessagesDelivered,
-    MessagesUndelivered,
-    UndeliveredMessage,
 )
 from sms_events.db import create_pool
 from sms_events.settings import ServiceSettings
@@ -100,28 +97,12 @@ def at_local(day: date, tz: str, hh: int = 0, mm: int = 5) -> datetime:
     return datetime.combine(day, time(hh, mm), tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
-def deliveries(mailing: int, sends: dict[int, datetime]) -> Event:
-    return MessagesDelivered(
-        mailing_id=mailing,
-        batch_id=f"b{new_id()}",
-        messages=[DeliveredMessage(message_id=m, attempt=1, sent_at=t) for m, t in sends.items()],
-    )
-
-
-def final_failure(mailing: int, message_id: int, at: datetime, error: str) -> Event:
-    return MessagesUndelivered(
-        mailing_id=mailing,
-        batch_id=f"b{new_id()}",
-        messages=[UndeliveredMessage(message_id=message_id, attempts=2, error=error, failed_at=at)],
-    )
-
-
 async def some_activity(pool: asyncpg.Pool, day: date, tz: str = "UTC") -> int:
     """One delivery at noon of the local ``day``; returns the mailing."""
     mailing: int = new_id()
     msgs = ids(1)
     await handle(pool, scheduled(mailing, msgs))
-    await handle(pool, deliveries(mailing, {msgs[0]: at_local(day, tz, 12, 0)}))
+    await handle(pool, delivered_at(mailing, {msgs[0]: at_local(day, tz, 12, 0)}))
     return mailing
 
 
@@ -151,10 +132,10 @@ async def test_the_report_of_a_local_day_with_totals_and_a_table(
     await handle(pool, scheduled(one, m1), scheduled(two, m2))
     await handle(
         pool,
-        deliveries(one, {m1[0]: start - timedelta(minutes=1)}),  # the day before
-        deliveries(one, {m1[1]: start, m1[2]: end - timedelta(minutes=1)}),
-        deliveries(one, {m1[3]: end}),  # the day after
-        final_failure(one, m1[4], start + timedelta(hours=3), "HTTP 400: invalid phone"),
+        delivered_at(one, {m1[0]: start - timedelta(minutes=1)}),  # the day before
+        delivered_at(one, {m1[1]: start, m1[2]: end - timedelta(minutes=1)}),
+        delivered_at(one, {m1[3]: end}),  # the day after
+        final_failures(one, {m1[4]: (start + timedelta(hours=3), "HTTP 400: invalid phone")}, 2),
         envelope(failed(two, m2[:2], attempts=1, error="timeout"), at=start + timedelta(hours=1)),
         envelope(
             MessagesCancelled(

@@ -20,8 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from reporter_testkit import (
+    delivered_at,
     envelope,
     failed,
+    final_failures,
     handle,
     ids,
     new_id,
@@ -33,16 +35,12 @@ from reporter.api import ROUTES
 from reporter.stats import mailing_state
 from sms_events.broker import Broker
 from sms_events.contracts import (
-    DeliveredMessage,
     Event,
     MailingAudienceResolved,
     MailingCancelled,
     MailingDeleted,
     MailingPaused,
     MailingScheduled,
-    MessagesDelivered,
-    MessagesUndelivered,
-    UndeliveredMessage,
 )
 from sms_events.runtime import RUNTIME, Runtime
 from sms_events.settings import ServiceSettings
@@ -60,29 +58,6 @@ async def client(
     app.add_routes(ROUTES)
     async with TestClient(TestServer(app)) as client:
         yield client
-
-
-def sends(mailing_id: int, at: dict[int, datetime], attempt: int = 1) -> Event:
-    return MessagesDelivered(
-        mailing_id=mailing_id,
-        batch_id=f"b{new_id()}",
-        messages=[
-            DeliveredMessage(message_id=m, attempt=attempt, sent_at=t) for m, t in at.items()
-        ],
-    )
-
-
-def final_failures(
-    mailing_id: int, at: dict[int, tuple[datetime, str]], attempts: int = 1
-) -> Event:
-    return MessagesUndelivered(
-        mailing_id=mailing_id,
-        batch_id=f"b{new_id()}",
-        messages=[
-            UndeliveredMessage(message_id=m, attempts=attempts, error=e, failed_at=t)
-            for m, (t, e) in at.items()
-        ],
-    )
 
 
 def mailing_event(mailing_id: int, start: datetime, end: datetime) -> Event:
@@ -107,8 +82,8 @@ async def test_mailing_stats_shape_and_figures(client: Client, pool: asyncpg.Poo
     await handle(
         pool,
         failed(mailing, msgs[:2], attempts=1, error="HTTP 503"),
-        sends(mailing, {msgs[0]: start + timedelta(minutes=1, seconds=5)}),
-        sends(mailing, {msgs[1]: start + timedelta(minutes=4)}),
+        delivered_at(mailing, {msgs[0]: start + timedelta(minutes=1, seconds=5)}),
+        delivered_at(mailing, {msgs[1]: start + timedelta(minutes=4)}),
         final_failures(mailing, {msgs[2]: (start + timedelta(minutes=4), "HTTP 400: bad")}),
     )
     resp = await client.get(f"/internal/v1/mailings/{mailing}/stats")
@@ -135,7 +110,7 @@ async def test_mailing_stats_shape_and_figures(client: Client, pool: asyncpg.Poo
     }
     # The rest go out an hour later: complete, with the time it took.
     done = start + timedelta(hours=1)
-    await handle(pool, envelope(sends(mailing, dict.fromkeys(msgs[3:], done)), at=done))
+    await handle(pool, envelope(delivered_at(mailing, dict.fromkeys(msgs[3:], done)), at=done))
     body = await (await client.get(f"/internal/v1/mailings/{mailing}/stats")).json()
     assert body["completed_at"] == iso(done)
     assert body["time_to_complete_s"] == 3600.0
@@ -147,7 +122,7 @@ async def test_mailing_stats_cap_minutes_and_failures(client: Client, pool: asyn
     mailing, msgs = new_id(), ids(40)
     await handle(pool, scheduled(mailing, msgs, due=T2))
     first, last = T2, T2 + timedelta(minutes=1999)
-    await handle(pool, sends(mailing, {msgs[0]: first, msgs[1]: last}))
+    await handle(pool, delivered_at(mailing, {msgs[0]: first, msgs[1]: last}))
     await handle(
         pool,
         *[failed(mailing, msgs[2 + i : 3 + i], 1, error=f"reason {i:02}") for i in range(25)],
@@ -186,10 +161,12 @@ async def test_overview_sends_per_hour_are_24_zero_filled_hours(pool: asyncpg.Po
     await handle(pool, scheduled(mailing, msgs, due=now))
     await handle(
         pool,
-        sends(mailing, {msgs[0]: now - timedelta(minutes=10)}),  # the current hour
-        sends(mailing, {msgs[1]: now - timedelta(hours=5)}),
-        sends(mailing, {msgs[2]: datetime(2033, 1, 1, 16, 0, tzinfo=UTC)}),  # the oldest hour
-        sends(mailing, {msgs[3]: datetime(2033, 1, 1, 15, 59, tzinfo=UTC)}),  # too old
+        delivered_at(mailing, {msgs[0]: now - timedelta(minutes=10)}),  # the current hour
+        delivered_at(mailing, {msgs[1]: now - timedelta(hours=5)}),
+        delivered_at(
+            mailing, {msgs[2]: datetime(2033, 1, 1, 16, 0, tzinfo=UTC)}
+        ),  # the oldest hour
+        delivered_at(mailing, {msgs[3]: datetime(2033, 1, 1, 15, 59, tzinfo=UTC)}),  # too old
         final_failures(mailing, {msgs[4]: (now - timedelta(hours=5), "timeout")}),
     )
     body = await queries.overview(pool, now)
@@ -211,7 +188,7 @@ async def test_overview_counts_and_its_http_shape(client: Client, pool: asyncpg.
     before = await (await client.get("/internal/v1/stats")).json()
     mailing, msgs = new_id(), ids(4)
     await handle(pool, scheduled(mailing, msgs))
-    await handle(pool, sends(mailing, {msgs[0]: datetime.now(UTC)}))
+    await handle(pool, delivered_at(mailing, {msgs[0]: datetime.now(UTC)}))
     await handle(pool, final_failures(mailing, {msgs[1]: (datetime.now(UTC), "timeout")}))
     resp = await client.get("/internal/v1/stats")
     assert resp.status == 200
@@ -258,7 +235,7 @@ async def test_mailing_states_are_computed_at_query_time(pool: asyncpg.Pool) -> 
     m, msgs = new_id(), ids(1)  # started, resolved, nothing left to send
     await handle(pool, mailing_event(m, now - hour, now + day))
     await handle(pool, scheduled(m, msgs, due=now - hour))
-    await handle(pool, sends(m, {msgs[0]: now - hour}))
+    await handle(pool, delivered_at(m, {msgs[0]: now - hour}))
     await handle(
         pool,
         MailingAudienceResolved(mailing_id=m, batch_id="r", recipients=1, resolved_at=now - day),
@@ -293,7 +270,7 @@ async def test_the_gauges_show_the_overviews_figures(pool: asyncpg.Pool) -> None
     await handle(pool, mailing_event(mailing, datetime.now(UTC) - timedelta(hours=1),
                                      datetime.now(UTC) + timedelta(days=1)))  # fmt: skip
     await handle(pool, scheduled(mailing, msgs))
-    await handle(pool, sends(mailing, {msgs[0]: datetime.now(UTC)}))
+    await handle(pool, delivered_at(mailing, {msgs[0]: datetime.now(UTC)}))
     stop = asyncio.Event()
     task = asyncio.create_task(gauges.refresh_gauges(pool, stop, every=0.05))
     try:
@@ -340,7 +317,7 @@ async def test_both_endpoints_answer_in_milliseconds_with_100k_messages(
             for i, chunk in enumerate(chunks)
         ],
         [
-            sends(mailing, {m: start + timedelta(seconds=m % 60_000) for m in chunk}, 2)
+            delivered_at(mailing, {m: start + timedelta(seconds=m % 60_000) for m in chunk}, 2)
             if i % 10
             else final_failures(
                 mailing,

@@ -17,7 +17,16 @@ from typing import Protocol
 import asyncpg
 import structlog
 
-from scheduler.resolution import Mailing, cancelled_events, load_mailing, resolve, resolve_started
+from scheduler.resolution import (
+    MESSAGES_PER_EVENT,
+    Mailing,
+    cancelled_events,
+    load_mailing,
+    load_mailings,
+    resolve,
+    resolve_started,
+    withdrawn_events,
+)
 from scheduler.window import send_time, send_window
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
@@ -34,7 +43,6 @@ from sms_events.contracts import (
     MessageAttemptsFailed,
     MessagesDelivered,
     MessagesUndelivered,
-    MessagesWithdrawn,
     UndeliveredMessage,
 )
 from sms_events.db import Connection
@@ -144,23 +152,17 @@ def _columns(upserts: list[tuple[int, Event]]) -> tuple[list[object], ...]:
 
 async def _follow_clients(conn: Connection, client_ids: list[int], now: datetime) -> None:
     """Mailings not started yet follow the base; started ones reschedule clients who moved."""
-    for row in await conn.fetch(
-        "SELECT mailing_id FROM scheduler_mailings"
-        " WHERE status IN ('active', 'paused') AND datetime_start > $1",
-        now,
+    for mailing in await load_mailings(
+        conn, "g.status IN ('active', 'paused') AND g.datetime_start > $1", now
     ):
-        mailing = await load_mailing(conn, row["mailing_id"])
-        assert mailing is not None
         await resolve(conn, mailing, client_ids=client_ids)
-    for row in await conn.fetch(
-        "SELECT DISTINCT m.mailing_id FROM scheduler_messages m JOIN scheduler_mailings g"
-        " USING (mailing_id) WHERE m.client_id = ANY($1) AND m.state = 'scheduled'"
-        " AND g.datetime_start <= $2",
+    for mailing in await load_mailings(
+        conn,
+        "g.datetime_start <= $2 AND g.mailing_id IN (SELECT m.mailing_id FROM scheduler_messages m"
+        " WHERE m.client_id = ANY($1) AND m.state = 'scheduled')",
         client_ids,
         now,
     ):
-        mailing = await load_mailing(conn, row["mailing_id"])
-        assert mailing is not None
         await resolve_started(conn, mailing, client_ids, now)
 
 
@@ -192,10 +194,7 @@ async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: date
     )
     events: list[Event] = []
     for mailing_id, ids in _by_mailing(left).items():
-        events += [
-            MessagesWithdrawn(mailing_id=mailing_id, batch_id=new_batch_id(), message_ids=list(p))
-            for p in chunks(ids, 500)
-        ]
+        events += withdrawn_events(mailing_id, ids)
     for mailing_id, ids in _by_mailing(gone).items():
         events += cancelled_events(mailing_id, ids, "client deleted")
     await append_new_streams(conn, events)
@@ -476,7 +475,7 @@ async def settle(
                 for f in part
             ],
         )
-        for part in chunks(tried, 500)
+        for part in chunks(tried, MESSAGES_PER_EVENT)
     ]
     events += cancelled_events(mailing_id, untried, "end reached")
     await append_new_streams(conn, events)

@@ -31,7 +31,16 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
 
-__all__ = ["Mailing", "load_mailing", "resolve", "resolve_started"]
+__all__ = [
+    "MESSAGES_PER_EVENT",
+    "Mailing",
+    "cancelled_events",
+    "load_mailing",
+    "load_mailings",
+    "resolve",
+    "resolve_started",
+    "withdrawn_events",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -64,13 +73,26 @@ class Mailing:
         return now >= self.datetime_start
 
 
+_MAILING_COLUMNS = (
+    "g.mailing_id, g.text, g.datetime_start, g.datetime_end, g.window_start, g.window_end,"
+    " g.client_filter, g.status"
+)
+
+
 async def load_mailing(conn: Connection, mailing_id: int) -> Mailing | None:
     row = await conn.fetchrow(
-        "SELECT mailing_id, text, datetime_start, datetime_end, window_start, window_end,"
-        " client_filter, status FROM scheduler_mailings WHERE mailing_id = $1",
+        f"SELECT {_MAILING_COLUMNS} FROM scheduler_mailings g WHERE g.mailing_id = $1",
         mailing_id,
     )
     return Mailing(**dict(row)) if row else None
+
+
+async def load_mailings(conn: Connection, where: str, *args: object) -> list[Mailing]:
+    """Every mailing matching ``where`` (SQL over ``scheduler_mailings g``), in one query."""
+    rows = await conn.fetch(
+        f"SELECT {_MAILING_COLUMNS} FROM scheduler_mailings g WHERE {where}", *args
+    )
+    return [Mailing(**dict(r)) for r in rows]
 
 
 async def _zone_dues(
@@ -153,14 +175,7 @@ async def resolve(
             """,
             *args,
         )
-        events += [
-            MessagesWithdrawn(
-                mailing_id=mailing.mailing_id,
-                batch_id=new_batch_id(),
-                message_ids=[r["message_id"] for r in part],
-            )
-            for part in chunks(left, MESSAGES_PER_EVENT)
-        ]
+        events += withdrawn_events(mailing.mailing_id, [r["message_id"] for r in left])
     _log_changes(mailing.mailing_id, added, moved, left)
     if client_ids is None:
         recipients = await conn.fetchval(
@@ -224,6 +239,13 @@ async def resolve_started(
     events += cancelled_events(mailing.mailing_id, gone, "no send time left before the end")
     await append_new_streams(conn, events)
     return events
+
+
+def withdrawn_events(mailing_id: int, message_ids: list[int]) -> list[Event]:
+    return [
+        MessagesWithdrawn(mailing_id=mailing_id, batch_id=new_batch_id(), message_ids=list(part))
+        for part in chunks(message_ids, MESSAGES_PER_EVENT)
+    ]
 
 
 def cancelled_events(mailing_id: int, message_ids: list[int], reason: str) -> list[Event]:

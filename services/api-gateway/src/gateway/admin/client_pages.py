@@ -26,6 +26,7 @@ from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 from gateway.repository import ClientFilters, ClientRow
+from gateway.routing import MAX_ID
 
 __all__ = ["router"]
 
@@ -53,7 +54,7 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def _client_id(raw: str) -> int | None:
-    if raw.isascii() and raw.isdigit() and int(raw) <= 2**63 - 1:
+    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ID:
         return int(raw)
     return None
 

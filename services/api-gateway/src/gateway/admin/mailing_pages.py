@@ -38,6 +38,7 @@ from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 from gateway.reporter_client import Counters, ReporterError, ReporterUnavailable
+from gateway.routing import MAX_ID
 
 __all__ = ["MailingView", "load_views", "router"]
 
@@ -155,7 +156,7 @@ async def load_views(page: Page, rows: list[MailingRow]) -> tuple[list[MailingVi
 
 
 async def _one(page: Page, mailing_id: str) -> MailingView | None:
-    if not (mailing_id.isascii() and mailing_id.isdigit()) or int(mailing_id) > 2**63 - 1:
+    if not (mailing_id.isascii() and mailing_id.isdigit()) or int(mailing_id) > MAX_ID:
         return None
     row = await get_mailing(page.pool, int(mailing_id))
     if row is None:
@@ -173,7 +174,7 @@ async def mailing_list(
     page: current_page, p: str | None = None, notice: str | None = None
 ) -> Response:
     try:
-        wanted = PageRequest(int(p) if p and p.isdigit() else 1, PAGE_SIZE)
+        wanted = PageRequest(int(p) if p and p.isascii() and p.isdigit() else 1, PAGE_SIZE)
         count, number, rows = await list_mailings(page.pool, wanted)
     except InvalidPage:
         return see_other("/admin/mailings")
