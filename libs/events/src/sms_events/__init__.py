@@ -19,6 +19,7 @@ from sms_events.store import (
     NewEvent,
     RecordedEvent,
     WrongExpectedVersion,
+    appending,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RecordedEvent",
     "UnknownEventType",
     "WrongExpectedVersion",
+    "appending",
     "event_class",
     "registered_events",
     "upcast",

@@ -3,11 +3,13 @@
 Each service owns one durable quorum queue bound to the routing keys it needs. Deliveries are
 gathered into batches (up to ``batch_size``, or whatever arrived within ``batch_wait``) and
 handled in one PostgreSQL transaction that also records every event id in
-``processed_events``; a redelivered event is filtered out there, so it changes nothing. Acks go
-out after the commit, one per batch. A batch whose handler raises is retried event by event;
-an event that still fails after ``attempts`` tries, or that is not a CloudEvent at all, is
-rejected into the queue's dead-letter queue. Database or connection errors are not the event's
-fault: the batch is kept and retried until the database is back.
+``processed_events``; a redelivered event is filtered out there, so it changes nothing. That
+transaction is opened by ``sms_events.store.appending``, so the handler may append events,
+unless the consumer is built with ``appends=False``. Acks go out after the commit, one per
+batch. A batch whose handler raises is retried event by event; an event that still fails after
+``attempts`` tries, or that is not a CloudEvent at all, is rejected into the queue's
+dead-letter queue. Database or connection errors are not the event's fault: the batch is kept
+and retried until the database is back.
 
 While it runs, a consumer reports its queue's depth (a passive declare every
 ``depth_interval`` seconds, on a channel of its own) and its lag: the age of the newest event
@@ -42,6 +44,7 @@ from aio_pika.abc import (
 from sms_events.broker import Broker, declare_exchange
 from sms_events.db import Connection
 from sms_events.envelope import Envelope, EnvelopeError
+from sms_events.horizon import appending
 from sms_events.metrics import (
     CONSUMER_BATCH_SECONDS,
     CONSUMER_DEAD_LETTERED,
@@ -96,8 +99,14 @@ class Consumer:
         batch_wait: float = 0.02,
         attempts: int = 3,
         prefetch: int | None = None,
+        appends: bool = True,
     ) -> None:
         self.spec = spec
+        # A batch handler that appends events must run in a transaction opened by appending(),
+        # which makes readers of the whole store wait for it; a pure projection (the reporter)
+        # passes False so that its batches never hold them back. True by default: a handler
+        # that appends without it fails at its first insert, one that doesn't costs one lock.
+        self._appends = appends
         self._pool = pool
         self._broker = broker
         self._handler = handler
@@ -389,7 +398,7 @@ class Consumer:
                 delay = min(delay * 2, 5.0)
 
     async def _commit(self, envelopes: Sequence[Envelope]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, self._transaction(conn):
             fresh_ids = {
                 r["event_id"]
                 for r in await conn.fetch(
@@ -409,6 +418,9 @@ class Consumer:
             if fresh:
                 assert self._handler is not None, "run() needs a batch handler"
                 await self._handler(conn, fresh)
+
+    def _transaction(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[object]:
+        return appending(conn) if self._appends else conn.transaction()
 
     async def _one_by_one(
         self, parsed: list[tuple[AbstractIncomingMessage, Envelope]], stop: asyncio.Event

@@ -10,12 +10,43 @@ B would never see A's event 10 when it finally commits: the classic sequence-gap
 Two fixes are common. A table lock taken by every writer makes insert order equal commit
 order, but serialises all writers, including bulk imports and the dispatcher's result batches.
 Instead we record each event's transaction id (``pg_current_xact_id()``, a 64-bit ``xid8`` that
-never wraps) and let a reader see only events whose transaction id is below
-``pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still running. Everything
-below that horizon has either committed or aborted, and every transaction that can still commit
-has an id at or above it. Ordering by ``(transaction_id, global_position)`` and resuming strictly
-after the last pair read therefore never skips an event. The price is latency, not correctness:
-a long-running transaction holds back readers until it ends, so writers keep transactions short.
+never wraps), order readers by ``(transaction_id, global_position)`` and let them read only
+below a horizon H such that every transaction below H that can still commit events already
+has. Resuming strictly after the last pair read then never skips an event.
+
+Which horizon. ``pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still
+running, is correct but is the oldest of the whole *cluster*: an idle-in-transaction INSERT in
+another database, or a long report in this one that never appends, stopped every event. So
+only appenders may hold readers back, and they say so:
+
+1. Every transaction that may append is opened by ``appending(conn)``, whose first statement
+   takes a shared transaction-level advisory lock (``horizon.APPEND_LOCK_KEY``) and sets a
+   transaction-local flag. That is before the transaction's first write, so before it has a
+   transaction id. A trigger on ``events`` refuses an insert from a transaction without the
+   flag: an appender that forgot to announce fails loudly instead of being skipped.
+2. A reader first runs one statement (``horizon.read_horizon``): N1 = xmax of that statement's
+   snapshot, taken as it starts, then the xids of the announced transactions of this database
+   that have one (the holders of that lock, each with its backend's current xid as
+   ``pg_stat_get_activity`` shows it; 32-bit, widened against N1). H = min(N1, those xids).
+   Then a second statement, with a newer snapshot, reads ``transaction_id < H``. The reader
+   must not be inside a transaction: it needs two snapshots, and fresh activity figures.
+
+Why nothing is skipped: take an appender T with xid X < H. X < N1, so X was assigned before
+step 1's snapshot (PostgreSQL publishes a backend's xid as it assigns it, before any later xid
+can commit), and T announced before that. When step 1 looked, T was either still running,
+holding the lock with X published, and then H <= X, a contradiction; or it had ended, and then
+step 2's later snapshot sees it committed or aborted (a transaction ends, for new snapshots,
+when it clears its published xid, before it releases its locks). A transaction that gets its
+xid after step 1's snapshot has xid >= N1 >= H. Transactions that never announce cannot insert
+events at all. The xid comes from the backend's activity, not from its ``transactionid`` lock:
+a backend takes that lock an instant after its xid is assigned, and a reader looking in between
+would miss it.
+
+The price is one more statement per read (under a millisecond), one per appending transaction,
+and latency: an appender that stays open holds readers back until it ends, so appenders keep
+transactions short. Transactions that append nothing (the reporter's projections, anything in
+another database) hold no reader back. Two-phase commit is not supported: a prepared
+transaction has no backend to show its xid.
 """
 
 from __future__ import annotations
@@ -30,6 +61,7 @@ import asyncpg
 
 from sms_events.contracts import Event, upcast
 from sms_events.db import Connection
+from sms_events.horizon import appending, read_horizon
 from sms_events.metrics import EVENTS_APPENDED
 from sms_events.tracing import current_metadata
 
@@ -42,6 +74,7 @@ __all__ = [
     "RecordedEvent",
     "WrongExpectedVersion",
     "append_new_streams",
+    "appending",
 ]
 
 NO_STREAM: Final = 0
@@ -174,16 +207,21 @@ class EventStore:
 
         ``expected_version`` is the version the caller last saw (``NO_STREAM`` for a new
         stream, ``ANY_VERSION`` to skip the check). Events whose ids are already stored are
-        skipped, so retrying a command that already went through changes nothing.
+        skipped, so retrying a command that already went through changes nothing. Without
+        ``conn`` it appends in a transaction of its own; a caller's ``conn`` must be in a
+        transaction opened by ``appending(conn)``.
         """
         new = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
         attempt = 1
         while True:
             try:
                 if conn is None:
-                    async with self._pool.acquire() as own, own.transaction():
+                    async with self._pool.acquire() as own, appending(own):
                         return await self._append(own, stream_id, new, expected_version)
-                async with conn.transaction():  # a savepoint when the caller already opened one
+                # A savepoint in the caller's transaction; a transaction of its own when the
+                # caller has none open.
+                opened = conn.transaction() if conn.is_in_transaction() else appending(conn)
+                async with opened:
                     return await self._append(conn, stream_id, new, expected_version)
             except _OutOfOrder:
                 raise  # retrying in the same transaction keeps the same transaction id
@@ -227,8 +265,9 @@ class EventStore:
         self, items: Iterable[tuple[str, int, NewEvent]], *, conn: Connection
     ) -> None:
         """Bulk append for hot paths where the caller already knows each stream's next version
-        (from its own read model): one statement for the whole batch. A version already taken
-        raises ``WrongExpectedVersion``; an event id already stored is skipped."""
+        (from its own read model): one statement for the whole batch, in the caller's transaction
+        (opened by ``appending``). A version already taken raises ``WrongExpectedVersion``; an
+        event id already stored is skipped."""
         try:
             await self._insert(conn, items)
         except asyncpg.UniqueViolationError as exc:
@@ -280,16 +319,21 @@ class EventStore:
     ) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in an order that never skips an
         event committed late (see the module docstring). Resume from the last one's
-        ``checkpoint``."""
+        ``checkpoint``. ``conn`` must not be in a transaction: the horizon and the read need
+        a snapshot each, the read's taken after the horizon's."""
+        if conn is None:
+            async with self._pool.acquire() as own:
+                return await self.read_all(after, limit=limit, conn=own)
+        horizon = await read_horizon(conn)
         query = f"""
             SELECT {_COLUMNS} FROM events
             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              AND transaction_id < $3::text::xid8
             ORDER BY transaction_id, global_position
-            LIMIT $3
+            LIMIT $4
         """
-        args = (str(after.transaction_id), after.global_position, limit)
-        rows = await (conn or self._pool).fetch(query, *args)
+        args = (str(after.transaction_id), after.global_position, str(horizon), limit)
+        rows = await conn.fetch(query, *args)
         return [_record(r) for r in rows]
 
     async def load_checkpoint(self, reader: str) -> Checkpoint:
@@ -318,7 +362,8 @@ class EventStore:
 
 async def append_new_streams(conn: Connection, events: Sequence[Event]) -> None:
     """Append events that each open a stream of their own (the hot path's batch events, whose
-    stream ids carry a fresh batch id), in the caller's transaction, in one statement."""
+    stream ids carry a fresh batch id), in the caller's transaction (opened by ``appending``),
+    in one statement."""
     try:
         await EventStore._insert(conn, ((e.stream_id(), 1, NewEvent(e)) for e in events))
     except asyncpg.UniqueViolationError as exc:

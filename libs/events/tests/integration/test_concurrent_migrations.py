@@ -55,7 +55,12 @@ def _state(dsn: str) -> tuple[list[str], int]:
     return sorted(ids), int(probe[0]) if probe else 0
 
 
-_ALL = ["events_0001_event_store", "zz_0001_slow", "zz_0002_row"]
+_ALL = [
+    "events_0001_event_store",
+    "events_0002_announced_appenders",
+    "zz_0001_slow",
+    "zz_0002_row",
+]
 
 
 def test_two_threads_migrating_a_fresh_database_apply_each_migration_once(
@@ -119,4 +124,6 @@ def test_the_migrate_command_applies_the_event_store(fresh_database: str, tmp_pa
         check=True,
     )
 
-    assert result.stdout.strip() == "applied 1 migration(s): events_0001_event_store"
+    assert result.stdout.strip() == (
+        "applied 2 migration(s): events_0001_event_store, events_0002_announced_appenders"
+    )

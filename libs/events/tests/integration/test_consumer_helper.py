@@ -21,9 +21,11 @@ from structlog.testing import capture_logs
 
 from sms_events.broker import Broker
 from sms_events.consumer import Consumer, QueueSpec
+from sms_events.contracts import ClientDeleted
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
+from sms_events.store import Checkpoint, EventStore, append_new_streams
 from sms_events.tracing import current_metadata
 
 pytestmark = pytest.mark.usefixtures("rows_table")
@@ -523,12 +525,63 @@ async def test_run_each_handles_each_event_under_its_correlation_and_causation_i
     assert (_sample("sms_consumer_lag_seconds", setup.name) or 0) >= 45
 
 
+async def test_a_batch_handler_may_append_events_in_the_consumers_transaction(
+    setup: Setup, pool: asyncpg.Pool, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    client_id = uuid4().int % 10**12
+    deleted = ClientDeleted(client_id=client_id, deleted_at=datetime(2025, 1, 15, tzinfo=UTC))
+    recorder = Recorder(setup.name)
+
+    async def project_and_append(conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        await recorder(conn, envelopes)
+        await append_new_streams(conn, [deleted])  # refused unless the batch announced itself
+
+    spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
+    consumer = Consumer(spec, pool, setup.broker, project_and_append)
+    await consumer.declare()
+    event = _envelope(setup.routing_key, 1)
+    await setup.publish(event)
+    running = await run(consumer)
+    await eventually(lambda: _has(setup.rows, event.id), what="the handled event")
+    await running.halt()
+
+    stored = await EventStore(pool).read_stream(deleted.stream_id())
+    assert [e.payload() for e in stored] == [deleted]
+
+
+async def test_a_projection_only_consumer_does_not_hold_readers_back_mid_batch(
+    setup: Setup, pool: asyncpg.Pool, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    store = EventStore(pool)
+    hold = asyncio.Event()
+    recorder = Recorder(setup.name, hold=hold)
+    consumer = setup.consumer(recorder, appends=False)
+    await consumer.declare()
+    await setup.publish(_envelope(setup.routing_key, 1))
+    running = await run(consumer)
+    await asyncio.wait_for(recorder.entered.wait(), 20)  # the batch wrote rows, stays open
+    try:
+        events = await store.read_all(Checkpoint())
+        after = events[-1].checkpoint if events else Checkpoint()
+        stream = f"test-{uuid4().hex}"
+        await store.append(stream, [ClientDeleted(client_id=1, deleted_at=datetime.now(UTC))])
+        assert [e.stream_id for e in await store.read_all(after)] == [stream]
+    finally:
+        hold.set()
+    await eventually(lambda: _processed_is(setup, 1), what="the batch committed")
+    await running.halt()
+
+
 async def _count(rows: Callable[[], Awaitable[list[asyncpg.Record]]], n: int) -> bool:
     return len(await rows()) >= n
 
 
 async def _has(rows: Callable[[], Awaitable[list[asyncpg.Record]]], event_id: UUID) -> bool:
     return any(r["event_id"] == event_id for r in await rows())
+
+
+async def _processed_is(setup: Setup, n: int) -> bool:
+    return await setup.processed() == n
 
 
 async def _ready_is(setup: Setup, n: int) -> bool:

@@ -4,6 +4,7 @@ reader of all events that never skips one committed late."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -22,6 +23,7 @@ from sms_events.store import (
     RecordedEvent,
     WrongExpectedVersion,
     append_new_streams,
+    appending,
 )
 from sms_events.tracing import traced
 
@@ -32,6 +34,10 @@ def _stream() -> str:
 
 def _event(n: int = 1) -> ClientDeleted:
     return ClientDeleted(client_id=n, deleted_at=datetime(2025, 1, 15, 9, 30, tzinfo=UTC))
+
+
+class _RollBack(Exception):
+    """Raised inside ``appending`` to roll its transaction back."""
 
 
 async def _read_all_after(store: EventStore, after: Checkpoint) -> list[RecordedEvent]:
@@ -140,7 +146,7 @@ async def test_several_events_append_atomically(store: EventStore, pool: asyncpg
 
     async with pool.acquire() as conn:
         with pytest.raises(WrongExpectedVersion):
-            async with conn.transaction():
+            async with appending(conn):
                 await store.append_versioned(items, conn=conn)
 
     assert await store.read_stream(stream) == []
@@ -152,7 +158,7 @@ async def test_append_versioned_appends_a_batch_across_streams(
     a, b = _stream(), _stream()
     items = [(a, 1, NewEvent(_event(1))), (a, 2, NewEvent(_event(2))), (b, 1, NewEvent(_event()))]
 
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await store.append_versioned(items, conn=conn)
 
     assert [r.stream_version for r in await store.read_stream(a)] == [1, 2]
@@ -168,9 +174,9 @@ async def test_append_versioned_taken_version_raises_and_stored_id_is_skipped(
 
     async with pool.acquire() as conn:
         with pytest.raises(WrongExpectedVersion):
-            async with conn.transaction():
+            async with appending(conn):
                 await store.append_versioned([(stream, 1, NewEvent(_event(2)))], conn=conn)
-        async with conn.transaction():
+        async with appending(conn):
             # The same event again (a redelivered command) is skipped, whatever its version.
             await store.append_versioned([(stream, 1, stored)], conn=conn)
 
@@ -182,10 +188,12 @@ async def test_a_rolled_back_append_leaves_nothing(store: EventStore, pool: asyn
     head = await _head(store)
 
     async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        await store.append(stream, [_event(1), _event(2)], expected_version=NO_STREAM, conn=conn)
-        await tx.rollback()
+        with pytest.raises(_RollBack):
+            async with appending(conn):
+                await store.append(
+                    stream, [_event(1), _event(2)], expected_version=NO_STREAM, conn=conn
+                )
+                raise _RollBack
 
     assert await store.stream_version(stream) == 0
     assert [e for e in await _read_all_after(store, head) if e.stream_id == stream] == []
@@ -195,7 +203,7 @@ async def test_append_in_the_callers_transaction_commits_with_it(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
     stream = _stream()
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await store.append(stream, [_event()], expected_version=NO_STREAM, conn=conn)
         # A conflict inside the caller's transaction rolls back only its savepoint.
         with pytest.raises(WrongExpectedVersion):
@@ -226,8 +234,8 @@ async def test_an_appender_racing_an_uncommitted_one_gets_wrong_expected_version
 ) -> None:
     stream = _stream()
     async with pool.acquire() as first, pool.acquire() as second:
-        tx = first.transaction()
-        await tx.start()
+        tx = contextlib.AsyncExitStack()
+        await tx.enter_async_context(appending(first))
         await store.append(stream, [_event(1)], expected_version=NO_STREAM, conn=first)
         # The second appender cannot see the first's uncommitted event, so its version check
         # passes; its insert then waits on the unique (stream, version) index.
@@ -235,7 +243,7 @@ async def test_an_appender_racing_an_uncommitted_one_gets_wrong_expected_version
             store.append(stream, [_event(2)], expected_version=NO_STREAM, conn=second)
         )
         await _wait_until_blocked(pool, second.get_server_pid())
-        await tx.commit()
+        await tx.aclose()  # commits
 
         with pytest.raises(WrongExpectedVersion):
             await loser
@@ -261,10 +269,10 @@ async def test_read_all_never_skips_an_event_committed_late(
     ours = {stream_a, stream_b}
 
     async with pool.acquire() as conn_a, pool.acquire() as conn_b:
-        tx_a = conn_a.transaction()
-        await tx_a.start()
+        tx_a = contextlib.AsyncExitStack()
+        await tx_a.enter_async_context(appending(conn_a))
         await store.append(stream_a, [_event(1)], conn=conn_a)  # A takes the lower position
-        async with conn_b.transaction():
+        async with appending(conn_b):
             await store.append(stream_b, [_event(2)], conn=conn_b)  # B commits first
 
         (b_event,) = await store.read_stream(stream_b)
@@ -281,12 +289,12 @@ async def test_read_all_never_skips_an_event_committed_late(
         while_open = await _read_all_after(store, head)
         assert [e for e in while_open if e.stream_id in ours] == []
 
-        await tx_a.commit()
+        await tx_a.aclose()  # commits
 
     async def both() -> list[RecordedEvent]:
         return [e for e in await _read_all_after(store, head) if e.stream_id in ours]
 
-    # Other sessions' transactions on this server can hold the horizon back for a moment.
+    # Other appenders of this test run can hold the horizon back for a moment.
     after_commit = await eventually(both, within=10, what="both events")
     assert [e.stream_id for e in after_commit] == [stream_a, stream_b]
 
@@ -298,13 +306,13 @@ async def test_a_reader_resuming_from_its_checkpoint_sees_the_late_event(
     stream_a, stream_b, stream_c = _stream(), _stream(), _stream()
 
     async with pool.acquire() as conn_a:
-        tx_a = conn_a.transaction()
-        await tx_a.start()
+        tx_a = contextlib.AsyncExitStack()
+        await tx_a.enter_async_context(appending(conn_a))
         await store.append(stream_a, [_event(1)], conn=conn_a)
         await store.append(stream_b, [_event(2)])
         seen_while_open = await _read_all_after(store, head)
         checkpoint = seen_while_open[-1].checkpoint if seen_while_open else head
-        await tx_a.commit()
+        await tx_a.aclose()  # commits
     await store.append(stream_c, [_event(3)])
 
     async def resumed() -> list[str]:
@@ -363,17 +371,14 @@ async def test_read_all_keeps_each_streams_order_when_a_writer_began_before_a_la
     head = await _head(store)
     stream, other = _stream(), _stream()
     async with pool.acquire() as y:
-        tx = y.transaction()
-        await tx.start()
-        await store.append(other, [_event(1)], conn=y)  # Y takes its transaction id
-        await store.append(stream, [_event(2)])  # X: version 1, committed
         try:
-            await store.append(stream, [_event(3)], conn=y)
+            async with appending(y):
+                await store.append(other, [_event(1)], conn=y)  # Y takes its transaction id
+                await store.append(stream, [_event(2)])  # X: version 1, committed
+                await store.append(stream, [_event(3)], conn=y)
         except WrongExpectedVersion:
-            await tx.rollback()  # the command is retried in a new transaction, below
+            # Y rolled back; the command is retried in a new transaction.
             await store.append(stream, [_event(3)])
-        else:
-            await tx.commit()
 
     async def ours() -> list[RecordedEvent]:
         return [e for e in await _read_all_after(store, head) if e.stream_id == stream]
@@ -403,7 +408,7 @@ async def test_appended_events_are_counted_once_per_event_by_type(
     await store.append(stream, [first, second], expected_version=NO_STREAM)
     with pytest.raises(WrongExpectedVersion):
         await store.append(stream, [NewEvent(_event(4))], expected_version=1)
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await append_new_streams(conn, [paused])
 
     assert _appended(_event().event_type) - deleted_before == 2

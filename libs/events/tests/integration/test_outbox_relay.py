@@ -19,7 +19,9 @@ from sms_events.contracts import ClientDeleted
 from sms_events.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from sms_events.relay import OutboxRelay
 from sms_events.settings import ServiceSettings
-from sms_events.store import EventStore, NewEvent
+from sms_events.store import EventStore, NewEvent, appending
+from sms_events.testing.environment import TestEnvironment
+from sms_events.testing.held import scratch_database, write_held_open
 
 
 def _stream() -> str:
@@ -28,6 +30,10 @@ def _stream() -> str:
 
 def _new(n: int = 1) -> NewEvent:
     return NewEvent(ClientDeleted(client_id=n, deleted_at=datetime(2025, 1, 15, tzinfo=UTC)))
+
+
+class _RollBack(Exception):
+    """Raised inside ``appending`` to roll its transaction back."""
 
 
 class RunningRelay:
@@ -185,10 +191,10 @@ async def test_no_event_from_a_rolled_back_transaction_is_ever_published(
     await start_relay(broker)
     rolled_back = [_new(1), _new(2)]
     async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        await store.append(_stream(), rolled_back, conn=conn)
-        await tx.rollback()
+        with pytest.raises(_RollBack):
+            async with appending(conn):
+                await store.append(_stream(), rolled_back, conn=conn)
+                raise _RollBack
     committed = _new(3)
     await store.append(_stream(), [committed])
 
@@ -196,6 +202,25 @@ async def test_no_event_from_a_rolled_back_transaction_is_ever_published(
     # out, anything from the earlier transaction would have gone out before it.
     await eventually(lambda: observer.has(committed.event_id), what="the committed event")
     assert not {e.event_id for e in rolled_back} & set(observer.ids())
+
+
+async def test_writes_open_elsewhere_do_not_hold_the_relay_back(
+    store: EventStore,
+    broker: Broker,
+    observer: Observer,
+    start_relay: StartRelay,
+    test_env: TestEnvironment,
+) -> None:
+    await start_relay(broker)
+    with (
+        scratch_database(test_env.admin_url) as elsewhere,
+        write_held_open(elsewhere),  # another database of the cluster
+        write_held_open(test_env.database_url),  # this database, no event table
+    ):
+        event = _new()
+        await store.append(_stream(), [event])
+        # Within the relay's usual latency, though both writes stay open for the whole wait.
+        await eventually(lambda: observer.has(event.event_id), within=5, what="the event")
 
 
 async def _leaders(*relays: RunningRelay) -> list[RunningRelay]:

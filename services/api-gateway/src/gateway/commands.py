@@ -38,7 +38,7 @@ from gateway.repository import (
 )
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
-from sms_events.store import NO_STREAM, EventStore, WrongExpectedVersion
+from sms_events.store import NO_STREAM, EventStore, WrongExpectedVersion, appending
 
 __all__ = [
     "ATTEMPTS",
@@ -97,7 +97,7 @@ async def with_retries(
     transaction id) after a version conflict; ``ConcurrentModification`` after ``ATTEMPTS``."""
     for n in range(1, ATTEMPTS + 1):
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn, appending(conn):
                 return await attempt(conn)
         except _RETRYABLE as exc:
             log.warning("command_conflict", subject=subject, attempt=n, error=type(exc).__name__)

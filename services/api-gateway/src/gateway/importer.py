@@ -33,7 +33,7 @@ from gateway.domain import (
 from gateway.metrics import IMPORT_ROWS
 from gateway.repository import ClientRow, appended_after_us, import_batch
 from sms_events.db import Connection
-from sms_events.store import EventStore, NewEvent, WrongExpectedVersion
+from sms_events.store import EventStore, NewEvent, WrongExpectedVersion, appending
 from sms_events.tracing import current_metadata
 
 __all__ = [
@@ -287,7 +287,7 @@ class _Batches:
     async def _commit(self, rows: list[Row]) -> None:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
+                async with self._pool.acquire() as conn, appending(conn):
                     created, updated = await import_batch(conn, rows)
                     await self._check_order(conn, updated)
                     await self._store.append_versioned(self._events(created, updated), conn=conn)

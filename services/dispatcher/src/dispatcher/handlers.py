@@ -40,7 +40,7 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
-from sms_events.store import append_new_streams
+from sms_events.store import append_new_streams, appending
 
 __all__ = ["Dispatcher"]
 
@@ -188,7 +188,7 @@ class Dispatcher:
                     mailing_id=mailing_id, batch_id=new_batch_id(), messages=undelivered
                 )
             )
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, appending(conn):
             await _insert_attempts(conn, attempts)
             await append_new_streams(conn, events)
         log.info("batch_dispatched", mailing_id=mailing_id, delivered=len(delivered),

@@ -28,7 +28,8 @@ QUEUE = QueueSpec(
 async def start(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, Settings)
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch)
+    # A pure projection: its batches append nothing, so they must not hold back the relay.
+    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch, appends=False)
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
     rt.spawn(refresh_gauges(rt.pool, rt.stop, GAUGES_EVERY_S), "gauges")

@@ -27,7 +27,7 @@ from scheduler.metrics import DUE_BACKLOG, HANDED_OVER, HANDOVER_LATENESS
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import DueMessage, Event, MessagesDue
 from sms_events.db import Connection
-from sms_events.store import append_new_streams
+from sms_events.store import append_new_streams, appending
 from sms_events.tracing import traced
 
 __all__ = ["Timer", "hand_over_due", "sweep_ended"]
@@ -195,13 +195,13 @@ class Timer:
         """Hand over what is due; once a second also sweep ended mailings, recover stale
         hand-overs and measure the due backlog. Returns how many were handed over."""
         async with self._pool.acquire() as conn:
-            async with conn.transaction():
+            async with appending(conn):
                 moved = await hand_over_due(
                     conn, now, limit=self._batch, max_in_flight=self._max_in_flight
                 )
             if now - self._last_sweep >= timedelta(seconds=1):
                 self._last_sweep = now
-                async with conn.transaction():
+                async with appending(conn):
                     await sweep_ended(conn, now)
                 async with conn.transaction():
                     if recovered := await recover_stale(conn, now, self._lease):

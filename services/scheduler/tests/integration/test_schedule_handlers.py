@@ -25,6 +25,7 @@ from sms_events.contracts import (
     MessageAttemptsFailed,
     MessagesDelivered,
 )
+from sms_events.store import appending
 from sms_events.testing.factories import envelope_for
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -53,7 +54,7 @@ def _mailing(mailing_id: int, tag: str, start: datetime, **kw: object) -> Mailin
 async def _apply(
     pool: asyncpg.Pool, events: Sequence[tuple[Event, int]], now: datetime = NOW
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await handle_batch(conn, [envelope_for(e, v) for e, v in events], clock=lambda: now)
 
 
@@ -137,7 +138,7 @@ async def test_hands_over_due_messages_of_running_mailings_only(pool: asyncpg.Po
     await _apply(pool, [(_client(c, tag), 1) for c in clients])
     await _apply(pool, [(_mailing(running, tag, start), 1), (_mailing(paused, tag, start), 1)])
     await _apply(pool, [(MailingPaused(mailing_id=paused, paused_at=NOW), 2)])
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await hand_over_due(conn, NOW, limit=10_000, max_in_flight=10**9)
     due = await _events(pool, running, "messages.due")
     assert sorted(m["client_id"] for e in due for m in e["messages"]) == sorted(clients)  # type: ignore[union-attr]
@@ -165,7 +166,7 @@ async def test_failed_attempt_goes_back_on_the_timer_and_end_settles_it(pool: as
     row = (await _messages(pool, mailing))[tried]
     assert (row["state"], row["attempts"], row["last_error"]) == ("scheduled", 1, "HTTP 503")
     assert row["due_at"] == NOW + timedelta(seconds=30)
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await sweep_ended(conn, end + timedelta(seconds=1))
     final = await _messages(pool, mailing)
     assert final[tried]["state"] == "undelivered"
@@ -199,7 +200,7 @@ async def test_a_failed_attempt_of_a_cancelled_mailing_ends_cancelled(pool: asyn
     client, mailing = _id(), _id()
     await _apply(pool, [(_client(client, tag), 1)])
     await _apply(pool, [(_mailing(mailing, tag, NOW - timedelta(minutes=1)), 1)])
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await hand_over_due(conn, NOW, limit=10, max_in_flight=10**9)
     message_id = (await _messages(pool, mailing))[client]["message_id"]
     failed = MessageAttemptsFailed(
@@ -223,7 +224,7 @@ async def test_events_appended_for_an_event_carry_its_correlation_id_and_it_as_c
         envelope_for(_mailing(mailing, tag, NOW - timedelta(minutes=1))),
         correlationid="corr-create",
     )
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, appending(conn):
         await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
 
     rows = await pool.fetch(
