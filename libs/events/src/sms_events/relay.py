@@ -11,9 +11,12 @@ run one and a standby takes over within a poll interval. The leader reads and sa
 checkpoint on that same connection, so losing the session stops it at once.
 
 Only the leader reports the outbox gauges (backlog, age of the oldest unpublished event);
-``sms_outbox_relay_leader`` says which process that is. A standby, or a leader that lost the
-lock, reports 0 rather than the last figures it saw, so max() over the instances is the
-current leader's view and an alert cannot fire on a former leader's stale value.
+``sms_outbox_relay_leader`` says which process that is. They count the committed events after
+the checkpoint, whether or not the read horizon lets the relay have them yet: an appender left
+open holds the horizon back (see sms_events.store), and the outbox alert must then fire. A
+standby, or a leader that lost the lock, reports 0 rather than the last figures it saw, so max()
+over the instances is the current leader's view and an alert cannot fire on a former leader's
+stale value.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from sms_events.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_LEADER,
 )
-from sms_events.store import EventStore
+from sms_events.store import Checkpoint, EventStore
 from sms_events.tracing import new_correlation_id
 
 __all__ = ["OutboxRelay"]
@@ -45,6 +48,15 @@ log = structlog.get_logger(__name__)
 _LEADER_LOCK_KEY = 0x5E5_0002
 _READER = "outbox-relay"
 _NOTIFY_CHANNEL = "sms_events_appended"
+
+# The first committed event after the checkpoint (an index-backed LIMIT 1 on the reader's order)
+# and the highest position stored (the primary key's last entry).
+_WAITING = """
+SELECT (SELECT recorded_at FROM events
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+        ORDER BY transaction_id, global_position LIMIT 1) AS oldest,
+       (SELECT max(global_position) FROM events) AS last
+"""
 
 
 class OutboxRelay:
@@ -119,11 +131,9 @@ class OutboxRelay:
             self._wake.clear()
             events = await self._store.read_all(checkpoint, limit=self._batch_size, conn=lock_conn)
             if not events:
-                OUTBOX_BACKLOG.set(0)
-                OUTBOX_OLDEST_AGE.set(0)
+                await self._update_gauges(checkpoint, lock_conn)
                 await _wait_any(self._wake, stop, self._poll_interval)
                 continue
-            OUTBOX_OLDEST_AGE.set(max(0.0, time.time() - events[0].recorded_at.timestamp()))
             # The events carry their own correlation ids; this one ties the relay's own lines
             # about one batch together.
             with structlog.contextvars.bound_contextvars(correlation_id=new_correlation_id()):
@@ -132,6 +142,7 @@ class OutboxRelay:
                 except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
                     OUTBOX_PUBLISH_FAILURES.inc()
                     log.warning("relay_publish_failed", error=str(exc), batch=len(events))
+                    await self._update_gauges(checkpoint, lock_conn)
                     await _sleep_unless(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -141,13 +152,25 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.inc(len(events))
             if len(events) == self._batch_size:
                 self._wake.set()  # more may be waiting: don't sleep
-            await self._update_backlog(checkpoint.global_position)
+            await self._update_gauges(checkpoint, lock_conn)
 
-    async def _update_backlog(self, position: int) -> None:
-        # An estimate: positions are not gap-free, but the gauge only has to show a trend.
-        last = await self._pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
-        if self.is_leader:  # the lock may have gone while we asked
-            OUTBOX_BACKLOG.set(max(0, int(last) - position))
+    async def _update_gauges(self, checkpoint: Checkpoint, conn: Connection) -> None:
+        # Committed events after the checkpoint, whatever the horizon: when an open appender
+        # holds the horizon back, read_all returns nothing but these are what is waiting, and
+        # the outbox alert must see them.
+        row = await conn.fetchrow(
+            _WAITING, str(checkpoint.transaction_id), checkpoint.global_position
+        )
+        if not self.is_leader:  # the lock may have gone while we asked
+            return
+        if row is None or row["oldest"] is None:
+            OUTBOX_BACKLOG.set(0)
+            OUTBOX_OLDEST_AGE.set(0)
+            return
+        # An estimate: positions are not gap-free, but the gauge only has to show a trend (and
+        # is at least 1 while anything waits).
+        OUTBOX_BACKLOG.set(max(1, int(row["last"]) - checkpoint.global_position))
+        OUTBOX_OLDEST_AGE.set(max(0.0, time.time() - row["oldest"].timestamp()))
 
 
 def _not_leading() -> None:

@@ -223,6 +223,44 @@ async def test_writes_open_elsewhere_do_not_hold_the_relay_back(
         await eventually(lambda: observer.has(event.event_id), within=5, what="the event")
 
 
+async def test_an_open_appender_holds_the_relay_back_and_the_gauges_show_what_waits(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    broker: Broker,
+    observer: Observer,
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(broker)
+    await eventually(lambda: relay.relay.is_leader, what="the relay to lead")
+    held_event, behind = _new(1), [_new(n) for n in (2, 3, 4)]
+    async with pool.acquire() as conn:
+        held = contextlib.AsyncExitStack()
+        await held.enter_async_context(appending(conn))
+        await store.append(_stream(), [held_event], conn=conn)  # the older transaction id
+        for event in behind:
+            await store.append(_stream(), [event])  # committed, behind the open appender
+
+        def waiting() -> bool:
+            backlog = _gauge("sms_outbox_backlog") or 0
+            age = _gauge("sms_outbox_oldest_unpublished_age_seconds") or 0
+            return backlog >= 1 and age > 0
+
+        await eventually(waiting, within=10, what="the gauges to show the waiting events")
+        assert not set(observer.ids()) & {e.event_id for e in [held_event, *behind]}
+        await held.aclose()  # commits
+
+    ids = [held_event.event_id, *(e.event_id for e in behind)]
+    await eventually(lambda: observer.has(*ids), what="every event once the appender committed")
+    assert [i for i in observer.ids() if i in set(ids)] == ids  # the late one first: its order
+
+    def caught_up() -> bool:
+        return _gauge("sms_outbox_backlog") == 0 and (
+            _gauge("sms_outbox_oldest_unpublished_age_seconds") == 0
+        )
+
+    await eventually(caught_up, within=10, what="the gauges back at 0")
+
+
 async def _leaders(*relays: RunningRelay) -> list[RunningRelay]:
     return [r for r in relays if r.relay.is_leader]
 
