@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 import asyncpg
 
 from scheduler.handlers import handle_batch
-from scheduler.timer import hand_over_due, sweep_ended
+from scheduler.timer import hand_over_due, retime_missed
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -82,7 +82,9 @@ async def test_resolves_matching_clients_once_with_one_message_each(pool: asyncp
     await _apply(pool, [(_mailing(mailing, tag, start), 1)])  # redelivered: nothing new
     messages = await _messages(pool, mailing)
     assert set(messages) == {a, b}
-    assert all(m["due_at"] == start for m in messages.values())
+    # Resolved after its start: due now, never at the start that has passed.
+    assert all(m["due_at"] == NOW for m in messages.values())
+    assert all(m["closes_at"] == start + timedelta(days=1) for m in messages.values())
     scheduled = await _events(pool, mailing, "messages.scheduled")
     assert sum(len(e["messages"]) for e in scheduled) == 2  # type: ignore[arg-type]
     resolved = await _events(pool, mailing, "mailing.audience_resolved")
@@ -166,7 +168,7 @@ async def test_failed_attempt_goes_back_on_the_timer_and_end_settles_it(pool: as
     assert (row["state"], row["attempts"], row["last_error"]) == ("scheduled", 1, "HTTP 503")
     assert row["due_at"] == NOW + timedelta(seconds=30)
     async with pool.acquire() as conn, conn.transaction():
-        await sweep_ended(conn, end + timedelta(seconds=1))
+        await retime_missed(conn, end + timedelta(seconds=1), limit=100)
     final = await _messages(pool, mailing)
     assert final[tried]["state"] == "undelivered"
     assert final[untried]["state"] == "cancelled"

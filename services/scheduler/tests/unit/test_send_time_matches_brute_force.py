@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.window import SendWindow, send_time, send_times_by_zone
+from scheduler.window import SendSlot, SendWindow, send_slot, send_time, send_times_by_zone
 
 MINUTE = timedelta(minutes=1)
 MINUTES_PER_DAY = 24 * 60
@@ -66,6 +66,23 @@ def brute_force(
             return moment
         moment += MINUTE
     return None
+
+
+def brute_force_slot(
+    start: datetime, end: datetime, window: tuple[int, int] | None, zone: str, now: datetime
+) -> SendSlot | None:
+    """The first sendable minute from ``now``, and the first minute after it that is not."""
+    opens = brute_force(start, end, window, zone, now)
+    if opens is None:
+        return None
+    tz = ZoneInfo(zone)
+    moment = opens
+    while moment < end:
+        wall = moment.astimezone(tz)
+        if window is not None and not in_window(wall.hour * 60 + wall.minute, window):
+            return SendSlot(opens, moment)
+        moment += MINUTE
+    return SendSlot(opens, end)
 
 
 def in_window(minute_of_day: int, window: tuple[int, int]) -> bool:
@@ -155,6 +172,23 @@ def test_send_time_equals_minute_by_minute_search(
     not_before = None if later is None else start + later * MINUTE
     expected = brute_force(start, end, window, zone, not_before)
     assert send_time(start, end, as_send_window(window), zone, not_before) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.one_of(anywhere(), around_a_transition()), later=st.integers(-60, 2 * MINUTES_PER_DAY)
+)
+def test_send_slot_equals_minute_by_minute_search(
+    case: tuple[datetime, datetime, tuple[int, int] | None, str], later: int
+) -> None:
+    start, end, window, zone = case
+    now = start + later * MINUTE
+    expected = brute_force_slot(start, end, window, zone, now)
+    slot = send_slot(start, end, as_send_window(window), zone, now)
+    assert slot == expected
+    if slot is not None:
+        assert slot.opens >= now  # never a slot in the past
+        assert slot.admits(slot.opens) and not slot.admits(slot.closes)
 
 
 @settings(max_examples=100, deadline=None)
