@@ -21,6 +21,7 @@ from scheduler.resolution import (
     cancelled_events,
     load_mailing,
     load_mailings,
+    message_events,
     resolve,
     resolve_started,
     retime_started,
@@ -40,7 +41,9 @@ from sms_events.contracts import (
     MailingUpdated,
     MessageAttemptsFailed,
     MessagesDelivered,
+    MessagesRescheduled,
     MessagesUndelivered,
+    ScheduledMessage,
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
@@ -357,13 +360,15 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
         return
     rows = await conn.fetch(
-        "SELECT m.message_id, m.attempts, m.last_error, c.time_zone FROM scheduler_messages m"
+        "SELECT m.message_id, m.client_id, m.attempts, m.last_error, c.time_zone"
+        " FROM scheduler_messages m"
         " LEFT JOIN scheduler_clients c USING (client_id)"
         f" WHERE m.message_id = ANY($1) AND m.state IN ('{_HANDED_OVER}', '{_SCHEDULED}')",
         list(failures),
     )
     retry: list[tuple[int, datetime, datetime]] = []
     give_up: list[Unsent] = []
+    clients = {r["message_id"]: r["client_id"] for r in rows}
     for r in rows:
         f = failures[r["message_id"]]
         error = f.error
@@ -413,6 +418,13 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
             [failures[m].attempts for m, _, _ in retry],
             [failures[m].error for m, _, _ in retry],
         )
+        # Where the window moved a retry past its retry_at, say when it is really due.
+        moved = [
+            ScheduledMessage(message_id=m, client_id=clients[m], due_at=due, closes_at=closes)
+            for m, due, closes in retry
+            if due != failures[m].retry_at
+        ]
+        await append_new_streams(conn, message_events(MessagesRescheduled, event.mailing_id, moved))
     if give_up:
         await settle(conn, event.mailing_id, give_up, now)
 
