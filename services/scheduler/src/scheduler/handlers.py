@@ -211,10 +211,12 @@ def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
 async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
     assert isinstance(event, MailingScheduled | MailingUpdated)
+    start_before = await conn.fetchval(
+        "SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE",
+        event.mailing_id,
+    )
     row = await conn.fetchrow(
         """
-        WITH before AS (
-            SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE)
         INSERT INTO scheduler_mailings AS g (mailing_id, text, datetime_start, datetime_end,
             window_start, window_end, client_filter, version)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -224,7 +226,7 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
                window_end = excluded.window_end, client_filter = excluded.client_filter,
                version = excluded.version, updated_at = now()
          WHERE g.version < excluded.version
-        RETURNING (SELECT datetime_start FROM before) AS start_before
+        RETURNING mailing_id
         """,
         event.mailing_id,
         event.text,
@@ -241,7 +243,6 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
     assert mailing is not None
     if mailing.stopped:
         return
-    start_before = row["start_before"]
     # The gateway accepts any edit before the start; one it accepted then is applied in full
     # even when it reaches us after the start (the audience is fixed from the next step on).
     accepted_before_start = start_before is not None and env.time < start_before

@@ -209,3 +209,34 @@ def test_the_transition_sample_covers_every_daylight_saving_zone() -> None:
         zones_with_changes
     )
     assert ("Europe/Berlin", datetime(2026, 3, 29, 1, 0, tzinfo=UTC)) in transitions()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.one_of(anywhere(), around_a_transition()),
+    created=st.integers(-MINUTES_PER_DAY, MINUTES_PER_DAY),
+    waits=st.lists(st.integers(0, 8 * 60 * 60), min_size=1, max_size=12),
+)
+def test_no_call_starts_outside_the_window_whatever_the_delays(
+    case: tuple[datetime, datetime, tuple[int, int] | None, str], created: int, waits: list[int]
+) -> None:
+    """A message is timed when it is created; then the dispatcher gets to it after random
+    delays (a backlog, a pause, an outage, a stale hand-over). A call starts only when the
+    slot admits it; a slot missed is replaced by the next one from that moment. Every call
+    that starts is inside the client's window, at or after the start and before the end."""
+    start, end, window, zone = case
+    hours = as_send_window(window)
+    moment = start + created * MINUTE
+    slot = send_slot(start, end, hours, zone, moment)
+    for wait in waits:
+        if slot is None:
+            return
+        moment += timedelta(seconds=wait)
+        if slot.admits(moment):
+            assert start <= moment < end
+            local = moment.astimezone(ZoneInfo(zone)).time()
+            assert hours is None or hours.contains(local), (moment, local)
+            return
+        if moment >= slot.closes:  # missed: the scheduler times it again from now
+            slot = send_slot(start, end, hours, zone, moment)
+            assert slot is None or slot.opens >= moment
