@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
@@ -36,6 +36,7 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
+from sms_events.tracing import current_metadata, traced
 
 __all__ = ["Outcome", "OutcomeRecorder"]
 
@@ -54,6 +55,11 @@ class Outcome:
     verdict: Verdict
     result: SendResult | None
     owner: UUID | None  # the claim's owner, None when nothing was claimed
+    # The due event's correlation and causation ids, taken where the outcome is made: the
+    # result events carry them although they are appended by the recorder's own task.
+    trace: tuple[tuple[str, str], ...] = field(
+        default_factory=lambda: tuple(sorted(current_metadata().items()))
+    )
 
 
 class OutcomeRecorder:
@@ -149,7 +155,14 @@ async def _write(conn: Connection, outcomes: list[Outcome]) -> dict[tuple[int, i
             by_owner[o.owner].append(_key(o))
     for owner, pairs in by_owner.items():
         await release(conn, owner, pairs)
-    await append_new_streams(conn, _events([o for o in outcomes if recorded.get(_key(o))]))
+    by_trace: dict[tuple[tuple[str, str], ...], list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        if recorded.get(_key(o)):
+            by_trace[o.trace].append(o)
+    for trace, group in by_trace.items():
+        ids = dict(trace)
+        with traced(ids.get("correlation_id"), ids.get("causation_id")):
+            await append_new_streams(conn, _events(group))
     return recorded
 
 
