@@ -16,6 +16,7 @@ __all__ = [
     "Mailing",
     "MailingStatus",
     "MessageState",
+    "ResolutionMode",
     "Unsent",
     "settled_state",
 ]
@@ -55,6 +56,26 @@ class Unsent:
     message_id: int
     attempts: int
     error: str
+
+
+class ResolutionMode(enum.StrEnum):
+    """What a resolution of a mailing's audience may change, widest first.
+
+    ``follow_base``: before the start (or for an edit accepted before it): clients who match
+    get a message, those who no longer match or have no send moment lose theirs, movers get a
+    new slot. ``add_missing``: a mailing created after its start: matching clients get a
+    message, nothing else changes; the audience is fixed from then on. ``left_out``: the end
+    moved after the start: clients of the fixed audience left out for want of a send moment
+    get a message if the new end leaves them one."""
+
+    FOLLOW_BASE = "follow_base"
+    ADD_MISSING = "add_missing"
+    LEFT_OUT = "left_out"
+
+    def widest(self, other: ResolutionMode) -> ResolutionMode:
+        """A resolution asked for while another is under way does both: the wider one, anew."""
+        order = list(ResolutionMode)
+        return order[min(order.index(self), order.index(other))]
 
 
 def settled_state(attempts: int) -> MessageState:

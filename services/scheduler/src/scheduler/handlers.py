@@ -16,15 +16,16 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from scheduler.domain import MailingStatus, MessageState, Unsent, settled_state
+from scheduler.domain import MailingStatus, MessageState, ResolutionMode, Unsent, settled_state
 from scheduler.resolution import (
+    Scope,
     cancelled_events,
     load_mailing,
     load_mailings,
     message_events,
+    request_resolution,
     resolve,
     resolve_started,
-    retime_started,
     settled_events,
     withdrawn_events,
 )
@@ -152,7 +153,7 @@ async def _follow_clients(conn: Connection, client_ids: list[int], now: datetime
     for mailing in await load_mailings(
         conn, f"g.status IN ('{_ACTIVE}', '{_PAUSED}') AND g.datetime_start > $1", now
     ):
-        await resolve(conn, mailing, now, client_ids=client_ids)
+        await resolve(conn, mailing, now, scope=Scope(client_ids=client_ids))
     for mailing in await load_mailings(
         conn,
         "g.datetime_start <= $2 AND g.mailing_id IN (SELECT m.mailing_id FROM scheduler_messages m"
@@ -247,36 +248,30 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
     # even when it reaches us after the start (the audience is fixed from the next step on).
     accepted_before_start = start_before is not None and env.time < start_before
     if not mailing.started(now) or (isinstance(event, MailingUpdated) and accepted_before_start):
-        await resolve(conn, mailing, now)
+        mode = ResolutionMode.FOLLOW_BASE
     elif isinstance(event, MailingScheduled):
         # Created after its start: resolve once; from now on the audience is fixed.
-        await resolve(conn, mailing, now, follow_base=False)
+        mode = ResolutionMode.ADD_MISSING
     else:
-        # Edited after the start: only the end can have moved.
-        await retime_started(conn, mailing, now)
+        # Edited after the start: only the end can have moved. The slots of messages already
+        # timed stay right (a call never starts after the end, which the dispatcher checks);
+        # clients left out for want of a send moment may have one now.
+        mode = ResolutionMode.LEFT_OUT
+    await request_resolution(conn, mailing.mailing_id, mode)
 
 
 async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:
+    # The timer deletes its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingDeleted)
     await _set_status(conn, event.mailing_id, MailingStatus.DELETED)
-    await conn.execute(
-        f"DELETE FROM scheduler_messages WHERE mailing_id = $1 AND state = '{_SCHEDULED}'",
-        event.mailing_id,
-    )
 
 
 async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) -> None:
+    # The timer cancels its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingCancelled)
     await _set_status(conn, event.mailing_id, MailingStatus.CANCELLED)
-    rows = await conn.fetch(
-        f"UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()"
-        f" WHERE mailing_id = $1 AND state = '{_SCHEDULED}' RETURNING message_id",
-        event.mailing_id,
-    )
-    ids = [r["message_id"] for r in rows]
-    await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
 
 
 async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
@@ -300,7 +295,7 @@ async def _set_status(conn: Connection, mailing_id: int, status: MailingStatus) 
         INSERT INTO scheduler_mailings (mailing_id, text, datetime_start, datetime_end, status,
                                         version)
         VALUES ($1, '', 'epoch', 'epoch', $2, 0)
-        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, updated_at = now()
+        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, swept = false, updated_at = now()
         """,
         mailing_id,
         status.value,

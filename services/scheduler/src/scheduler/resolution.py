@@ -14,13 +14,21 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 import structlog
 
 from scheduler.audience import parse_client_filter
-from scheduler.domain import NO_SEND_MOMENT, Mailing, MessageState, Unsent, settled_state
+from scheduler.domain import (
+    NO_SEND_MOMENT,
+    Mailing,
+    MessageState,
+    ResolutionMode,
+    Unsent,
+    settled_state,
+)
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     Event,
@@ -35,16 +43,19 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
+from sms_events.tracing import current_metadata, traced
 
 __all__ = [
     "MESSAGES_PER_EVENT",
+    "Scope",
     "cancelled_events",
     "load_mailing",
     "load_mailings",
     "message_events",
+    "request_resolution",
     "resolve",
+    "resolve_next_chunk",
     "resolve_started",
-    "retime_started",
     "scheduled_events",
     "settled_events",
     "withdrawn_events",
@@ -56,17 +67,55 @@ MESSAGES_PER_EVENT = 500
 
 _SCHEDULED = MessageState.SCHEDULED.value
 
+
+def _in_scope(alias: str, n: int) -> str:
+    """SQL: the row's client is in the step's scope, given as parameters $n..$n+3 (a list of
+    ids or NULL, an exclusive lower and an inclusive upper id bound or NULL, and whether only
+    clients left out of the audience count; $1 is always the mailing)."""
+    ids, after, up_to, left_out_only = (f"${i}" for i in range(n, n + 4))
+    return (
+        f"({ids}::bigint[] IS NULL OR {alias}.client_id = ANY({ids}))"
+        f" AND ({after}::bigint IS NULL OR {alias}.client_id > {after})"
+        f" AND ({up_to}::bigint IS NULL OR {alias}.client_id <= {up_to})"
+        f" AND (NOT {left_out_only}::bool OR EXISTS (SELECT 1 FROM scheduler_left_out lo"
+        f"      WHERE lo.mailing_id = $1 AND lo.client_id = {alias}.client_id))"
+    )
+
+
+def _matches(n: int) -> str:
+    """SQL: client ``c`` matches the filter items in $n (``audience.matches_filter``)."""
+    return f"(cardinality(${n}::text[]) = 0 OR c.operator_code = ANY(${n}) OR c.tag = ANY(${n}))"
+
+
 # The recipients among the clients in scope, with their send slot (NULL: no send moment).
-_TARGET = """
+# $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope.
+_TARGET = f"""
     WITH zones(zone, due, closes) AS (
         SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
     target AS (
         SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
-        WHERE (cardinality($5::text[]) = 0 OR c.operator_code = ANY($5) OR c.tag = ANY($5))
-          AND ($6::bigint[] IS NULL OR c.client_id = ANY($6))
+        WHERE {_matches(5)} AND {_in_scope("c", 6)}
     )
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The clients one resolution step looks at: a list of ids, a range of ids, or both."""
+
+    client_ids: list[int] | None = None
+    after: int | None = None
+    up_to: int | None = None
+    left_out_only: bool = False
+
+    @property
+    def everyone(self) -> bool:
+        return self.client_ids is None and self.after is None and self.up_to is None
+
+    def args(self) -> tuple[object, ...]:
+        return (self.client_ids, self.after, self.up_to, self.left_out_only)
+
 
 _MAILING_COLUMNS = (
     "g.mailing_id, g.text, g.datetime_start, g.datetime_end, g.window_start, g.window_end,"
@@ -101,20 +150,16 @@ def _slot_columns(mailing: Mailing, zones: list[str], now: datetime) -> _Slots:
 
 
 async def _zone_slots(
-    conn: Connection,
-    mailing: Mailing,
-    items: list[str],
-    client_ids: list[int] | None,
-    now: datetime,
+    conn: Connection, mailing: Mailing, items: list[str], scope: Scope, now: datetime
 ) -> _Slots:
     zones = [
         r["time_zone"]
         for r in await conn.fetch(
-            "SELECT DISTINCT time_zone FROM scheduler_clients c"
-            " WHERE (cardinality($1::text[]) = 0 OR c.operator_code = ANY($1) OR c.tag = ANY($1))"
-            "   AND ($2::bigint[] IS NULL OR c.client_id = ANY($2))",
+            "SELECT DISTINCT c.time_zone FROM scheduler_clients c"
+            f" WHERE {_matches(2)} AND {_in_scope('c', 3)}",
+            mailing.mailing_id,
             items,
-            client_ids,
+            *scope.args(),
         )
     ]
     return _slot_columns(mailing, zones, now)
@@ -125,17 +170,19 @@ async def resolve(
     mailing: Mailing,
     now: datetime,
     *,
-    client_ids: list[int] | None = None,
+    scope: Scope | None = None,
     follow_base: bool = True,
 ) -> list[Event]:
-    """Bring the mailing's messages for ``client_ids`` (None: every client) in line with the
-    base, and append the events saying what changed. Slots are computed from ``now``: a message
-    is never due in a window that has already passed. With ``follow_base`` (before the start)
-    leavers are withdrawn and movers rescheduled; without it only missing recipients are added
-    (the first resolution of a mailing created after its start)."""
+    """Bring the mailing's messages for the clients in ``scope`` (default: every client) in
+    line with the base, and append the events saying what changed. Slots are computed from
+    ``now``: a message is never due in a window that has already passed. With ``follow_base``
+    (before the start) leavers are withdrawn and movers rescheduled; without it only missing
+    recipients are added. A whole audience is resolved chunk by chunk (``resolve_next_chunk``),
+    so this runs on a bounded scope except for small mailings in tests."""
+    scope = scope or Scope()
     items = sorted(parse_client_filter(mailing.client_filter))
-    zones, opens, closes = await _zone_slots(conn, mailing, items, client_ids, now)
-    args = (mailing.mailing_id, zones, opens, closes, items, client_ids)
+    zones, opens, closes = await _zone_slots(conn, mailing, items, scope, now)
+    args = (mailing.mailing_id, zones, opens, closes, items, *scope.args())
     events: list[Event] = []
     added = await conn.fetch(
         _TARGET
@@ -168,8 +215,7 @@ async def resolve(
             _TARGET
             + f"""
             DELETE FROM scheduler_messages m
-            WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}'
-              AND ($6::bigint[] IS NULL OR m.client_id = ANY($6))
+            WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}' AND {_in_scope("m", 6)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = m.client_id AND t.due IS NOT NULL)
             RETURNING m.message_id
@@ -179,18 +225,6 @@ async def resolve(
         events += withdrawn_events(mailing.mailing_id, [r["message_id"] for r in left])
     await _remember_left_out(conn, args)
     _log_changes(mailing.mailing_id, added, moved, left)
-    if client_ids is None:
-        recipients = await conn.fetchval(
-            "SELECT count(*) FROM scheduler_messages WHERE mailing_id = $1", mailing.mailing_id
-        )
-        events.append(
-            MailingAudienceResolved(
-                mailing_id=mailing.mailing_id,
-                batch_id=new_batch_id(),
-                recipients=recipients,
-                resolved_at=now,
-            )
-        )
     await append_new_streams(conn, events)
     return events
 
@@ -200,15 +234,15 @@ async def _remember_left_out(conn: Connection, args: tuple[object, ...]) -> None
     ``datetime_end`` can bring them in; whoever has a message or no longer matches is not."""
     await conn.execute(
         _TARGET
-        + """
+        + f"""
         , dropped AS (
             DELETE FROM scheduler_left_out o
-            WHERE o.mailing_id = $1 AND ($6::bigint[] IS NULL OR o.client_id = ANY($6))
+            WHERE o.mailing_id = $1 AND {_in_scope("o", 6)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = o.client_id AND t.due IS NULL)
         )
         INSERT INTO scheduler_left_out (mailing_id, client_id, reason)
-        SELECT $1, t.client_id, $7 FROM target t
+        SELECT $1, t.client_id, $10 FROM target t
         WHERE t.due IS NULL
           AND NOT EXISTS (SELECT 1 FROM scheduler_messages m
                           WHERE m.mailing_id = $1 AND m.client_id = t.client_id)
@@ -234,45 +268,81 @@ async def resolve_started(
     return await _retime(conn, mailing, [r["time_zone"] for r in zones_rows], client_ids, now)
 
 
-async def retime_started(conn: Connection, mailing: Mailing, now: datetime) -> list[Event]:
-    """A started mailing's end moved: every unsent message gets its slot again from ``now``,
-    and clients of the fixed audience who were left out for want of a send moment before the
-    old end get a message if the new end leaves them one."""
-    zones_rows = await conn.fetch(
-        "SELECT DISTINCT c.time_zone FROM scheduler_clients c"
-        " WHERE c.client_id IN ("
-        f"   SELECT m.client_id FROM scheduler_messages m"
-        f"   WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}'"
-        "   UNION SELECT o.client_id FROM scheduler_left_out o WHERE o.mailing_id = $1)",
-        mailing.mailing_id,
+async def request_resolution(conn: Connection, mailing_id: int, mode: ResolutionMode) -> None:
+    """Ask for the mailing's audience to be resolved (``resolve_next_chunk`` does it). One
+    asked for while another is under way restarts from the first client in the wider mode:
+    every chunk is safe to repeat."""
+    current = await conn.fetchval(
+        "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1 FOR UPDATE", mailing_id
     )
-    zones = [r["time_zone"] for r in zones_rows]
-    events = await _retime(conn, mailing, zones, None, now)
-    zones, opens, closes = _slot_columns(mailing, zones, now)
-    added = await conn.fetch(
+    if current is not None:
+        mode = mode.widest(ResolutionMode(current))
+    trace = current_metadata()
+    await conn.execute(
         """
-        WITH zones(zone, due, closes) AS (
-            SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
-        joining AS (
-            DELETE FROM scheduler_left_out o USING scheduler_clients c, zones z
-            WHERE o.mailing_id = $1 AND c.client_id = o.client_id AND z.zone = c.time_zone
-              AND z.due IS NOT NULL
-            RETURNING o.client_id, z.due, z.closes
-        )
-        INSERT INTO scheduler_messages (mailing_id, client_id, due_at, closes_at)
-        SELECT $1, client_id, due, closes FROM joining ORDER BY client_id
-        ON CONFLICT (mailing_id, client_id) DO NOTHING
-        RETURNING message_id, client_id, due_at, closes_at
+        INSERT INTO scheduler_resolutions AS r (mailing_id, mode, correlation_id, causation_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (mailing_id) DO UPDATE
+           SET mode = excluded.mode, after_client = NULL, requested_at = now(),
+               correlation_id = excluded.correlation_id, causation_id = excluded.causation_id
         """,
-        mailing.mailing_id,
-        zones,
-        opens,
-        closes,
+        mailing_id,
+        mode.value,
+        trace.get("correlation_id"),
+        trace.get("causation_id"),
     )
-    _log_changes(mailing.mailing_id, added, [], [])
-    scheduled = scheduled_events(MessagesScheduled, mailing.mailing_id, added)
-    await append_new_streams(conn, scheduled)
-    return events + scheduled
+
+
+async def resolve_next_chunk(conn: Connection, now: datetime, *, chunk: int) -> bool:
+    """Resolve the next ``chunk`` clients (by id) of the oldest resolution asked for, and move
+    its cursor on, in the caller's transaction; at the last chunk append
+    ``mailing.audience_resolved`` and drop the request. False when nothing was asked for.
+
+    Each chunk commits on its own, so no transaction grows with the base, other mailings keep
+    flowing in between, and a scheduler killed midway resumes at the cursor (the chunk it was
+    in is done again; ``UNIQUE (mailing_id, client_id)`` keeps one message per recipient)."""
+    job = await conn.fetchrow(
+        "SELECT mailing_id, mode, after_client, correlation_id, causation_id"
+        " FROM scheduler_resolutions ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    if job is None:
+        return False
+    with traced(job["correlation_id"], causation_id=job["causation_id"]):
+        await _resolve_chunk(conn, job, now, chunk)
+    return True
+
+
+async def _resolve_chunk(conn: Connection, job: asyncpg.Record, now: datetime, chunk: int) -> None:
+    mailing_id, after = job["mailing_id"], job["after_client"]
+    mailing = await load_mailing(conn, mailing_id)
+    if mailing is None or mailing.stopped:
+        await conn.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing_id)
+        return
+    up_to = await conn.fetchval(
+        "SELECT client_id FROM scheduler_clients WHERE ($1::bigint IS NULL OR client_id > $1)"
+        " ORDER BY client_id OFFSET $2 LIMIT 1",
+        after,
+        chunk - 1,
+    )
+    mode = ResolutionMode(job["mode"])
+    scope = Scope(after=after, up_to=up_to, left_out_only=mode is ResolutionMode.LEFT_OUT)
+    await resolve(conn, mailing, now, scope=scope, follow_base=mode is ResolutionMode.FOLLOW_BASE)
+    if up_to is not None:
+        await conn.execute(
+            "UPDATE scheduler_resolutions SET after_client = $2 WHERE mailing_id = $1",
+            mailing_id,
+            up_to,
+        )
+        return
+    recipients = await conn.fetchval(
+        "SELECT count(*) FROM scheduler_messages WHERE mailing_id = $1", mailing_id
+    )
+    event = MailingAudienceResolved(
+        mailing_id=mailing_id, batch_id=new_batch_id(), recipients=recipients, resolved_at=now
+    )
+    await append_new_streams(conn, [event])
+    await conn.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing_id)
+    log.info("audience_resolved", mailing_id=mailing_id, recipients=recipients, mode=mode.value)
 
 
 async def _retime(

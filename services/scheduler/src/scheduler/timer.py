@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from scheduler.domain import NO_SEND_MOMENT, MessageState, Unsent
+from scheduler.domain import NO_SEND_MOMENT, MailingStatus, MessageState, Unsent
 from scheduler.handlers import settle
 from scheduler.metrics import DUE_BACKLOG, HANDED_OVER, HANDOVER_LATENESS
-from scheduler.resolution import load_mailings, message_events
+from scheduler.resolution import cancelled_events, load_mailings, message_events, resolve_next_chunk
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     DueMessage,
@@ -46,7 +46,7 @@ from sms_events.db import Connection
 from sms_events.store import append_new_streams
 from sms_events.tracing import traced
 
-__all__ = ["Timer", "hand_over_due", "recover_stale", "retime_missed"]
+__all__ = ["Timer", "hand_over_due", "recover_stale", "retime_missed", "settle_stopped"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,11 @@ MESSAGES_PER_DUE_EVENT = 200
 
 _SCHEDULED = MessageState.SCHEDULED.value
 _HANDED_OVER = MessageState.HANDED_OVER.value
+_CANCELLED = MessageState.CANCELLED.value
+_ACTIVE = MailingStatus.ACTIVE.value
+# The due backlog gauge counts up to this many per running mailing: an estimate that stays
+# cheap however many messages wait.
+BACKLOG_COUNT_CAP = 100_000
 
 
 async def hand_over_due(conn: Connection, now: datetime, *, limit: int, max_in_flight: int) -> int:
@@ -65,16 +70,24 @@ async def hand_over_due(conn: Connection, now: datetime, *, limit: int, max_in_f
     budget = min(limit, max_in_flight - int(in_flight))
     if budget <= 0:
         return 0
+    # Each running mailing's due messages come from its own (mailing_id, due_at) index, in
+    # due order, and the scan stops after `budget` rows: the cost does not grow with how many
+    # messages wait, only with how many mailings run at once.
     rows = await conn.fetch(
         f"""
         WITH running AS (
             SELECT mailing_id FROM scheduler_mailings
-            WHERE status = 'active' AND datetime_start <= $1 AND datetime_end > $1
+            WHERE status = '{_ACTIVE}' AND datetime_start <= $1 AND datetime_end > $1
+        ), candidates AS (
+            SELECT d.message_id, d.due_at FROM running r CROSS JOIN LATERAL (
+                SELECT m.message_id, m.due_at FROM scheduler_messages m
+                WHERE m.mailing_id = r.mailing_id AND m.state = '{_SCHEDULED}'
+                  AND m.due_at <= $1 AND m.closes_at > $1
+                ORDER BY m.due_at LIMIT $2) d
+            ORDER BY d.due_at LIMIT $2
         ), due AS (
-            SELECT m.message_id FROM scheduler_messages m JOIN running USING (mailing_id)
-            WHERE m.state = '{_SCHEDULED}' AND m.due_at <= $1 AND m.closes_at > $1
-            ORDER BY m.due_at
-            LIMIT $2
+            SELECT m.message_id FROM scheduler_messages m JOIN candidates USING (message_id)
+            WHERE m.state = '{_SCHEDULED}'
             FOR UPDATE OF m SKIP LOCKED
         )
         UPDATE scheduler_messages m
@@ -203,6 +216,50 @@ async def _retime(
     await append_new_streams(conn, events)
 
 
+async def settle_stopped(conn: Connection, *, limit: int) -> int:
+    """Cancel up to ``limit`` unsent messages of cancelled mailings (delete them for deleted
+    ones, which never started) and append what was cancelled; a mailing with none left is
+    marked settled. Returns how many messages it handled."""
+    done = 0
+    for row in await conn.fetch(
+        "SELECT mailing_id, status FROM scheduler_mailings"
+        f" WHERE NOT swept AND status IN ('{MailingStatus.CANCELLED}', '{MailingStatus.DELETED}')"
+        " ORDER BY mailing_id LIMIT 10 FOR UPDATE SKIP LOCKED"
+    ):
+        mailing_id = row["mailing_id"]
+        chosen = (
+            f"SELECT message_id FROM scheduler_messages WHERE mailing_id = $1"
+            f" AND state = '{_SCHEDULED}' LIMIT $2 FOR UPDATE SKIP LOCKED"
+        )
+        if row["status"] == MailingStatus.DELETED:
+            result = await conn.execute(
+                f"DELETE FROM scheduler_messages WHERE message_id IN ({chosen})",
+                mailing_id,
+                limit - done,
+            )
+            count = int(result.split()[-1])
+        else:
+            ids = [
+                r["message_id"]
+                for r in await conn.fetch(
+                    f"UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()"
+                    f" WHERE message_id IN ({chosen}) RETURNING message_id",
+                    mailing_id,
+                    limit - done,
+                )
+            ]
+            count = len(ids)
+            await append_new_streams(conn, cancelled_events(mailing_id, ids, "mailing cancelled"))
+        done += count
+        if count < limit:
+            await conn.execute(
+                "UPDATE scheduler_mailings SET swept = true WHERE mailing_id = $1", mailing_id
+            )
+        if done >= limit:
+            break
+    return done
+
+
 async def recover_stale(conn: Connection, now: datetime, lease: timedelta) -> int:
     """Messages handed over long ago with no result (their due event dead-lettered, say) go
     back on the timer in the slot they had: sent at once if it is still open, timed again for
@@ -223,6 +280,7 @@ class Timer:
         pool: asyncpg.Pool,
         *,
         batch: int = 2000,
+        resolve_chunk: int = 5000,
         max_in_flight: int = 5000,
         tick: float = 0.2,
         lease: timedelta = timedelta(minutes=10),
@@ -230,6 +288,7 @@ class Timer:
     ) -> None:
         self._pool = pool
         self._batch = batch
+        self._resolve_chunk = resolve_chunk
         self._max_in_flight = max_in_flight
         self._tick = tick
         self._lease = lease
@@ -253,12 +312,17 @@ class Timer:
                 await asyncio.wait_for(_first(self.wake, stop), self._tick)
 
     async def _round(self, now: datetime) -> int:
-        """Time again what missed its slot, then hand over what is due; once a second also
-        recover stale hand-overs and measure the due backlog. Returns how many messages were
-        handed over or timed again."""
+        """One chunk of an audience being resolved, then what missed its slot, what a stop
+        leaves unsent, and what is due; once a second also recover stale hand-overs and
+        estimate the due backlog. Each step is a transaction of its own and bounded. Returns
+        how much it did (0: idle)."""
         async with self._pool.acquire() as conn:
             async with conn.transaction():
+                resolving = await resolve_next_chunk(conn, now, chunk=self._resolve_chunk)
+            async with conn.transaction():
                 missed = await retime_missed(conn, now, limit=self._batch)
+            async with conn.transaction():
+                stopped = await settle_stopped(conn, limit=self._batch)
             async with conn.transaction():
                 moved = await hand_over_due(
                     conn, now, limit=self._batch, max_in_flight=self._max_in_flight
@@ -268,14 +332,25 @@ class Timer:
                 async with conn.transaction():
                     if recovered := await recover_stale(conn, now, self._lease):
                         log.warning("stale_hand_overs_recovered", count=recovered)
-                DUE_BACKLOG.set(
-                    await conn.fetchval(
-                        "SELECT count(*) FROM scheduler_messages"
-                        f" WHERE state = '{_SCHEDULED}' AND due_at <= $1",
-                        now,
-                    )
-                )
-        return max(moved, missed)
+                DUE_BACKLOG.set(await _due_backlog(conn, now))
+        more = self._batch if resolving else 0
+        return max(moved, missed, stopped, more)
+
+
+async def _due_backlog(conn: Connection, now: datetime) -> int:
+    return int(
+        await conn.fetchval(
+            f"""
+            SELECT count(*) FROM scheduler_mailings g CROSS JOIN LATERAL (
+                SELECT 1 FROM scheduler_messages m
+                WHERE m.mailing_id = g.mailing_id AND m.state = '{_SCHEDULED}'
+                  AND m.due_at <= $1
+                LIMIT {BACKLOG_COUNT_CAP}) d
+            WHERE g.status = '{_ACTIVE}' AND g.datetime_start <= $1 AND g.datetime_end > $1
+            """,
+            now,
+        )
+    )
 
 
 async def _first(*events: asyncio.Event) -> None:

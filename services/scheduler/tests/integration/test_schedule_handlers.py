@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from datetime import UTC, datetime, time, timedelta
 import asyncpg
 
 from scheduler.handlers import handle_batch
-from scheduler.timer import hand_over_due, recover_stale, retime_missed
+from scheduler.resolution import resolve_next_chunk
+from scheduler.timer import hand_over_due, recover_stale, retime_missed, settle_stopped
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -26,6 +28,7 @@ from sms_events.contracts import (
     MessagesDelivered,
 )
 from sms_events.testing.factories import envelope_for
+from sms_events.tracing import traced
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -55,13 +58,27 @@ async def _apply(
     events: Sequence[tuple[Event, int]],
     now: datetime = NOW,
     recorded_at: datetime | None = None,
+    *,
+    timer: bool = True,
 ) -> None:
-    """Handle ``events`` at ``now``; they were recorded at ``recorded_at`` (default: ``now``)."""
+    """Handle ``events`` at ``now``; they were recorded at ``recorded_at`` (default: ``now``).
+    With ``timer``, also do what the timer does next with what the handlers asked for."""
     envelopes = [
         dataclasses.replace(envelope_for(e, v), time=recorded_at or now) for e, v in events
     ]
-    async with pool.acquire() as conn, conn.transaction():
-        await handle_batch(conn, envelopes, clock=lambda: now)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await handle_batch(conn, envelopes, clock=lambda: now)
+        if not timer:
+            return
+        # What the timer does next with what the handlers asked for: resolve audiences (in
+        # small chunks here, to cross chunk boundaries) and settle stopped mailings.
+        while True:
+            async with conn.transaction():
+                if not await resolve_next_chunk(conn, now, chunk=2):
+                    break
+        async with conn.transaction():
+            await settle_stopped(conn, limit=10_000)
 
 
 async def _messages(pool: asyncpg.Pool, mailing_id: int) -> dict[int, asyncpg.Record]:
@@ -232,8 +249,16 @@ async def test_events_appended_for_an_event_carry_its_correlation_id_and_it_as_c
         envelope_for(_mailing(mailing, tag, NOW - timedelta(minutes=1))),
         correlationid="corr-create",
     )
-    async with pool.acquire() as conn, conn.transaction():
-        await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
+        # The timer resolves the audience later, under its own round's correlation id: the
+        # events still carry the request's.
+        with traced("corr-timer-round"):
+            while True:
+                async with conn.transaction():
+                    if not await resolve_next_chunk(conn, NOW, chunk=100):
+                        break
 
     rows = await pool.fetch(
         "SELECT type, metadata FROM events WHERE (data->>'mailing_id')::bigint = $1", mailing
@@ -344,3 +369,41 @@ async def test_a_message_recovered_after_the_end_is_settled(pool: asyncpg.Pool) 
     assert row["state"] == "cancelled"  # never tried: CA
     (cancelled,) = await _events(pool, mailing, "messages.cancelled")
     assert cancelled["reason"] == "no send moment before the end"
+
+
+class _Killed(Exception):
+    pass
+
+
+async def test_a_resolution_cut_off_midway_resumes_with_one_message_per_recipient(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    clients = sorted(_id() for _ in range(25))
+    mailing = _id()
+    await _apply(pool, [(_client(c, tag), 1) for c in clients])
+    await _apply(pool, [(_mailing(mailing, tag, NOW - timedelta(minutes=1)), 1)], timer=False)
+    async with pool.acquire() as conn:
+        for _ in range(3):  # three chunks of four clients commit
+            async with conn.transaction():
+                assert await resolve_next_chunk(conn, NOW, chunk=4)
+        with contextlib.suppress(_Killed):  # the fourth dies with its transaction
+            async with conn.transaction():
+                await resolve_next_chunk(conn, NOW, chunk=4)
+                raise _Killed
+        cursor = await conn.fetchval(
+            "SELECT after_client FROM scheduler_resolutions WHERE mailing_id = $1", mailing
+        )
+        # Resumes after the last committed chunk (chunks count every client of the base, so
+        # other tests' clients share them: only its being set is certain here).
+        assert cursor is not None
+        while True:
+            async with conn.transaction():
+                if not await resolve_next_chunk(conn, NOW, chunk=4):
+                    break
+    messages = await _messages(pool, mailing)
+    assert sorted(messages) == clients
+    scheduled = await _events(pool, mailing, "messages.scheduled")
+    assert sorted(m["client_id"] for e in scheduled for m in e["messages"]) == clients  # type: ignore[attr-defined]
+    (resolved,) = await _events(pool, mailing, "mailing.audience_resolved")
+    assert resolved["recipients"] == 25
