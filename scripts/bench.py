@@ -72,10 +72,10 @@ class _LongestTransaction(threading.Thread):
         self._db = psycopg.connect(dsn, autocommit=True)
         self.longest_s = 0.0
         self.what = ""
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._done.wait(0.1):
             row = self._db.execute(
                 "SELECT extract(epoch FROM now() - xact_start), left(query, 80)"
                 " FROM pg_stat_activity WHERE datname = current_database()"
@@ -86,7 +86,7 @@ class _LongestTransaction(threading.Thread):
                 self.longest_s, self.what = float(row[0]), str(row[1])
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
         self._db.close()
 
