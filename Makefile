@@ -79,8 +79,10 @@ asyncapi: $(STAMP) $(NODE_STAMP) ## regenerate and validate docs/asyncapi.json f
 	$(BIN)/sms-asyncapi --output docs/asyncapi.json
 	node tools/asyncapi/validate.mjs docs/asyncapi.json --strict
 
-bench: $(STAMP) services ## end-to-end benchmark: 100,000 clients, one mailing, 20 ms provider
-	$(BIN)/python scripts/bench.py
+N ?= 100000
+REPLICAS ?=
+bench: $(STAMP) services ## end-to-end benchmark: N clients (100,000), one mailing, 20 ms provider; REPLICAS=scheduler=2,...
+	$(BIN)/python scripts/bench.py -n $(N) --replicas "$(REPLICAS)"
 
 up: ## docker compose: the whole platform with Prometheus and Grafana
 	docker compose -f deploy/docker-compose.yml --env-file .env up -d --build

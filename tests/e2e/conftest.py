@@ -20,9 +20,39 @@ from sms_events.testing.processes import (
     system_env,
     wait_http_ok,
 )
+from tests.support.tcp_proxy import TcpProxy, url_target
 
 API_KEY = "e2e-test-key-not-a-secret"
 PROVIDER_TOKEN = "e2e-provider-token"
+
+
+@dataclass
+class Proxies:
+    """The TCP proxies between the services and PostgreSQL and RabbitMQ (marker
+    ``through_proxies``); the tests' own database connections go around them."""
+
+    database: TcpProxy
+    broker: TcpProxy
+
+    @classmethod
+    def start(cls, env: TestEnvironment) -> Proxies:
+        database = TcpProxy(url_target(env.database_url), name="postgres").start()
+        try:
+            broker = TcpProxy(url_target(env.amqp_url), name="rabbitmq").start()
+        except BaseException:
+            database.stop()
+            raise
+        return cls(database, broker)
+
+    def env_vars(self, env: TestEnvironment) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database.url(env.database_url),
+            "AMQP_URL": self.broker.url(env.amqp_url),
+        }
+
+    def stop(self) -> None:
+        self.database.stop()
+        self.broker.stop()
 
 
 @dataclass
@@ -31,6 +61,13 @@ class System:
     group: ProcessGroup
     ports: dict[str, int]
     service_env: dict[str, str]
+    proxies: Proxies | None = None
+
+    @property
+    def through(self) -> Proxies:
+        """The proxies; the module must be marked ``through_proxies``."""
+        assert self.proxies is not None, "mark the module pytest.mark.through_proxies"
+        return self.proxies
 
     @property
     def gateway_url(self) -> str:
@@ -85,9 +122,17 @@ def system(
     marker = request.node.get_closest_marker("service_env")
     if marker is not None:
         service_env |= marker.args[0]
+    proxies = None
+    if request.node.get_closest_marker("through_proxies") is not None:
+        try:
+            proxies = Proxies.start(env)
+        except BaseException:
+            env.destroy()
+            raise
+        service_env |= proxies.env_vars(env)
     log_dir = tmp_path_factory.mktemp(f"e2e-{request.module.__name__.rsplit('.', 1)[-1]}")
     group = ProcessGroup(env=service_env, log_dir=Path(log_dir))
-    system = System(env, group, ports, service_env)
+    system = System(env, group, ports, service_env, proxies)
     try:
         system.start("fake-provider")
         for spec in SERVICES:
@@ -101,4 +146,6 @@ def system(
         if failed:
             for name in group.running:
                 sys.stderr.write(f"\n===== {name} log (tail) =====\n{group.log(name)[-6000:]}\n")
+        if proxies is not None:
+            proxies.stop()
         env.destroy()

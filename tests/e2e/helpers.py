@@ -49,6 +49,16 @@ def create_client(api: httpx.Client, **fields: Any) -> dict[str, Any]:
     return dict(resp.json())
 
 
+def import_clients(api: httpx.Client, tag: str, n: int, prefix: int) -> None:
+    """Import ``n`` clients tagged ``tag`` in one CSV; their phones are 7<prefix:03d><i:07d>,
+    so tests that pick different prefixes never collide."""
+    rows = "".join(f"7{prefix:03d}{i:07d},{tag},Europe/Moscow\n" for i in range(n))
+    resp = api.post("/api/v1/clients/import", content=("phone,tag,time_zone\n" + rows).encode(),
+                    headers={"Content-Type": "text/csv"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["created"] == n
+
+
 def create_mailing(api: httpx.Client, **fields: Any) -> dict[str, Any]:
     body = {
         "datetime_start": iso(now() - timedelta(seconds=5)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
@@ -49,8 +51,15 @@ class Broker:
         self._exchange_lock = asyncio.Lock()
 
     async def connect(self) -> None:
+        """Connect; once connected, a lost connection is retried every
+        ``amqp_reconnect_interval_s`` until it is back, its channels, QoS, exchanges, queues
+        and consumers restored with it (aio-pika's robust connection)."""
+        url = self.settings.amqp_url
+        options: dict[str, Any] = {}
+        if "reconnect_interval" not in parse_qs(urlsplit(url).query):
+            options["reconnect_interval"] = self.settings.amqp_reconnect_interval_s
         self.connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, client_properties={"connection_name": "sms-events"}
+            url, client_properties={"connection_name": "sms-events"}, **options
         )
 
     async def channel(self, prefetch: int = 0) -> AbstractRobustChannel:

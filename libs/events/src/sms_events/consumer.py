@@ -9,7 +9,8 @@ unless the consumer is built with ``appends=False``. Acks go out after the commi
 batch. A batch whose handler raises is retried event by event; an event that still fails after
 ``attempts`` tries, or that is not a CloudEvent at all, is rejected into the queue's
 dead-letter queue. Database or connection errors are not the event's fault: the batch is kept
-and retried until the database is back.
+and retried until the database is back. A statement cut off by a timeout is, though: it counts
+as a failure like any other (``sms_events.db.is_transient``).
 
 While it runs, a consumer reports its queue's depth (a passive declare every
 ``depth_interval`` seconds, on a channel of its own) and its lag: the age of the newest event
@@ -42,7 +43,7 @@ from aio_pika.abc import (
 )
 
 from sms_events.broker import Broker, declare_exchange
-from sms_events.db import Connection
+from sms_events.db import Connection, is_transient
 from sms_events.envelope import Envelope, EnvelopeError
 from sms_events.horizon import appending
 from sms_events.metrics import (
@@ -62,14 +63,6 @@ log = structlog.get_logger(__name__)
 
 BatchHandler = Callable[[Connection, Sequence[Envelope]], Awaitable[None]]
 EachHandler = Callable[[Envelope], Awaitable[None]]
-
-# Errors that say "the database or network is unwell", not "this event is bad".
-# PostgresConnectionError covers a connection lost mid-query, the shutdown errors a database
-# restart: without them a restart would dead-letter every event in flight.
-_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-              asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-              asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
-              asyncpg.DeadlockDetectedError, asyncpg.SerializationError)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,16 +245,18 @@ class Consumer:
             try:
                 await handler(env)
                 break
-            except _TRANSIENT as exc:
-                if stop.is_set():
-                    return  # unacked: back to the queue when the channel closes
-                log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
             except Exception as exc:
-                failures += 1
-                CONSUMER_FAILURES.labels(self.spec.name).inc()
-                if failures >= self._attempts:
-                    await self._dead_letter(message, repr(exc), event_type=env.type)
-                    return
+                if is_transient(exc):
+                    if stop.is_set():
+                        return  # unacked: back to the queue when the channel closes
+                    # Not the event's fault: waited out, not counted as one of its attempts.
+                    log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
+                else:
+                    failures += 1
+                    CONSUMER_FAILURES.labels(self.spec.name).inc()
+                    if failures >= self._attempts:
+                        await self._dead_letter(message, repr(exc), event_type=env.type)
+                        return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
@@ -389,7 +384,9 @@ class Consumer:
             try:
                 await self._commit(envelopes)
                 return True
-            except _TRANSIENT as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 if stop.is_set():
                     return False
                 log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))

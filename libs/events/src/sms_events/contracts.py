@@ -228,6 +228,13 @@ class ScheduledMessage(BaseModel):
     message_id: int = Field(description="Stable id; also the provider's msgId on every attempt")
     client_id: int
     due_at: datetime = Field(description="When it is to be sent (inside the client's window)")
+    closes_at: datetime | None = Field(
+        default=None,
+        description=(
+            "The close of the window occurrence it was timed for (or the mailing's end): "
+            "missed, it waits for the client's next window"
+        ),
+    )
 
 
 @register
@@ -290,6 +297,16 @@ class DueMessage(BaseModel):
     client_id: int
     phone: str
     attempt: int = Field(ge=1, description="1 for the first call to the provider")
+    due_at: datetime | None = Field(
+        default=None, description="Not before this instant (the opening of its send slot)"
+    )
+    closes_at: datetime | None = Field(
+        default=None,
+        description=(
+            "No call may start at or after this instant: the close of the client's window "
+            "occurrence, or the mailing's end (events without it: not_after)"
+        ),
+    )
 
 
 @register

@@ -1,17 +1,67 @@
-"""asyncpg pool with the jsonb codec set once for every connection."""
+"""asyncpg pool with the jsonb codec set once for every connection, a bounded wait for a
+connection, and the line between "the database is unwell" and "this work is bad".
+
+Acquiring a connection waits at most ``acquire_timeout`` seconds, for a free connection or for
+a new one to connect, then raises ``PoolTimeout``. Without the bound, work waiting on a
+database that is down, or on a pool whose every connection hangs in a dead network, would
+wait forever, deaf to its retry policy; with it, the work fails fast, and whoever runs it
+waits and retries (``is_transient``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
-__all__ = ["Connection", "create_pool", "init_connection"]
+from sms_events.settings import PostgresSettings
+
+__all__ = [
+    "Connection",
+    "PoolTimeout",
+    "create_pool",
+    "init_connection",
+    "is_transient",
+    "pool_for",
+]
 
 # What callers hold: a plain connection, or one acquired from the pool (a proxy to one).
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+# Errors that say "the database or network is unwell", not "this work is bad".
+# PostgresConnectionError covers a connection lost mid-query, the shutdown errors a database
+# restart: without them a restart would dead-letter every event in flight.
+_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+              asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+              asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
+              asyncpg.DeadlockDetectedError, asyncpg.SerializationError)  # fmt: skip
+
+
+class PoolTimeout(TimeoutError):
+    """The pool could not hand out a connection within its acquire timeout (the database is
+    unreachable, or every connection is busy), or could not take one back (its reset did not
+    answer: the connection is dropped). Transient; a ``TimeoutError``, so code that answers
+    "unavailable" to timeouts (the gateway's 503) does so for this one too."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database or the network is unwell (wait and retry, however
+    long it takes) rather than that the work itself failed (count it; give up after a few).
+
+    A statement cut off by a timeout is the work's failure, though it comes as a
+    ``TimeoutError`` (asyncpg's command timeout) or a ``QueryCanceledError`` (the server's
+    ``statement_timeout``): the same statement will most likely take as long again, so
+    retrying it forever would block everything queued behind it. A ``PoolTimeout`` is not:
+    it never ran.
+    """
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
+        return False
+    return isinstance(exc, _TRANSIENT)
 
 
 def _dumps(value: Any) -> str:
@@ -26,10 +76,77 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """The process's single connection pool."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=60
+class _BoundedAcquire(PoolAcquireContext):
+    """``pool.acquire()``, in ``async with`` or ``await``, raising ``PoolTimeout`` when its
+    timeout passes (asyncpg raises a plain TimeoutError, which would read as a statement
+    timeout). asyncpg bounds the reset on release by the same timeout."""
+
+    async def __aenter__(self) -> PoolConnectionProxy:
+        try:
+            return await super().__aenter__()
+        except TimeoutError as exc:
+            raise PoolTimeout(f"no database connection within {self.timeout}s") from exc
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        except TimeoutError as exc:
+            raise PoolTimeout(f"database connection not released within {self.timeout}s") from exc
+
+    def __await__(self) -> Generator[Any, None, PoolConnectionProxy]:
+        try:
+            return (yield from super().__await__())
+        except TimeoutError as exc:
+            raise PoolTimeout(f"no database connection within {self.timeout}s") from exc
+
+
+class _Pool(asyncpg.Pool):
+    """A pool whose ``acquire()`` (and so ``fetch``, ``execute``... on the pool) waits at most
+    ``acquire_timeout`` seconds unless the caller gives its own timeout."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return _BoundedAcquire(self, self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    acquire_timeout: float = 10.0,
+    command_timeout: float = 60.0,
+) -> asyncpg.Pool:
+    """The process's single connection pool: a connection within ``acquire_timeout`` seconds
+    or ``PoolTimeout``; a statement that runs past ``command_timeout`` seconds is cancelled
+    and raises ``TimeoutError`` (see ``is_transient``)."""
+    pool = _Pool(
+        dsn,
+        acquire_timeout=acquire_timeout,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        command_timeout=command_timeout,
+        # The rest as asyncpg.create_pool() passes them (it cannot build a subclass).
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
     )
-    assert pool is not None
-    return pool
+    return await pool
+
+
+async def pool_for(settings: PostgresSettings) -> asyncpg.Pool:
+    """The pool a service's settings describe (DATABASE_URL, DATABASE_POOL_*,
+    DATABASE_*_TIMEOUT_S)."""
+    return await create_pool(
+        settings.database_url,
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        acquire_timeout=settings.database_acquire_timeout_s,
+        command_timeout=settings.database_command_timeout_s,
+    )

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_events.broker import Broker
-from sms_events.db import create_pool
+from sms_events.db import pool_for
 from sms_events.logs import configure_logging
 from sms_events.migrate import apply_migrations_async
 from sms_events.relay import OutboxRelay
@@ -25,6 +25,8 @@ from sms_events.settings import ServiceSettings
 __all__ = ["RUNTIME", "Runtime", "run_service"]
 
 log = structlog.get_logger(__name__)
+
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -56,8 +58,11 @@ class Runtime:
 
     async def ready(self) -> dict[str, bool]:
         checks = {"database": False, "broker": await self.broker.ping()}
+        # Bounded well within a probe's timeout: an unanswering database reads "not ready",
+        # never as a probe that hangs (the pool alone would wait its acquire timeout).
         with contextlib.suppress(Exception):
-            checks["database"] = await self.pool.fetchval("SELECT 1") == 1
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                checks["database"] = await self.pool.fetchval("SELECT 1") == 1
         return checks
 
 
@@ -110,11 +115,7 @@ async def run_service(
     applied = await apply_migrations_async(settings.database_url, migrations)
     if applied:
         log.info("migrations_applied", ids=applied)
-    pool = await create_pool(
-        settings.database_url,
-        min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max,
-    )
+    pool = await pool_for(settings)
     broker = Broker(settings)
     await broker.connect()
     rt = Runtime(name, settings, pool, broker, asyncio.Event())

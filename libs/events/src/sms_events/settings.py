@@ -19,6 +19,18 @@ class PostgresSettings(BaseSettings):
     )
     database_pool_min: int = Field(default=2, ge=1)
     database_pool_max: int = Field(default=10, ge=1)
+    database_acquire_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="Longest wait for a pooled connection (a free one, or a new one to connect);"
+        " past it the work fails as the database being unavailable, and is retried",
+    )
+    database_command_timeout_s: float = Field(
+        default=60,
+        gt=0,
+        description="Longest one SQL statement may run; a statement cut off counts as a failure"
+        " of its work (an event: retried a few times, then dead-lettered), not as an outage",
+    )
 
 
 class RabbitSettings(BaseSettings):
@@ -30,6 +42,12 @@ class RabbitSettings(BaseSettings):
     )
     amqp_queue_prefix: str = Field(
         default="", description="Prefix for queue names (lets test runs share one broker)"
+    )
+    amqp_reconnect_interval_s: float = Field(
+        default=2,
+        gt=0,
+        description="Seconds between two attempts to reconnect to RabbitMQ after the connection"
+        " was lost (a reconnect_interval in AMQP_URL's query wins)",
     )
 
 

@@ -572,6 +572,77 @@ async def test_a_projection_only_consumer_does_not_hold_readers_back_mid_batch(
     await running.halt()
 
 
+async def _sleep_past_the_timeout(conn: Connection, cut_off_by: str) -> None:
+    """A statement cut off by the pool's command timeout (0.3 s) or the server's own."""
+    if cut_off_by == "statement_timeout":
+        await conn.execute("SET statement_timeout = '50ms'")
+    try:
+        await conn.execute("SELECT pg_sleep(3)")
+    finally:
+        if cut_off_by == "statement_timeout":
+            await conn.execute("RESET statement_timeout")
+
+
+@pytest.mark.parametrize("cut_off_by", ["command_timeout", "statement_timeout"])
+async def test_an_event_whose_statement_times_out_is_dead_lettered_not_waited_out(
+    setup: Setup,
+    settings: ServiceSettings,
+    run: Callable[[Consumer], Awaitable[Running]],
+    cut_off_by: str,
+) -> None:
+    slow, fine = _envelope(setup.routing_key, 1), _envelope(setup.routing_key, 2)
+    recorder = Recorder(setup.name)
+
+    async def handler(conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        if any(env.id == slow.id for env in envelopes):
+            await _sleep_past_the_timeout(conn, cut_off_by)
+        await recorder(conn, envelopes)
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, command_timeout=0.3)
+    try:
+        spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
+        consumer = Consumer(spec, pool, setup.broker, handler, batch_wait=0.05, attempts=2)
+        running = await run(consumer)
+        await setup.publish(slow, fine)
+        (dead,) = await eventually(setup.dead_letters, within=20, what="the slow event dead")
+        await eventually(lambda: _has(setup.rows, fine.id), what="the other event handled")
+        await running.halt()
+    finally:
+        await pool.close()
+    assert Envelope.from_json(dead.body).id == slow.id
+    assert [r["event_id"] for r in await setup.rows()] == [fine.id]
+
+
+@pytest.mark.parametrize("cut_off_by", ["command_timeout", "statement_timeout"])
+async def test_run_each_dead_letters_an_event_whose_statement_times_out(
+    setup: Setup, settings: ServiceSettings, cut_off_by: str
+) -> None:
+    slow, fine = _envelope(setup.routing_key, 1), _envelope(setup.routing_key, 2)
+    handled: list[UUID] = []
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, command_timeout=0.3)
+
+    async def handler(env: Envelope) -> None:
+        async with pool.acquire() as conn:
+            if env.id == slow.id:
+                await _sleep_past_the_timeout(conn, cut_off_by)
+        handled.append(env.id)
+
+    consumer = setup.consumer(Recorder(setup.name), attempts=2)
+    await consumer.declare()
+    await setup.publish(slow, fine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run_each(stop, handler))
+    try:
+        (dead,) = await eventually(setup.dead_letters, within=20, what="the slow event dead")
+        await eventually(lambda: handled, what="the other event handled")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await pool.close()
+    assert Envelope.from_json(dead.body).id == slow.id
+    assert handled == [fine.id]
+
+
 async def _count(rows: Callable[[], Awaitable[list[asyncpg.Record]]], n: int) -> bool:
     return len(await rows()) >= n
 

@@ -28,7 +28,7 @@ from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_ht
 from gateway.responses import JSON
 from gateway.schemas import Readiness, Status
 from sms_events.broker import Broker
-from sms_events.db import create_pool
+from sms_events.db import pool_for
 from sms_events.relay import OutboxRelay
 
 __all__ = ["RELAY_SOURCE", "create_app"]
@@ -68,11 +68,7 @@ echoed back (a new one is made up when absent).
 def _lifespan(settings: Settings) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(
-            settings.database_url,
-            min_size=settings.database_pool_min,
-            max_size=settings.database_pool_max,
-        )
+        pool = await pool_for(settings)
         broker = Broker(settings)
         try:
             await broker.connect()

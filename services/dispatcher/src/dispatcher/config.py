@@ -33,6 +33,17 @@ class Settings(ServiceSettings):
     dispatch_max_attempts: int = Field(
         default=0, ge=0, description="Provider calls per message (0: no limit)"
     )
+    dispatch_claim_lease_s: float = Field(
+        default=30,
+        ge=3,
+        description=(
+            "Lease on a dispatcher's claims: after a crash its unrecorded calls are made again "
+            "after this long (longer than any provider call)"
+        ),
+    )
+    dispatch_record_interval_ms: float = Field(
+        default=5, ge=0, description="How long outcomes gather before they are recorded together"
+    )
     breaker_failure_threshold: int = Field(
         default=20, ge=1, description="Consecutive retryable failures that open the circuit"
     )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from dispatcher import metrics
 from dispatcher.breaker import BreakerState, CircuitBreaker
+from dispatcher.claims import OwnerLease
 from dispatcher.config import Settings
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
 from dispatcher.provider import ProviderClient
+from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
+from dispatcher.recorder import OutcomeRecorder
 from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
 
@@ -49,6 +54,14 @@ async def start(rt: Runtime) -> None:
         settings.dispatch_retry_cap_s,
         settings.dispatch_max_attempts,
     )
+    lease = OwnerLease(rt.pool, settings.dispatch_claim_lease_s)
+    await lease.renew()
+    recorder = OutcomeRecorder(
+        rt.pool,
+        interval_s=settings.dispatch_record_interval_ms / 1000,
+        max_batch=max(100, settings.dispatch_concurrency),
+    )
+    provider_hold = ProviderHold(rt.pool)
     dispatcher = Dispatcher(
         rt.pool,
         client,
@@ -56,8 +69,14 @@ async def start(rt: Runtime) -> None:
         breaker,
         policy,
         concurrency=settings.dispatch_concurrency,
+        lease=lease,
+        recorder=recorder,
+        provider_hold=provider_hold,
         stopping=rt.stop,
     )
+    # The recorder and the lease outlive the consumer's drain: outcomes of the calls still in
+    # flight at stop are recorded before they end.
+    drained = asyncio.Event()
     consumer = Consumer(
         QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch
     )
@@ -67,6 +86,10 @@ async def start(rt: Runtime) -> None:
         try:
             await consumer.run_each(rt.stop, dispatcher.handle)
         finally:
+            drained.set()
             await client.close()
 
     rt.spawn(run(), "consumer")
+    rt.spawn(recorder.run(drained), "recorder")
+    rt.spawn(lease.run(drained), "lease")
+    rt.spawn(provider_hold.run(rt.stop), "provider-hold")

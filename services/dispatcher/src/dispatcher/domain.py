@@ -8,9 +8,9 @@ from datetime import datetime
 
 from dispatcher.backoff import retry_due
 from dispatcher.provider import Outcome, SendResult
-from sms_events.contracts import DeliveredMessage, FailedAttempt, UndeliveredMessage
+from sms_events.contracts import DeliveredMessage, DueMessage, FailedAttempt, UndeliveredMessage
 
-__all__ = ["RetryPolicy", "Verdict", "judge", "not_attempted"]
+__all__ = ["RetryPolicy", "Verdict", "judge", "not_attempted", "refusal"]
 
 Verdict = DeliveredMessage | FailedAttempt | UndeliveredMessage
 
@@ -49,3 +49,23 @@ def not_attempted(message_id: int, attempt: int, reason: str, retry_at: datetime
     return FailedAttempt(
         message_id=message_id, attempts=attempt - 1, error=reason, retry_at=retry_at
     )
+
+
+# Why a call may not start now (handed back to the scheduler, which times it again).
+OUTSIDE_WINDOW = "outside the send window"
+END_REACHED = "end reached"
+
+
+def refusal(message: DueMessage, not_after: datetime, now: datetime) -> FailedAttempt | None:
+    """None when a provider call for ``message`` may start at ``now``: inside its send slot
+    (``due_at <= now < closes_at``, a stretch of the client's local window) and before the
+    mailing's end. Otherwise the hand-back, not before the slot opens when it is still to come.
+    Checked when the call starts, after every wait for a slot or a rate-limit token."""
+    closes = min(message.closes_at or not_after, not_after)
+    if now >= not_after:
+        return not_attempted(message.message_id, message.attempt, END_REACHED, now)
+    if now >= closes:
+        return not_attempted(message.message_id, message.attempt, OUTSIDE_WINDOW, now)
+    if message.due_at is not None and now < message.due_at:
+        return not_attempted(message.message_id, message.attempt, OUTSIDE_WINDOW, message.due_at)
+    return None

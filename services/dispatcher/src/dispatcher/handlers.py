@@ -1,6 +1,13 @@
-"""Sending one batch of due messages: skip what was already sent, call the provider with
-bounded concurrency under the rate limit and the circuit breaker, then record every outcome
-and append the result events in one transaction.
+"""Sending one batch of due messages: claim them in one statement, call the provider with
+bounded concurrency under the rate limit and the circuit breaker, and record each outcome as
+it arrives (``recorder.py``).
+
+Whether a call may start is decided when it starts, after every wait: inside the message's
+send slot and before the mailing's end (``domain.refusal``), while no ``Retry-After`` holds the
+provider, the circuit admits it and this process's lease covers its claim. What may not start
+is handed back to the scheduler, which times it again. A call keeps its concurrency slot until
+its outcome is committed, so calls made and not yet recorded never exceed the concurrency:
+that is the most a crash can repeat (``claims.py``).
 
 The consumer runs each ``messages.due`` event inside ``traced`` with its correlation id, so
 the result events carry it on. One INFO line per batch (mailing_id and counts); with DEBUG on,
@@ -13,47 +20,42 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
 
 from dispatcher import metrics
 from dispatcher.breaker import CircuitBreaker
-from dispatcher.domain import RetryPolicy, Verdict, judge, not_attempted
+from dispatcher.claims import OwnerLease, claim
+from dispatcher.domain import RetryPolicy, judge, not_attempted, refusal
 from dispatcher.holds import hold_of
-from dispatcher.provider import ProviderClient, SendResult
+from dispatcher.provider import ProviderClient
+from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
-from sms_events.batches import new_batch_id
+from dispatcher.recorder import Outcome, OutcomeRecorder
 from sms_events.contracts import (
     DeliveredMessage,
     DueMessage,
-    Event,
     FailedAttempt,
-    MessageAttemptsFailed,
-    MessagesDelivered,
     MessagesDue,
-    MessagesUndelivered,
-    UndeliveredMessage,
 )
-from sms_events.db import Connection
 from sms_events.envelope import Envelope
-from sms_events.store import append_new_streams, appending
 
 __all__ = ["Dispatcher"]
 
 log = structlog.get_logger(__name__)
 
-# A due message's verdict, with the provider's answer when a call was made (None: handed
-# back without one).
-Outcome = tuple[Verdict, SendResult | None]
-
-
 # The error a message handed back unsent on shutdown carries (the scheduler hands it over again
 # at once; no attempt is counted).
 STOPPING = "dispatcher stopping"
+CLAIM_LOST = "dispatcher lease lost"
+# How often a copy of a due event looks again at messages another live owner has claimed.
+BUSY_POLL_S = 0.5
 
 
 def _now() -> datetime:
@@ -70,135 +72,184 @@ class Dispatcher:
         policy: RetryPolicy,
         *,
         concurrency: int,
+        lease: OwnerLease,
+        recorder: OutcomeRecorder,
+        provider_hold: ProviderHold,
         clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
         stopping: asyncio.Event | None = None,
     ) -> None:
         """``stopping`` set (the service's stop signal) means: finish the provider calls in
         flight, but start no new one; the messages not sent yet are handed back to the
-        scheduler with the outcomes, so a shutdown neither waits for a whole prefetch of
-        batches to go out nor leaves calls unrecorded."""
+        scheduler, so a shutdown neither waits for a whole prefetch of batches to go out nor
+        leaves calls unrecorded."""
         self._pool = pool
         self._client = client
         self._limiter = limiter
         self._breaker = breaker
         self._policy = policy
         self._slots = asyncio.Semaphore(concurrency)
+        self._lease = lease
+        self._recorder = recorder
+        self._hold = provider_hold
         self._clock = clock
         self._rng = rng or random.Random()
         self._last_failure: str | None = None  # shown while the circuit is open
         self._stopping = stopping or asyncio.Event()
+        self._in_hand: set[tuple[int, int]] = set()  # (message, attempt) claimed by a task here
 
     async def handle(self, env: Envelope) -> None:
-        """Handle one ``messages.due`` event; returns once its outcomes are committed."""
+        """Handle one ``messages.due`` event; returns once every outcome is committed."""
         due = env.payload()
         assert isinstance(due, MessagesDue)
+        by_id = {m.message_id: m for m in due.messages}
         async with self._pool.acquire() as conn:
-            todo = await _not_yet_sent(conn, due)
-            hold = await hold_of(conn, due.mailing_id) if todo else None
-        if not todo:
-            return
-        if hold is not None:
-            # Handed back without a call; the scheduler keeps them until resumed or cancels.
+            hold = await hold_of(conn, due.mailing_id)
+            if hold is not None:
+                # Handed back without a claim; the scheduler keeps them until resumed or cancels.
+                claimed = None
+            else:
+                claimed = await claim(
+                    conn, self._lease.owner, [(m.message_id, m.attempt) for m in due.messages],
+                    self._in_hand,
+                )  # fmt: skip
+        if claimed is None:
             now = self._clock()
-            await self._record(due.mailing_id, [
-                (not_attempted(m.message_id, m.attempt, f"mailing {hold}", now), None)
-                for m in todo
-            ])  # fmt: skip
+            reason = f"mailing {hold}"
+            await self._hand_back(due, list(by_id.values()), reason, now, owner=None)
             return
-        outcomes = await asyncio.gather(*(self._send(due, m) for m in todo))
-        await self._record(due.mailing_id, list(outcomes))
+        if claimed.done:
+            metrics.SKIPPED.inc(len(claimed.done))
+        owner = self._lease.owner
+        todo = [by_id[m] for m in claimed.claimed]
+        busy = [by_id[m] for m in claimed.busy]
+        results = await asyncio.gather(
+            self._send_claimed(due, todo, owner), self._wait_for_busy(due, busy)
+        )
+        outcomes = [o for part in results for o in part]
+        if outcomes:
+            counts = Counter(type(o.verdict).__name__ for o in outcomes)
+            log.info("batch_dispatched", mailing_id=due.mailing_id,
+                     delivered=counts["DeliveredMessage"], failed=counts["FailedAttempt"],
+                     undelivered=counts["UndeliveredMessage"])  # fmt: skip
+        if log.is_enabled_for(logging.DEBUG):
+            _log_outcomes(due.mailing_id, outcomes)
 
-    async def _send(self, due: MessagesDue, m: DueMessage) -> Outcome:
-        """The verdict for one due message, with the provider's answer when it was called."""
+    async def _send_claimed(
+        self, due: MessagesDue, messages: list[DueMessage], owner: UUID
+    ) -> list[Outcome]:
+        keys = {(m.message_id, m.attempt) for m in messages}
+        self._in_hand |= keys
+        try:
+            return list(await asyncio.gather(*(self._send(due, m, owner) for m in messages)))
+        finally:
+            self._in_hand -= keys
+
+    async def _wait_for_busy(self, due: MessagesDue, messages: list[DueMessage]) -> list[Outcome]:
+        """Messages another live owner claimed (a second copy of this due event): wait until
+        that owner records them (nothing to do) or its lease runs out (ours to call)."""
+        outcomes: list[Outcome] = []
+        while messages:
+            if self._stopping.is_set():
+                return outcomes + await self._hand_back(
+                    due, messages, STOPPING, self._clock(), owner=None
+                )
+            await asyncio.sleep(BUSY_POLL_S)
+            async with self._pool.acquire() as conn:
+                claimed = await claim(
+                    conn, self._lease.owner, [(m.message_id, m.attempt) for m in messages],
+                    self._in_hand,
+                )  # fmt: skip
+            outcomes += await self._send_claimed(
+                due, [m for m in messages if m.message_id in claimed.claimed], self._lease.owner
+            )
+            messages = [m for m in messages if m.message_id in claimed.busy]
+        return outcomes
+
+    async def _hand_back(
+        self,
+        due: MessagesDue,
+        messages: list[DueMessage],
+        reason: str,
+        retry_at: datetime,
+        *,
+        owner: UUID | None,
+    ) -> list[Outcome]:
+        outcomes = [
+            Outcome(
+                due.mailing_id,
+                m.attempt,
+                not_attempted(m.message_id, m.attempt, reason, retry_at),
+                None,
+                owner,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*(self._recorder.record(o) for o in outcomes))
+        return outcomes
+
+    def _refusal(self, due: MessagesDue, m: DueMessage, owner: UUID) -> FailedAttempt | None:
+        """Why a call for ``m`` may not start now, or None. Checked before waiting for the
+        rate limit and again at the moment of the call."""
         now = self._clock()
         if self._stopping.is_set():
-            return not_attempted(m.message_id, m.attempt, STOPPING, now), None
-        if now >= due.not_after:
-            return not_attempted(m.message_id, m.attempt, "end reached", now), None
-        if not self._breaker.allow(time.monotonic()):
-            metrics.BREAKER_REJECTED.inc()
-            wait = self._breaker.retry_in(time.monotonic())
-            reason = "provider circuit open"
-            if self._last_failure:
-                reason += f" (last error: {self._last_failure})"
-            retry_at = now + timedelta(seconds=wait)
-            return not_attempted(m.message_id, m.attempt, reason, retry_at), None
+            return not_attempted(m.message_id, m.attempt, STOPPING, now)
+        if owner != self._lease.owner or not self._lease.valid():
+            # The claim may be someone else's by now (or will be before the call ends).
+            return not_attempted(m.message_id, m.attempt, CLAIM_LOST, now)
+        if (refused := refusal(m, due.not_after, now)) is not None:
+            return refused
+        if (held := self._hold.until(now)) is not None:
+            reason = "provider asked to wait (Retry-After)"
+            return not_attempted(m.message_id, m.attempt, reason, held)
+        return None
+
+    async def _send(self, due: MessagesDue, m: DueMessage, owner: UUID) -> Outcome:
+        """Call the provider for one claimed message, or hand it back; returns once the
+        outcome is committed. The concurrency slot is held until then."""
         async with self._slots:
-            # Waiting for a slot, then for the rate limit, can take a while: look again after
-            # each, so that on stop no message waits for a token it will not use.
-            if not self._stopping.is_set():
+            refused = self._refusal(due, m, owner)
+            if refused is None:
                 await self._limiter.acquire()
-            if self._stopping.is_set():
-                return not_attempted(m.message_id, m.attempt, STOPPING, self._clock()), None
-            metrics.IN_FLIGHT.inc()
-            try:
-                result = await self._client.send(m.message_id, m.phone, due.text)
-            finally:
-                metrics.IN_FLIGHT.dec()
+                refused = self._refusal(due, m, owner)
+            if refused is None and not self._breaker.allow(time.monotonic()):
+                # Asked only now, right before the call: a half-open circuit admits exactly the
+                # probe that is really made.
+                metrics.BREAKER_REJECTED.inc()
+                reason = "provider circuit open"
+                if self._last_failure:
+                    reason += f" (last error: {self._last_failure})"
+                wait = self._breaker.retry_in(time.monotonic())
+                refused = not_attempted(
+                    m.message_id, m.attempt, reason, self._clock() + timedelta(seconds=wait)
+                )
+            if refused is not None:
+                outcome = Outcome(due.mailing_id, m.attempt, refused, None, owner)
+            else:
+                outcome = await self._call(due, m, owner)
+            await self._recorder.record(outcome)
+            return outcome
+
+    async def _call(self, due: MessagesDue, m: DueMessage, owner: UUID) -> Outcome:
+        metrics.IN_FLIGHT.inc()
+        try:
+            result = await self._client.send(m.message_id, m.phone, due.text)
+        finally:
+            metrics.IN_FLIGHT.dec()
         self._breaker.record(time.monotonic(), success=not result.retryable)
         if result.retryable:
             self._last_failure = result.error
+        now = self._clock()
+        if result.retry_after_s:
+            self._hold.hold(now + timedelta(seconds=result.retry_after_s))
         metrics.observe(result)
-        return judge(
-            m.message_id, m.attempt, result, self._clock(), self._policy, self._rng
-        ), result
-
-    async def _record(self, mailing_id: int, outcomes: list[Outcome]) -> None:
-        delivered: list[DeliveredMessage] = []
-        failed: list[FailedAttempt] = []
-        undelivered: list[UndeliveredMessage] = []
-        attempts: list[tuple[int, int, str, int | None, str | None]] = []
-        for verdict, result in outcomes:
-            if isinstance(verdict, DeliveredMessage):
-                delivered.append(verdict)
-            elif isinstance(verdict, FailedAttempt):
-                failed.append(verdict)
-            else:
-                undelivered.append(verdict)
-            if result is not None:  # a provider call was made: remember it
-                attempt = (
-                    verdict.attempt if isinstance(verdict, DeliveredMessage) else verdict.attempts
-                )
-                attempts.append(
-                    (
-                        verdict.message_id,
-                        attempt,
-                        result.outcome.value,
-                        result.status,
-                        result.error,
-                    )
-                )
-        events: list[Event] = []
-        if delivered:
-            events.append(
-                MessagesDelivered(
-                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=delivered
-                )
-            )
-        if failed:
-            events.append(
-                MessageAttemptsFailed(
-                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=failed
-                )
-            )
-        if undelivered:
-            events.append(
-                MessagesUndelivered(
-                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=undelivered
-                )
-            )
-        async with self._pool.acquire() as conn, appending(conn):
-            await _insert_attempts(conn, attempts)
-            await append_new_streams(conn, events)
-        log.info("batch_dispatched", mailing_id=mailing_id, delivered=len(delivered),
-                 failed=len(failed), undelivered=len(undelivered))  # fmt: skip
-        if log.is_enabled_for(logging.DEBUG):
-            _log_outcomes(mailing_id, outcomes)
+        verdict = judge(m.message_id, m.attempt, result, now, self._policy, self._rng)
+        return Outcome(due.mailing_id, m.attempt, verdict, result, owner)
 
 
 def _log_outcomes(mailing_id: int, outcomes: list[Outcome]) -> None:
-    for verdict, result in outcomes:
+    for o in outcomes:
+        verdict, result = o.verdict, o.result
         call: dict[str, Any] = {}
         if result is not None:
             call = {"status": result.status, "latency_ms": round(result.latency_s * 1000, 1)}
@@ -206,8 +257,8 @@ def _log_outcomes(mailing_id: int, outcomes: list[Outcome]) -> None:
         if isinstance(verdict, DeliveredMessage):
             log.debug("message_sent", **ids, attempt=verdict.attempt, **call)
         elif isinstance(verdict, FailedAttempt):
-            # Handed back without a call (paused, end reached, circuit open): the attempt it
-            # was due for is still to come.
+            # Handed back without a call (paused, outside the window, circuit open): the
+            # attempt it was due for is still to come.
             attempt = verdict.attempts if result is not None else verdict.attempts + 1
             log.debug(
                 "message_attempt_failed",
@@ -222,38 +273,3 @@ def _log_outcomes(mailing_id: int, outcomes: list[Outcome]) -> None:
             log.debug(
                 "message_undelivered", **ids, attempt=verdict.attempts, error=verdict.error, **call
             )
-
-
-async def _not_yet_sent(conn: Connection, due: MessagesDue) -> list[DueMessage]:
-    """The due messages still to send: a redelivered batch (dispatcher killed after sending,
-    before acking) must not call the provider again for attempts already made, nor for
-    messages already settled."""
-    rows = await conn.fetch(
-        "SELECT message_id, max(attempt) AS attempt,"
-        " bool_or(outcome <> 'retryable') AS settled"
-        " FROM dispatcher_attempts WHERE message_id = ANY($1) GROUP BY message_id",
-        [m.message_id for m in due.messages],
-    )
-    done = {r["message_id"]: r for r in rows}
-    todo = []
-    for m in due.messages:
-        r = done.get(m.message_id)
-        if r is None or (not r["settled"] and r["attempt"] < m.attempt):
-            todo.append(m)
-    if skipped := len(due.messages) - len(todo):
-        metrics.SKIPPED.inc(skipped)
-    return todo
-
-
-async def _insert_attempts(
-    conn: Connection, rows: list[tuple[int, int, str, int | None, str | None]]
-) -> None:
-    if rows:
-        await conn.execute(
-            """
-            INSERT INTO dispatcher_attempts (message_id, attempt, outcome, status, error)
-            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[])
-            ON CONFLICT (message_id, attempt) DO NOTHING
-            """,
-            *map(list, zip(*rows, strict=True)),
-        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from dispatcher.provider import SendResult
+from dispatcher.provider import MISCONFIGURATION, SendResult
 
 CALLS = Counter(
     "dispatcher_provider_calls_total", "Calls to the SMS provider by outcome", ["outcome"]
@@ -25,6 +25,10 @@ BREAKER_REJECTED = Counter(
 BREAKER_STATE = Gauge(
     "dispatcher_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)"
 )
+MISCONFIGURED = Counter(
+    "dispatcher_provider_misconfigured_total",
+    "Provider answers that say the platform's settings are wrong (401, 403, 404, 405)",
+)
 RATE_LIMIT_WAIT = Counter(
     "dispatcher_rate_limit_wait_seconds_total", "Seconds spent waiting for the send-rate limit"
 )
@@ -35,3 +39,5 @@ def observe(result: SendResult) -> None:
     LATENCY.observe(result.latency_s)
     if result.retryable:
         RETRIES.inc()
+    if result.status in MISCONFIGURATION:
+        MISCONFIGURED.inc()

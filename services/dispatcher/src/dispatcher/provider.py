@@ -17,6 +17,7 @@ import orjson
 import structlog
 
 __all__ = [
+    "MISCONFIGURATION",
     "Outcome",
     "ProviderClient",
     "SendResult",
@@ -106,6 +107,10 @@ def _with_reason(prefix: str, body: bytes) -> str:
     return message if len(message) <= _MAX_REASON else message[: _MAX_REASON - 1] + "…"
 
 
+# Answers that mean the platform's provider settings are wrong, not the message.
+MISCONFIGURATION = (401, 403, 404, 405)
+
+
 def classify_response(
     status: int, body: bytes, retry_after: str | None, *, now: float, latency_s: float
 ) -> SendResult:
@@ -116,9 +121,10 @@ def classify_response(
       send (a proxy's page, a truncated answer); the retry carries the same id, so the provider
       can tell it is one message.
     - 429, 408 and every 5xx: retryable, honouring Retry-After.
-    - 401 and 403: retryable, not rejected. They say the token is wrong, which is no fault of
-      the message; rejecting would fail every message of every mailing until someone fixes the
-      configuration, while retrying (under the circuit breaker) loses nothing.
+    - 401, 403, 404 and 405: retryable, not rejected. They say the token or the URL is wrong
+      (``MISCONFIGURATION``), which is no fault of the message; rejecting would fail every
+      message of every mailing until someone fixes the configuration, while retrying (the
+      circuit breaker opens, and an alert fires) loses nothing.
     - any other 4xx: rejected with the provider's reason.
     - anything else (1xx, 3xx: redirects are not followed): retryable.
     """
@@ -135,7 +141,7 @@ def classify_response(
             error = _with_reason(f"HTTP 200 code {code}", body)
             return SendResult(Outcome.REJECTED, status, error, None, latency_s)
         return SendResult(Outcome.RETRYABLE, status, "HTTP 200: unreadable body", wait, latency_s)
-    if 400 <= status < 500 and status not in (401, 403, 408, 429):
+    if 400 <= status < 500 and status not in (*MISCONFIGURATION, 408, 429):
         return SendResult(
             Outcome.REJECTED, status, _with_reason(f"HTTP {status}", body), None, latency_s
         )

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,11 +14,14 @@ import asyncpg
 import pytest
 
 from dispatcher.breaker import CircuitBreaker
+from dispatcher.claims import OwnerLease
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
 from dispatcher.holds import handle_holds
 from dispatcher.provider import ProviderClient
+from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
+from dispatcher.recorder import OutcomeRecorder
 from fake_provider import RunningProvider, Settings, running
 from sms_events.contracts import DueMessage, MailingPaused, MailingResumed, MessagesDue
 from sms_events.testing.factories import envelope_for
@@ -33,16 +36,23 @@ async def provider() -> AsyncIterator[RunningProvider]:
 
 
 _clients: list[ProviderClient] = []
+_background: list[asyncio.Task[None]] = []
+_done = asyncio.Event()
 
 
 @pytest.fixture(autouse=True)
 async def _close_clients() -> AsyncIterator[None]:
+    global _done
+    _done = asyncio.Event()
     yield
+    _done.set()
+    await asyncio.gather(*_background)
+    _background.clear()
     while _clients:
         await _clients.pop().close()
 
 
-def _dispatcher(
+async def _dispatcher(
     pool: asyncpg.Pool,
     url: str,
     *,
@@ -50,9 +60,17 @@ def _dispatcher(
     max_attempts: int = 0,
     concurrency: int = 10,
     stopping: asyncio.Event | None = None,
+    lease: OwnerLease | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Dispatcher:
+    """A dispatcher as one process runs it: its own owner lease, recorder and provider hold."""
     client = ProviderClient(url, TOKEN, concurrency=concurrency, timeout_s=2)
     _clients.append(client)
+    if lease is None:
+        lease = OwnerLease(pool, ttl_s=30)
+        await lease.renew()
+    recorder = OutcomeRecorder(pool, interval_s=0.002)
+    _background.append(asyncio.create_task(recorder.run(_done)))
     return Dispatcher(
         pool,
         client,
@@ -60,8 +78,12 @@ def _dispatcher(
         breaker or CircuitBreaker(failure_threshold=100),
         RetryPolicy(base_s=1, cap_s=10, max_attempts=max_attempts),
         concurrency=concurrency,
+        lease=lease,
+        recorder=recorder,
+        provider_hold=ProviderHold(pool),
         rng=random.Random(1),
         stopping=stopping,
+        **({"clock": clock} if clock else {}),
     )
 
 
@@ -71,7 +93,11 @@ def _behave(provider: RunningProvider, **changes: float) -> None:
 
 
 def _due(
-    n: int = 3, attempt: int = 1, not_after: datetime | None = None
+    n: int = 3,
+    attempt: int = 1,
+    not_after: datetime | None = None,
+    due_at: datetime | None = None,
+    closes_at: datetime | None = None,
 ) -> tuple[MessagesDue, list[int]]:
     mailing_id = random.randint(10**9, 10**12)
     ids = [random.randint(10**9, 10**15) for _ in range(n)]
@@ -81,7 +107,15 @@ def _due(
         text="hello",
         not_after=not_after or datetime.now(UTC) + timedelta(hours=1),
         messages=[
-            DueMessage(message_id=m, client_id=m, phone="79991234567", attempt=attempt) for m in ids
+            DueMessage(
+                message_id=m,
+                client_id=m,
+                phone="79991234567",
+                attempt=attempt,
+                due_at=due_at,
+                closes_at=closes_at,
+            )
+            for m in ids
         ],
     )
     return event, ids
@@ -103,7 +137,7 @@ async def test_delivers_and_never_calls_again_when_the_batch_is_redelivered(
 ) -> None:
     due, ids = _due()
     env = envelope_for(due)
-    dispatcher = _dispatcher(pool, provider.url)
+    dispatcher = await _dispatcher(pool, provider.url)
     await dispatcher.handle(env)
     await dispatcher.handle(env)  # redelivered after a crash before the ack
     results = await _results(pool, due.mailing_id)
@@ -117,7 +151,7 @@ async def test_a_5xx_is_handed_back_for_a_later_attempt(
     _behave(provider, failure_rate=1.0)
     due, _ids = _due(n=1)
     before = datetime.now(UTC)
-    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     (failed,) = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert failed["attempts"] == 1 and failed["error"] == "HTTP 500"
     retry_at = datetime.fromisoformat(failed["retry_at"])
@@ -129,13 +163,13 @@ async def test_a_400_is_final_and_the_attempt_limit_too(
 ) -> None:
     _behave(provider, reject_rate=1.0)
     due, _ = _due(n=1)
-    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
     assert nd["attempts"] == 1 and nd["error"].startswith("HTTP 400")
 
     _behave(provider, reject_rate=0.0, failure_rate=1.0)
     due, _ids = _due(n=1, attempt=3)
-    await _dispatcher(pool, provider.url, max_attempts=3).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url, max_attempts=3)).handle(envelope_for(due))
     (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
     assert (nd["attempts"], nd["error"]) == (3, "HTTP 500")
 
@@ -144,14 +178,14 @@ async def test_end_reached_and_open_circuit_hand_messages_back_without_a_call(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     due, ids = _due(n=1, not_after=datetime.now(UTC) - timedelta(seconds=1))
-    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     (late,) = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert (late["attempts"], late["error"]) == (0, "end reached")
 
     breaker = CircuitBreaker(failure_threshold=1, cooldown_s=30)
     breaker.record(time.monotonic(), success=False)
     due, ids = _due(n=2)
-    await _dispatcher(pool, provider.url, breaker=breaker).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url, breaker=breaker)).handle(envelope_for(due))
     held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "provider circuit open")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
@@ -164,7 +198,7 @@ async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
     paused = MailingPaused(mailing_id=due.mailing_id, paused_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
         await handle_holds(conn, [envelope_for(paused)])
-    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "mailing paused")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
@@ -172,7 +206,7 @@ async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
     resumed = MailingResumed(mailing_id=due.mailing_id, resumed_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
         await handle_holds(conn, [envelope_for(resumed)])
-    await _dispatcher(pool, provider.url).handle(envelope_for(due))
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
 
@@ -182,7 +216,7 @@ async def test_on_stop_the_calls_in_flight_finish_and_the_rest_are_handed_back_u
 ) -> None:
     _behave(provider, latency_ms=300)
     stopping = asyncio.Event()
-    dispatcher = _dispatcher(pool, provider.url, concurrency=2, stopping=stopping)
+    dispatcher = await _dispatcher(pool, provider.url, concurrency=2, stopping=stopping)
     due, ids = _due(n=6)
     handling = asyncio.create_task(dispatcher.handle(envelope_for(due)))
     await asyncio.sleep(0.1)  # two calls in flight, four waiting for a slot
@@ -197,3 +231,122 @@ async def test_on_stop_the_calls_in_flight_finish_and_the_rest_are_handed_back_u
     assert {(m["attempts"], m["error"]) for m in back} == {(0, "dispatcher stopping")}
     calls = {m: provider.provider.journal.message(m)["count"] for m in ids}
     assert calls == {m: int(m in sent) for m in ids}
+
+
+async def test_two_copies_of_a_due_event_on_two_dispatchers_call_once(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    _behave(provider, latency_ms=100)
+    due, ids = _due(n=20)
+    env = envelope_for(due)
+    one, two = await _dispatcher(pool, provider.url), await _dispatcher(pool, provider.url)
+    await asyncio.gather(one.handle(env), two.handle(env), one.handle(env))
+    assert [provider.provider.journal.message(m)["count"] for m in ids] == [1] * len(ids)
+    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+    assert sorted(m["message_id"] for m in delivered) == sorted(ids)
+
+
+async def test_claims_of_a_dead_dispatcher_are_taken_over_after_its_lease(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    due, ids = _due(n=4)
+    dead = OwnerLease(pool, ttl_s=3)
+    await dead.renew()
+    # It claimed every message, then was killed before any outcome was recorded.
+    await pool.execute(
+        "INSERT INTO dispatcher_attempts (message_id, attempt, owner)"
+        " SELECT unnest($1::bigint[]), 1, $2",
+        ids,
+        dead.owner,
+    )
+    started = time.monotonic()
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
+    assert time.monotonic() - started >= 2  # waited for the dead owner's lease
+    assert [provider.provider.journal.message(m)["count"] for m in ids] == [1] * len(ids)
+    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+    assert sorted(m["message_id"] for m in delivered) == sorted(ids)
+
+
+async def test_a_call_starts_only_inside_the_send_slot(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    now = datetime.now(UTC)
+    closed, closed_ids = _due(n=2, due_at=now - timedelta(hours=1), closes_at=now)
+    soon = now + timedelta(minutes=5)
+    early, early_ids = _due(n=1, due_at=soon, closes_at=soon + timedelta(hours=1))
+    dispatcher = await _dispatcher(pool, provider.url)
+    await dispatcher.handle(envelope_for(closed))
+    await dispatcher.handle(envelope_for(early))
+    back = (await _results(pool, closed.mailing_id))["messages.attempt_failed"]
+    assert {(m["attempts"], m["error"]) for m in back} == {(0, "outside the send window")}
+    (wait,) = (await _results(pool, early.mailing_id))["messages.attempt_failed"]
+    assert datetime.fromisoformat(wait["retry_at"]) == soon
+    assert all(provider.provider.journal.message(m)["count"] == 0 for m in closed_ids + early_ids)
+    # Handed back unsent, the claims are released: the next hand-over in the slot calls.
+    slot, _ = _due(n=1)
+    again = slot.model_copy(
+        update={"messages": [m.model_copy(update={"due_at": None, "closes_at": None})
+                             for m in closed.messages]}
+    )  # fmt: skip
+    await dispatcher.handle(envelope_for(again))
+    assert all(provider.provider.journal.message(m)["count"] == 1 for m in closed_ids)
+
+
+async def test_the_window_is_checked_after_the_wait_for_a_slot(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    # One slot, 300 ms calls, the window closes 450 ms from now: the first two calls start in
+    # time, the third would start after the close and is handed back.
+    _behave(provider, latency_ms=300)
+    closes = datetime.now(UTC) + timedelta(milliseconds=450)
+    due, ids = _due(n=3, due_at=datetime.now(UTC) - timedelta(seconds=1), closes_at=closes)
+    await (await _dispatcher(pool, provider.url, concurrency=1)).handle(envelope_for(due))
+    results = await _results(pool, due.mailing_id)
+    assert len(results["messages.delivered"]) == 2
+    (back,) = results["messages.attempt_failed"]
+    assert back["error"] == "outside the send window"
+    journal = provider.provider.journal
+    assert sum(journal.message(m)["count"] for m in ids) == 2
+
+
+async def test_a_lost_lease_hands_claimed_messages_back_without_a_call(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    lease = OwnerLease(pool, ttl_s=3)  # never renewed: not valid
+    due, ids = _due(n=2)
+    await (await _dispatcher(pool, provider.url, lease=lease)).handle(envelope_for(due))
+    back = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    assert {(m["attempts"], m["error"]) for m in back} == {(0, "dispatcher lease lost")}
+    assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
+
+
+async def test_retry_after_holds_every_replica(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    _behave(provider, rate_429=1.0)
+    due, _ = _due(n=1)
+    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
+    _behave(provider, rate_429=0.0)
+    other = await _dispatcher(pool, provider.url)
+    await other._hold.refresh()  # what its refresh loop does twice a second
+    due, ids = _due(n=2)
+    await other.handle(envelope_for(due))
+    back = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    assert {m["error"] for m in back} == {"provider asked to wait (Retry-After)"}
+    assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
+
+
+async def test_404_opens_the_circuit_instead_of_failing_each_message(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=30)
+    due, _ = _due(n=10)
+    dispatcher = await _dispatcher(
+        pool, provider.url + "/no-such-path", breaker=breaker, concurrency=1
+    )
+    await dispatcher.handle(envelope_for(due))
+    results = await _results(pool, due.mailing_id)
+    assert "messages.undelivered" not in results
+    errors = [m["error"] for m in results["messages.attempt_failed"]]
+    assert errors.count("HTTP 404") == 3
+    assert all(e.startswith("provider circuit open") for e in errors if e != "HTTP 404")

@@ -317,7 +317,7 @@ def test_a_200_without_the_probe_answer_is_retryable(body: bytes) -> None:
     assert (result.outcome, result.error) == (Outcome.RETRYABLE, "HTTP 200: unreadable body")
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 401, 403, 302, 101])
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 401, 403, 404, 405, 302, 101])
 def test_server_errors_throttling_and_auth_are_retryable(status: int) -> None:
     result = classify(status, b"whatever")
     assert (result.outcome, result.status, result.error) == (
@@ -331,7 +331,7 @@ def test_server_errors_throttling_and_auth_are_retryable(status: int) -> None:
     ("status", "body", "error"),
     [
         (400, b'{"code": 1, "message": "invalid phone"}', "HTTP 400: invalid phone"),
-        (404, b"Not Found", "HTTP 404: Not Found"),
+        (409, b"Conflict", "HTTP 409: Conflict"),
         (422, b"", "HTTP 422"),
         (400, b'{"code": 1}', 'HTTP 400: {"code": 1}'),
     ],

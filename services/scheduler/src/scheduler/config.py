@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
     scheduler_handover_batch: int = Field(
         default=2000, ge=1, description="Messages handed over per transaction"
     )
+    scheduler_resolve_chunk: int = Field(
+        default=5000,
+        ge=1,
+        description="Clients resolved per transaction when a mailing's audience is resolved",
+    )
     scheduler_max_in_flight: int = Field(
         default=5000,
         ge=1,

@@ -31,6 +31,7 @@ async def start(rt: Runtime) -> None:
     timer = Timer(
         rt.pool,
         batch=settings.scheduler_handover_batch,
+        resolve_chunk=settings.scheduler_resolve_chunk,
         max_in_flight=settings.scheduler_max_in_flight,
         tick=settings.scheduler_tick_s,
         lease=timedelta(seconds=settings.scheduler_lease_s),

@@ -12,23 +12,23 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 import asyncpg
 import structlog
 
+from scheduler.domain import MailingStatus, MessageState, ResolutionMode, Unsent, settled_state
 from scheduler.resolution import (
-    MESSAGES_PER_EVENT,
-    Mailing,
+    Scope,
     cancelled_events,
     load_mailing,
     load_mailings,
+    message_events,
+    request_resolution,
     resolve,
     resolve_started,
+    settled_events,
     withdrawn_events,
 )
-from scheduler.window import send_time, send_window
-from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -42,30 +42,28 @@ from sms_events.contracts import (
     MailingUpdated,
     MessageAttemptsFailed,
     MessagesDelivered,
+    MessagesRescheduled,
     MessagesUndelivered,
-    UndeliveredMessage,
+    ScheduledMessage,
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.store import append_new_streams
 from sms_events.tracing import traced
 
-__all__ = ["Failure", "handle_batch", "settle"]
+__all__ = ["Clock", "handle_batch", "settle"]
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 
-
-class Failure(Protocol):
-    """A message that could not be sent: a FailedAttempt, or an unsent one at the end."""
-
-    @property
-    def message_id(self) -> int: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def error(self) -> str: ...
+_SCHEDULED = MessageState.SCHEDULED.value
+_HANDED_OVER = MessageState.HANDED_OVER.value
+_DELIVERED = MessageState.DELIVERED.value
+_UNDELIVERED = MessageState.UNDELIVERED.value
+_CANCELLED = MessageState.CANCELLED.value
+_ACTIVE = MailingStatus.ACTIVE.value
+_PAUSED = MailingStatus.PAUSED.value
 
 
 def _now() -> datetime:
@@ -153,13 +151,13 @@ def _columns(upserts: list[tuple[int, Event]]) -> tuple[list[object], ...]:
 async def _follow_clients(conn: Connection, client_ids: list[int], now: datetime) -> None:
     """Mailings not started yet follow the base; started ones reschedule clients who moved."""
     for mailing in await load_mailings(
-        conn, "g.status IN ('active', 'paused') AND g.datetime_start > $1", now
+        conn, f"g.status IN ('{_ACTIVE}', '{_PAUSED}') AND g.datetime_start > $1", now
     ):
-        await resolve(conn, mailing, client_ids=client_ids)
+        await resolve(conn, mailing, now, scope=Scope(client_ids=client_ids))
     for mailing in await load_mailings(
         conn,
         "g.datetime_start <= $2 AND g.mailing_id IN (SELECT m.mailing_id FROM scheduler_messages m"
-        " WHERE m.client_id = ANY($1) AND m.state = 'scheduled')",
+        f" WHERE m.client_id = ANY($1) AND m.state = '{_SCHEDULED}')",
         client_ids,
         now,
     ):
@@ -175,9 +173,9 @@ async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: date
     # Not started: the client simply leaves the audience. Started: its unsent message is
     # cancelled (it was part of the fixed audience and stays counted).
     left = await conn.fetch(
-        """
+        f"""
         DELETE FROM scheduler_messages m USING scheduler_mailings g
-        WHERE m.mailing_id = g.mailing_id AND m.client_id = ANY($1) AND m.state = 'scheduled'
+        WHERE m.mailing_id = g.mailing_id AND m.client_id = ANY($1) AND m.state = '{_SCHEDULED}'
           AND g.datetime_start > $2
         RETURNING m.mailing_id, m.message_id
         """,
@@ -185,13 +183,14 @@ async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: date
         now,
     )
     gone = await conn.fetch(
-        """
-        UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()
-        WHERE client_id = ANY($1) AND state = 'scheduled'
+        f"""
+        UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()
+        WHERE client_id = ANY($1) AND state = '{_SCHEDULED}'
         RETURNING mailing_id, message_id
         """,
         client_ids,
     )
+    await conn.execute("DELETE FROM scheduler_left_out WHERE client_id = ANY($1)", client_ids)
     events: list[Event] = []
     for mailing_id, ids in _by_mailing(left).items():
         events += withdrawn_events(mailing_id, ids)
@@ -213,6 +212,10 @@ def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
 async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
     assert isinstance(event, MailingScheduled | MailingUpdated)
+    start_before = await conn.fetchval(
+        "SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE",
+        event.mailing_id,
+    )
     row = await conn.fetchrow(
         """
         INSERT INTO scheduler_mailings AS g (mailing_id, text, datetime_start, datetime_end,
@@ -222,8 +225,7 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
            SET text = excluded.text, datetime_start = excluded.datetime_start,
                datetime_end = excluded.datetime_end, window_start = excluded.window_start,
                window_end = excluded.window_end, client_filter = excluded.client_filter,
-               version = excluded.version, swept = g.swept AND excluded.datetime_end <= now(),
-               updated_at = now()
+               version = excluded.version, updated_at = now()
          WHERE g.version < excluded.version
         RETURNING mailing_id
         """,
@@ -240,43 +242,43 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
         return  # an older version than we already have
     mailing = await load_mailing(conn, event.mailing_id)
     assert mailing is not None
-    if mailing.status in ("cancelled", "deleted"):
+    if mailing.stopped:
         return
-    if not mailing.started(now):
-        await resolve(conn, mailing)
+    # The gateway accepts any edit before the start; one it accepted then is applied in full
+    # even when it reaches us after the start (the audience is fixed from the next step on).
+    accepted_before_start = start_before is not None and env.time < start_before
+    if not mailing.started(now) or (isinstance(event, MailingUpdated) and accepted_before_start):
+        mode = ResolutionMode.FOLLOW_BASE
     elif isinstance(event, MailingScheduled):
         # Created after its start: resolve once; from now on the audience is fixed.
-        await resolve(conn, mailing, follow_base=False)
+        mode = ResolutionMode.ADD_MISSING
+    else:
+        # Edited after the start: only the end can have moved. The slots of messages already
+        # timed stay right (a call never starts after the end, which the dispatcher checks);
+        # clients left out for want of a send moment may have one now.
+        mode = ResolutionMode.LEFT_OUT
+    await request_resolution(conn, mailing.mailing_id, mode)
 
 
 async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:
+    # The timer deletes its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingDeleted)
-    await _set_status(conn, event.mailing_id, "deleted")
-    await conn.execute(
-        "DELETE FROM scheduler_messages WHERE mailing_id = $1 AND state = 'scheduled'",
-        event.mailing_id,
-    )
+    await _set_status(conn, event.mailing_id, MailingStatus.DELETED)
 
 
 async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) -> None:
+    # The timer cancels its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingCancelled)
-    await _set_status(conn, event.mailing_id, "cancelled")
-    rows = await conn.fetch(
-        "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
-        " WHERE mailing_id = $1 AND state = 'scheduled' RETURNING message_id",
-        event.mailing_id,
-    )
-    ids = [r["message_id"] for r in rows]
-    await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
+    await _set_status(conn, event.mailing_id, MailingStatus.CANCELLED)
 
 
 async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
     assert isinstance(event, MailingPaused | MailingResumed)
     # Pausing holds an active mailing; resuming releases a paused one; nothing else changes.
-    new, old = ("paused", "active") if isinstance(event, MailingPaused) else ("active", "paused")
+    new, old = (_PAUSED, _ACTIVE) if isinstance(event, MailingPaused) else (_ACTIVE, _PAUSED)
     await conn.execute(
         "UPDATE scheduler_mailings SET status = $2, updated_at = now()"
         " WHERE mailing_id = $1 AND status = $3",
@@ -286,17 +288,17 @@ async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: da
     )
 
 
-async def _set_status(conn: Connection, mailing_id: int, status: str) -> None:
+async def _set_status(conn: Connection, mailing_id: int, status: MailingStatus) -> None:
     # The mailing may not be known yet (events of another stream raced ahead): remember it.
     await conn.execute(
         """
         INSERT INTO scheduler_mailings (mailing_id, text, datetime_start, datetime_end, status,
                                         version)
         VALUES ($1, '', 'epoch', 'epoch', $2, 0)
-        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, updated_at = now()
+        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, swept = false, updated_at = now()
         """,
         mailing_id,
-        status,
+        status.value,
     )
 
 
@@ -307,8 +309,8 @@ async def _on_delivered(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
     assert isinstance(event, MessagesDelivered)
     await conn.execute(
-        """
-        UPDATE scheduler_messages m SET state = 'delivered', attempts = u.attempt,
+        f"""
+        UPDATE scheduler_messages m SET state = '{_DELIVERED}', attempts = u.attempt,
                updated_at = now()
         FROM unnest($1::bigint[], $2::int[]) AS u(message_id, attempt)
         WHERE m.message_id = u.message_id
@@ -322,11 +324,11 @@ async def _on_undelivered(conn: Connection, env: Envelope, now: datetime) -> Non
     event = env.payload()
     assert isinstance(event, MessagesUndelivered)
     await conn.execute(
-        """
-        UPDATE scheduler_messages m SET state = 'undelivered', attempts = u.attempts,
+        f"""
+        UPDATE scheduler_messages m SET state = '{_UNDELIVERED}', attempts = u.attempts,
                last_error = u.error, updated_at = now()
         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
-        WHERE m.message_id = u.message_id AND m.state <> 'delivered'
+        WHERE m.message_id = u.message_id AND m.state <> '{_DELIVERED}'
         """,
         [m.message_id for m in event.messages],
         [m.attempts for m in event.messages],
@@ -335,18 +337,18 @@ async def _on_undelivered(conn: Connection, env: Envelope, now: datetime) -> Non
 
 
 async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) -> None:
-    """Put each message back on the timer at its retry time, inside the client's window and
-    before the end; when no such moment is left the message is settled: ND with the last
-    error when the provider was tried, CA when it never was."""
+    """Put each message back on the timer in its client's next send slot from its retry time
+    (never from before now); when no slot is left before the end the message is settled: ND
+    with the last error when the provider was tried, CA when it never was."""
     event = env.payload()
     assert isinstance(event, MessageAttemptsFailed)
     mailing = await load_mailing(conn, event.mailing_id)
     failures = {f.message_id: f for f in event.messages}
-    if mailing is None or mailing.status in ("cancelled", "deleted"):
+    if mailing is None or mailing.stopped:
         # Stopped while these were with the dispatcher: unsent, so cancelled like the rest.
         rows = await conn.fetch(
-            "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
-            " WHERE message_id = ANY($1) AND state IN ('handed_over', 'scheduled')"
+            f"UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()"
+            f" WHERE message_id = ANY($1) AND state IN ('{_HANDED_OVER}', '{_SCHEDULED}')"
             " RETURNING message_id",
             list(failures),
         )
@@ -354,24 +356,31 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
         return
     rows = await conn.fetch(
-        "SELECT m.message_id, m.attempts, m.last_error, c.time_zone FROM scheduler_messages m"
+        "SELECT m.message_id, m.client_id, m.attempts, m.last_error, c.time_zone"
+        " FROM scheduler_messages m"
         " LEFT JOIN scheduler_clients c USING (client_id)"
-        " WHERE m.message_id = ANY($1) AND m.state IN ('handed_over', 'scheduled')",
+        f" WHERE m.message_id = ANY($1) AND m.state IN ('{_HANDED_OVER}', '{_SCHEDULED}')",
         list(failures),
     )
-    retry: list[tuple[int, datetime]] = []
-    give_up: list[int] = []
+    retry: list[tuple[int, datetime, datetime]] = []
+    give_up: list[Unsent] = []
+    clients = {r["message_id"]: r["client_id"] for r in rows}
     for r in rows:
         f = failures[r["message_id"]]
+        error = f.error
         if f.attempts <= r["attempts"] and r["last_error"]:
-            # Handed back without a provider call (end reached, circuit open, paused): the
+            # Handed back without a provider call (window closed, circuit open, paused): the
             # provider's last answer stays the message's last error.
-            f = failures[f.message_id] = f.model_copy(update={"error": r["last_error"]})
-        due = _retry_time(mailing, r["time_zone"], f.retry_at)
-        if due is None:
-            give_up.append(f.message_id)
+            error = r["last_error"]
+        # A deleted client has no zone and no slot left.
+        slot = (
+            mailing.slots([zone], max(f.retry_at, now))[zone] if (zone := r["time_zone"]) else None
+        )
+        if slot is None:
+            give_up.append(Unsent(f.message_id, f.attempts, error))
         else:
-            retry.append((f.message_id, due))
+            retry.append((f.message_id, slot.opens, slot.closes))
+            failures[f.message_id] = f.model_copy(update={"error": error})
     log.info(
         "attempts_failed_recorded",
         mailing_id=event.mailing_id,
@@ -381,7 +390,7 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
     )
     if retry:
         if log.is_enabled_for(logging.DEBUG):
-            for m, due in retry:
+            for m, due, _ in retry:
                 log.debug(
                     "message_scheduled",
                     message_id=m,
@@ -391,94 +400,70 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
                     retry=True,
                 )
         await conn.execute(
-            """
-            UPDATE scheduler_messages m SET state = 'scheduled', due_at = u.due,
-                   attempts = u.attempts, last_error = u.error, handed_over_at = NULL,
-                   updated_at = now()
-            FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::text[])
-                 AS u(message_id, due, attempts, error)
+            f"""
+            UPDATE scheduler_messages m SET state = '{_SCHEDULED}', due_at = u.due,
+                   closes_at = u.closes, attempts = u.attempts, last_error = u.error,
+                   handed_over_at = NULL, updated_at = now()
+            FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::int[],
+                        $5::text[]) AS u(message_id, due, closes, attempts, error)
             WHERE m.message_id = u.message_id
             """,
-            [m for m, _ in retry],
-            [d for _, d in retry],
-            [failures[m].attempts for m, _ in retry],
-            [failures[m].error for m, _ in retry],
+            [m for m, _, _ in retry],
+            [d for _, d, _ in retry],
+            [c for _, _, c in retry],
+            [failures[m].attempts for m, _, _ in retry],
+            [failures[m].error for m, _, _ in retry],
         )
+        # Where the window moved a retry past its retry_at, say when it is really due.
+        moved = [
+            ScheduledMessage(message_id=m, client_id=clients[m], due_at=due, closes_at=closes)
+            for m, due, closes in retry
+            if due != failures[m].retry_at
+        ]
+        await append_new_streams(conn, message_events(MessagesRescheduled, event.mailing_id, moved))
     if give_up:
-        await settle(conn, event.mailing_id, [failures[m] for m in give_up], now)
-
-
-def _retry_time(mailing: Mailing, zone: str | None, retry_at: datetime) -> datetime | None:
-    if zone is None:  # the client was deleted meanwhile
-        return None
-    return send_time(
-        mailing.datetime_start,
-        mailing.datetime_end,
-        send_window(mailing.window_start, mailing.window_end),
-        zone,
-        not_before=retry_at,
-    )
+        await settle(conn, event.mailing_id, give_up, now)
 
 
 async def settle(
     conn: Connection,
     mailing_id: int,
-    failures: Sequence[Failure],
+    unsent: Sequence[Unsent],
     now: datetime,
 ) -> None:
     """Final state for messages with no send moment left: ND if tried, CA if never tried."""
-    tried = [f for f in failures if f.attempts > 0]
-    untried = [f.message_id for f in failures if f.attempts == 0]
-    if failures:
-        log.info(
-            "messages_settled",
-            mailing_id=mailing_id,
-            undelivered=len(tried),
-            cancelled=len(untried),
-        )
+    if not unsent:
+        return
+    tried = [u for u in unsent if settled_state(u.attempts) is MessageState.UNDELIVERED]
+    untried = [u.message_id for u in unsent if u.attempts == 0]
+    log.info(
+        "messages_settled", mailing_id=mailing_id, undelivered=len(tried), cancelled=len(untried)
+    )
     if log.is_enabled_for(logging.DEBUG):
-        for f in failures:
+        for u in unsent:
             log.debug(
                 "message_settled",
-                message_id=f.message_id,
+                message_id=u.message_id,
                 mailing_id=mailing_id,
-                attempt=f.attempts,
-                status="ND" if f.attempts else "CA",
-                error=f.error,
+                attempt=u.attempts,
+                status="ND" if u.attempts else "CA",
+                error=u.error,
             )
-    if tried:
-        await conn.execute(
-            """
-            UPDATE scheduler_messages m SET state = 'undelivered', attempts = u.attempts,
-                   last_error = u.error, updated_at = now()
-            FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
-            WHERE m.message_id = u.message_id
-            """,
-            [f.message_id for f in tried],
-            [f.attempts for f in tried],
-            [f.error for f in tried],
-        )
-    if untried:
-        await conn.execute(
-            "UPDATE scheduler_messages SET state = 'cancelled', updated_at = now()"
-            " WHERE message_id = ANY($1)",
-            untried,
-        )
-    events: list[Event] = [
-        MessagesUndelivered(
-            mailing_id=mailing_id,
-            batch_id=new_batch_id(),
-            messages=[
-                UndeliveredMessage(
-                    message_id=f.message_id, attempts=f.attempts, error=f.error, failed_at=now
-                )
-                for f in part
-            ],
-        )
-        for part in chunks(tried, MESSAGES_PER_EVENT)
-    ]
-    events += cancelled_events(mailing_id, untried, "end reached")
-    await append_new_streams(conn, events)
+    await conn.execute(
+        f"""
+        UPDATE scheduler_messages m
+           SET state = CASE WHEN u.attempts > 0 THEN '{_UNDELIVERED}' ELSE '{_CANCELLED}' END,
+               attempts = u.attempts,
+               last_error = CASE WHEN u.attempts > 0 THEN u.error ELSE m.last_error END,
+               updated_at = now()
+        FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
+        WHERE m.message_id = u.message_id
+        """,
+        [u.message_id for u in unsent],
+        [u.attempts for u in unsent],
+        [u.error for u in unsent],
+    )
+    await append_new_streams(conn, settled_events(mailing_id, unsent, now))
 
 
 _HANDLERS = {

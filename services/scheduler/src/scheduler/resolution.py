@@ -1,23 +1,34 @@
 """Resolving a mailing's recipients: who gets a message and when, computed per time zone.
 
 Before the start the audience follows the client base: clients who come to match join,
-clients who stop matching (or lose every send moment) leave, clients who move get a new due
-time. From the start the audience is fixed: only unsent messages of clients who moved are
-rescheduled (or cancelled when no send moment is left). ``UNIQUE (mailing_id, client_id)``
-makes every statement here safe to repeat after a crash or a redelivered event.
+clients who stop matching (or lose every send moment) leave, clients who move get a new slot.
+From the start the audience is fixed: only unsent messages of clients who moved, or of a
+mailing whose end moved, get a new slot (or are settled when no send moment is left).
+Slots are always computed from now, so no message is due in a window that has passed.
+``UNIQUE (mailing_id, client_id)`` makes every statement here safe to repeat after a crash or
+a redelivered event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime
 
 import asyncpg
 import structlog
 
 from scheduler.audience import parse_client_filter
-from scheduler.window import send_times_by_zone, send_window
+from scheduler.domain import (
+    NO_SEND_MOMENT,
+    Mailing,
+    MessageState,
+    ResolutionMode,
+    Unsent,
+    settled_state,
+)
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     Event,
@@ -25,20 +36,28 @@ from sms_events.contracts import (
     MessagesCancelled,
     MessagesRescheduled,
     MessagesScheduled,
+    MessagesUndelivered,
     MessagesWithdrawn,
     ScheduledMessage,
+    UndeliveredMessage,
 )
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
+from sms_events.tracing import current_metadata, traced
 
 __all__ = [
     "MESSAGES_PER_EVENT",
-    "Mailing",
+    "Scope",
     "cancelled_events",
     "load_mailing",
     "load_mailings",
+    "message_events",
+    "request_resolution",
     "resolve",
+    "resolve_next_chunk",
     "resolve_started",
+    "scheduled_events",
+    "settled_events",
     "withdrawn_events",
 ]
 
@@ -46,31 +65,56 @@ log = structlog.get_logger(__name__)
 
 MESSAGES_PER_EVENT = 500
 
-# The recipients among the clients in scope, with their due time (NULL: no send moment).
-_TARGET = """
-    WITH zones(zone, due) AS (SELECT * FROM unnest($2::text[], $3::timestamptz[])),
+_SCHEDULED = MessageState.SCHEDULED.value
+
+
+def _in_scope(alias: str, n: int) -> str:
+    """SQL: the row's client is in the step's scope, given as parameters $n..$n+3 (a list of
+    ids or NULL, an exclusive lower and an inclusive upper id bound or NULL, and whether only
+    clients left out of the audience count; $1 is always the mailing)."""
+    ids, after, up_to, left_out_only = (f"${i}" for i in range(n, n + 4))
+    return (
+        f"({ids}::bigint[] IS NULL OR {alias}.client_id = ANY({ids}))"
+        f" AND ({after}::bigint IS NULL OR {alias}.client_id > {after})"
+        f" AND ({up_to}::bigint IS NULL OR {alias}.client_id <= {up_to})"
+        f" AND (NOT {left_out_only}::bool OR EXISTS (SELECT 1 FROM scheduler_left_out lo"
+        f"      WHERE lo.mailing_id = $1 AND lo.client_id = {alias}.client_id))"
+    )
+
+
+def _matches(n: int) -> str:
+    """SQL: client ``c`` matches the filter items in $n (``audience.matches_filter``)."""
+    return f"(cardinality(${n}::text[]) = 0 OR c.operator_code = ANY(${n}) OR c.tag = ANY(${n}))"
+
+
+# The recipients among the clients in scope, with their send slot (NULL: no send moment).
+# $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope.
+_TARGET = f"""
+    WITH zones(zone, due, closes) AS (
+        SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
     target AS (
-        SELECT c.client_id, z.due
+        SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
-        WHERE (cardinality($4::text[]) = 0 OR c.operator_code = ANY($4) OR c.tag = ANY($4))
-          AND ($5::bigint[] IS NULL OR c.client_id = ANY($5))
+        WHERE {_matches(5)} AND {_in_scope("c", 6)}
     )
 """
 
 
 @dataclass(frozen=True, slots=True)
-class Mailing:
-    mailing_id: int
-    text: str
-    datetime_start: datetime
-    datetime_end: datetime
-    window_start: time | None
-    window_end: time | None
-    client_filter: str | None
-    status: str
+class Scope:
+    """The clients one resolution step looks at: a list of ids, a range of ids, or both."""
 
-    def started(self, now: datetime) -> bool:
-        return now >= self.datetime_start
+    client_ids: list[int] | None = None
+    after: int | None = None
+    up_to: int | None = None
+    left_out_only: bool = False
+
+    @property
+    def everyone(self) -> bool:
+        return self.client_ids is None and self.after is None and self.up_to is None
+
+    def args(self) -> tuple[object, ...]:
+        return (self.client_ids, self.after, self.up_to, self.left_out_only)
 
 
 _MAILING_COLUMNS = (
@@ -95,80 +139,83 @@ async def load_mailings(conn: Connection, where: str, *args: object) -> list[Mai
     return [Mailing(**dict(r)) for r in rows]
 
 
-async def _zone_dues(
-    conn: Connection,
-    mailing: Mailing,
-    items: list[str],
-    client_ids: list[int] | None,
-    not_before: datetime | None,
-) -> tuple[list[str], list[datetime | None]]:
+_Slots = tuple[list[str], list[datetime | None], list[datetime | None]]
+
+
+def _slot_columns(mailing: Mailing, zones: list[str], now: datetime) -> _Slots:
+    slots = mailing.slots(zones, now)
+    opens = [s.opens if (s := slots[z]) else None for z in zones]
+    closes = [s.closes if (s := slots[z]) else None for z in zones]
+    return zones, opens, closes
+
+
+async def _zone_slots(
+    conn: Connection, mailing: Mailing, items: list[str], scope: Scope, now: datetime
+) -> _Slots:
     zones = [
         r["time_zone"]
         for r in await conn.fetch(
-            "SELECT DISTINCT time_zone FROM scheduler_clients c"
-            " WHERE (cardinality($1::text[]) = 0 OR c.operator_code = ANY($1) OR c.tag = ANY($1))"
-            "   AND ($2::bigint[] IS NULL OR c.client_id = ANY($2))",
+            "SELECT DISTINCT c.time_zone FROM scheduler_clients c"
+            f" WHERE {_matches(2)} AND {_in_scope('c', 3)}",
+            mailing.mailing_id,
             items,
-            client_ids,
+            *scope.args(),
         )
     ]
-    dues = send_times_by_zone(
-        mailing.datetime_start,
-        mailing.datetime_end,
-        send_window(mailing.window_start, mailing.window_end),
-        zones,
-        not_before=not_before,
-    )
-    return zones, [dues[z] for z in zones]
+    return _slot_columns(mailing, zones, now)
 
 
 async def resolve(
     conn: Connection,
     mailing: Mailing,
+    now: datetime,
     *,
-    client_ids: list[int] | None = None,
+    scope: Scope | None = None,
     follow_base: bool = True,
 ) -> list[Event]:
-    """Bring the mailing's messages for ``client_ids`` (None: every client) in line with the
-    base, and append the events saying what changed. With ``follow_base`` (before the start)
-    leavers are withdrawn and movers rescheduled; without it only missing recipients are added
-    (the first resolution of a mailing created after its start)."""
+    """Bring the mailing's messages for the clients in ``scope`` (default: every client) in
+    line with the base, and append the events saying what changed. Slots are computed from
+    ``now``: a message is never due in a window that has already passed. With ``follow_base``
+    (before the start) leavers are withdrawn and movers rescheduled; without it only missing
+    recipients are added. A whole audience is resolved chunk by chunk (``resolve_next_chunk``),
+    so this runs on a bounded scope except for small mailings in tests."""
+    scope = scope or Scope()
     items = sorted(parse_client_filter(mailing.client_filter))
-    zones, dues = await _zone_dues(conn, mailing, items, client_ids, None)
-    args = (mailing.mailing_id, zones, dues, items, client_ids)
+    zones, opens, closes = await _zone_slots(conn, mailing, items, scope, now)
+    args = (mailing.mailing_id, zones, opens, closes, items, *scope.args())
     events: list[Event] = []
     added = await conn.fetch(
         _TARGET
         + """
-        INSERT INTO scheduler_messages (mailing_id, client_id, due_at)
-        SELECT $1, client_id, due FROM target WHERE due IS NOT NULL ORDER BY client_id
+        INSERT INTO scheduler_messages (mailing_id, client_id, due_at, closes_at)
+        SELECT $1, client_id, due, closes FROM target WHERE due IS NOT NULL ORDER BY client_id
         ON CONFLICT (mailing_id, client_id) DO NOTHING
-        RETURNING message_id, client_id, due_at
+        RETURNING message_id, client_id, due_at, closes_at
         """,
         *args,
     )
-    events += _scheduled_events(MessagesScheduled, mailing.mailing_id, added)
+    events += scheduled_events(MessagesScheduled, mailing.mailing_id, added)
     moved: list[asyncpg.Record] = []
     left: list[asyncpg.Record] = []
     if follow_base:
         moved = await conn.fetch(
             _TARGET
-            + """
-            UPDATE scheduler_messages m SET due_at = t.due, updated_at = now()
+            + f"""
+            UPDATE scheduler_messages m SET due_at = t.due, closes_at = t.closes,
+                   updated_at = now()
             FROM target t
-            WHERE m.mailing_id = $1 AND m.client_id = t.client_id AND m.state = 'scheduled'
-              AND t.due IS NOT NULL AND m.due_at <> t.due
-            RETURNING m.message_id, m.client_id, m.due_at
+            WHERE m.mailing_id = $1 AND m.client_id = t.client_id AND m.state = '{_SCHEDULED}'
+              AND t.due IS NOT NULL AND (m.due_at <> t.due OR m.closes_at <> t.closes)
+            RETURNING m.message_id, m.client_id, m.due_at, m.closes_at
             """,
             *args,
         )
-        events += _scheduled_events(MessagesRescheduled, mailing.mailing_id, moved)
+        events += scheduled_events(MessagesRescheduled, mailing.mailing_id, moved)
         left = await conn.fetch(
             _TARGET
-            + """
+            + f"""
             DELETE FROM scheduler_messages m
-            WHERE m.mailing_id = $1 AND m.state = 'scheduled'
-              AND ($5::bigint[] IS NULL OR m.client_id = ANY($5))
+            WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}' AND {_in_scope("m", 6)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = m.client_id AND t.due IS NOT NULL)
             RETURNING m.message_id
@@ -176,67 +223,174 @@ async def resolve(
             *args,
         )
         events += withdrawn_events(mailing.mailing_id, [r["message_id"] for r in left])
+    await _remember_left_out(conn, args)
     _log_changes(mailing.mailing_id, added, moved, left)
-    if client_ids is None:
-        recipients = await conn.fetchval(
-            "SELECT count(*) FROM scheduler_messages WHERE mailing_id = $1", mailing.mailing_id
-        )
-        events.append(
-            MailingAudienceResolved(
-                mailing_id=mailing.mailing_id,
-                batch_id=new_batch_id(),
-                recipients=recipients,
-                resolved_at=datetime.now(UTC),
-            )
-        )
     await append_new_streams(conn, events)
     return events
+
+
+async def _remember_left_out(conn: Connection, args: tuple[object, ...]) -> None:
+    """Who matches but has no send moment before the end is kept, with why, so that a later
+    ``datetime_end`` can bring them in; whoever has a message or no longer matches is not."""
+    await conn.execute(
+        _TARGET
+        + f"""
+        , dropped AS (
+            DELETE FROM scheduler_left_out o
+            WHERE o.mailing_id = $1 AND {_in_scope("o", 6)}
+              AND NOT EXISTS (
+                  SELECT 1 FROM target t WHERE t.client_id = o.client_id AND t.due IS NULL)
+        )
+        INSERT INTO scheduler_left_out (mailing_id, client_id, reason)
+        SELECT $1, t.client_id, $10 FROM target t
+        WHERE t.due IS NULL
+          AND NOT EXISTS (SELECT 1 FROM scheduler_messages m
+                          WHERE m.mailing_id = $1 AND m.client_id = t.client_id)
+        ON CONFLICT (mailing_id, client_id) DO NOTHING
+        """,
+        *args,
+        NO_SEND_MOMENT,
+    )
 
 
 async def resolve_started(
     conn: Connection, mailing: Mailing, client_ids: list[int], now: datetime
 ) -> list[Event]:
-    """After the start: unsent messages of clients who moved zone get a new due time from
-    ``now`` on, or are cancelled when their new zone leaves no send moment."""
+    """After the start: unsent messages of clients who moved zone get a new slot from ``now``
+    on, or are cancelled when their new zone leaves no send moment."""
     zones_rows = await conn.fetch(
         "SELECT DISTINCT c.time_zone FROM scheduler_clients c JOIN scheduler_messages m"
-        " USING (client_id) WHERE m.mailing_id = $1 AND m.state = 'scheduled'"
+        f" USING (client_id) WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}'"
         " AND c.client_id = ANY($2)",
         mailing.mailing_id,
         client_ids,
     )
-    zones = [r["time_zone"] for r in zones_rows]
+    return await _retime(conn, mailing, [r["time_zone"] for r in zones_rows], client_ids, now)
+
+
+async def request_resolution(conn: Connection, mailing_id: int, mode: ResolutionMode) -> None:
+    """Ask for the mailing's audience to be resolved (``resolve_next_chunk`` does it). One
+    asked for while another is under way restarts from the first client in the wider mode:
+    every chunk is safe to repeat."""
+    current = await conn.fetchval(
+        "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1 FOR UPDATE", mailing_id
+    )
+    if current is not None:
+        mode = mode.widest(ResolutionMode(current))
+    trace = current_metadata()
+    await conn.execute(
+        """
+        INSERT INTO scheduler_resolutions AS r (mailing_id, mode, correlation_id, causation_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (mailing_id) DO UPDATE
+           SET mode = excluded.mode, after_client = NULL, requested_at = now(),
+               correlation_id = excluded.correlation_id, causation_id = excluded.causation_id
+        """,
+        mailing_id,
+        mode.value,
+        trace.get("correlation_id"),
+        trace.get("causation_id"),
+    )
+
+
+async def resolve_next_chunk(conn: Connection, now: datetime, *, chunk: int) -> bool:
+    """Resolve the next ``chunk`` clients (by id) of the oldest resolution asked for, and move
+    its cursor on, in the caller's transaction; at the last chunk append
+    ``mailing.audience_resolved`` and drop the request. False when nothing was asked for.
+
+    Each chunk commits on its own, so no transaction grows with the base, other mailings keep
+    flowing in between, and a scheduler killed midway resumes at the cursor (the chunk it was
+    in is done again; ``UNIQUE (mailing_id, client_id)`` keeps one message per recipient)."""
+    job = await conn.fetchrow(
+        "SELECT mailing_id, mode, after_client, correlation_id, causation_id"
+        " FROM scheduler_resolutions ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    if job is None:
+        return False
+    with traced(job["correlation_id"], causation_id=job["causation_id"]):
+        await _resolve_chunk(conn, job, now, chunk)
+    return True
+
+
+async def _resolve_chunk(conn: Connection, job: asyncpg.Record, now: datetime, chunk: int) -> None:
+    mailing_id, after = job["mailing_id"], job["after_client"]
+    mailing = await load_mailing(conn, mailing_id)
+    if mailing is None or mailing.stopped:
+        await conn.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing_id)
+        return
+    up_to = await conn.fetchval(
+        "SELECT client_id FROM scheduler_clients WHERE ($1::bigint IS NULL OR client_id > $1)"
+        " ORDER BY client_id OFFSET $2 LIMIT 1",
+        after,
+        chunk - 1,
+    )
+    mode = ResolutionMode(job["mode"])
+    scope = Scope(after=after, up_to=up_to, left_out_only=mode is ResolutionMode.LEFT_OUT)
+    await resolve(conn, mailing, now, scope=scope, follow_base=mode is ResolutionMode.FOLLOW_BASE)
+    if up_to is not None:
+        await conn.execute(
+            "UPDATE scheduler_resolutions SET after_client = $2 WHERE mailing_id = $1",
+            mailing_id,
+            up_to,
+        )
+        return
+    recipients = await conn.fetchval(
+        "SELECT count(*) FROM scheduler_messages WHERE mailing_id = $1", mailing_id
+    )
+    event = MailingAudienceResolved(
+        mailing_id=mailing_id, batch_id=new_batch_id(), recipients=recipients, resolved_at=now
+    )
+    await append_new_streams(conn, [event])
+    await conn.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing_id)
+    log.info("audience_resolved", mailing_id=mailing_id, recipients=recipients, mode=mode.value)
+
+
+async def _retime(
+    conn: Connection,
+    mailing: Mailing,
+    zones: list[str],
+    client_ids: list[int] | None,
+    now: datetime,
+) -> list[Event]:
+    """New slots from ``now`` for the unsent messages of clients in ``zones`` (only
+    ``client_ids`` when given); a message whose zone has no send moment left is settled."""
     if not zones:
         return []
-    by_zone = send_times_by_zone(
-        mailing.datetime_start,
-        mailing.datetime_end,
-        send_window(mailing.window_start, mailing.window_end),
-        zones,
-        not_before=now,
-    )
+    zones, opens, closes = _slot_columns(mailing, zones, now)
     rows = await conn.fetch(
-        """
-        WITH zones(zone, due) AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]))
+        f"""
+        WITH zones(zone, due, closes) AS (
+            SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]))
         UPDATE scheduler_messages m
-           SET due_at = coalesce(z.due, m.due_at),
-               state = CASE WHEN z.due IS NULL THEN 'cancelled' ELSE 'scheduled' END,
+           SET due_at = coalesce(z.due, m.due_at), closes_at = coalesce(z.closes, m.closes_at),
+               state = CASE WHEN z.due IS NULL
+                            THEN CASE WHEN m.attempts > 0 THEN $6 ELSE $7 END
+                            ELSE m.state END,
                updated_at = now()
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
-        WHERE m.mailing_id = $1 AND m.state = 'scheduled' AND m.client_id = c.client_id
-          AND c.client_id = ANY($4) AND (z.due IS NULL OR m.due_at <> z.due)
-        RETURNING m.message_id, m.client_id, m.due_at, m.state
+        WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}' AND m.client_id = c.client_id
+          AND ($5::bigint[] IS NULL OR c.client_id = ANY($5))
+          AND (z.due IS NULL OR m.due_at <> z.due OR m.closes_at <> z.closes)
+        RETURNING m.message_id, m.client_id, m.due_at, m.closes_at, m.state, m.attempts,
+                  coalesce(m.last_error, '') AS last_error
         """,
         mailing.mailing_id,
         zones,
-        [by_zone[z] for z in zones],
+        opens,
+        closes,
         client_ids,
+        settled_state(1).value,
+        settled_state(0).value,
     )
-    moved = [r for r in rows if r["state"] == "scheduled"]
-    gone = [r["message_id"] for r in rows if r["state"] == "cancelled"]
+    moved = [r for r in rows if r["state"] == _SCHEDULED]
+    gone = [r for r in rows if r["state"] != _SCHEDULED]
     _log_changes(mailing.mailing_id, [], moved, [], cancelled=len(gone))
-    events: list[Event] = list(_scheduled_events(MessagesRescheduled, mailing.mailing_id, moved))
-    events += cancelled_events(mailing.mailing_id, gone, "no send time left before the end")
+    events: list[Event] = list(scheduled_events(MessagesRescheduled, mailing.mailing_id, moved))
+    events += settled_events(
+        mailing.mailing_id,
+        [Unsent(r["message_id"], r["attempts"], r["last_error"] or NO_SEND_MOMENT) for r in gone],
+        now,
+    )
     await append_new_streams(conn, events)
     return events
 
@@ -257,23 +411,58 @@ def cancelled_events(mailing_id: int, message_ids: list[int], reason: str) -> li
     ]
 
 
-def _scheduled_events(
-    kind: type[MessagesScheduled] | type[MessagesRescheduled],
-    mailing_id: int,
-    rows: list[asyncpg.Record],
-) -> list[Event]:
-    return [
-        kind(
+def settled_events(mailing_id: int, unsent: Sequence[Unsent], now: datetime) -> list[Event]:
+    """What the settling of messages with no send moment left says: ND with the last error for
+    those the provider was tried for, CA for the others."""
+    tried = [u for u in unsent if settled_state(u.attempts) is MessageState.UNDELIVERED]
+    events: list[Event] = [
+        MessagesUndelivered(
             mailing_id=mailing_id,
             batch_id=new_batch_id(),
             messages=[
-                ScheduledMessage(
-                    message_id=r["message_id"], client_id=r["client_id"], due_at=r["due_at"]
+                UndeliveredMessage(
+                    message_id=u.message_id, attempts=u.attempts, error=u.error, failed_at=now
                 )
-                for r in part
+                for u in part
             ],
         )
-        for part in chunks(rows, MESSAGES_PER_EVENT)
+        for part in chunks(tried, MESSAGES_PER_EVENT)
+    ]
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for u in unsent:
+        if u.attempts == 0:
+            by_reason[u.error or NO_SEND_MOMENT].append(u.message_id)
+    for reason, ids in by_reason.items():
+        events += cancelled_events(mailing_id, ids, reason)
+    return events
+
+
+def scheduled_events(
+    kind: type[MessagesScheduled] | type[MessagesRescheduled],
+    mailing_id: int,
+    rows: Sequence[asyncpg.Record],
+) -> list[Event]:
+    """Batch events for rows of ``scheduler_messages`` that got a slot."""
+    messages = [
+        ScheduledMessage(
+            message_id=r["message_id"],
+            client_id=r["client_id"],
+            due_at=r["due_at"],
+            closes_at=r["closes_at"],
+        )
+        for r in rows
+    ]
+    return message_events(kind, mailing_id, messages)
+
+
+def message_events(
+    kind: type[MessagesScheduled] | type[MessagesRescheduled],
+    mailing_id: int,
+    messages: Sequence[ScheduledMessage],
+) -> list[Event]:
+    return [
+        kind(mailing_id=mailing_id, batch_id=new_batch_id(), messages=list(part))
+        for part in chunks(messages, MESSAGES_PER_EVENT)
     ]
 
 

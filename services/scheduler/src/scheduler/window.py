@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["SendWindow", "send_time", "send_times_by_zone", "send_window"]
+__all__ = [
+    "SendSlot",
+    "SendWindow",
+    "send_slot",
+    "send_slots_by_zone",
+    "send_time",
+    "send_times_by_zone",
+    "send_window",
+]
 
 _ONE_DAY = timedelta(days=1)
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -75,6 +83,21 @@ def send_window(start: time | None, end: time | None) -> SendWindow | None:
     return SendWindow(start, end)
 
 
+@dataclass(frozen=True, slots=True)
+class SendSlot:
+    """One stretch in which a message may be sent: from ``opens`` (its due time) until just
+    before ``closes``, the first instant after it that is outside the client's window or at the
+    mailing's end. A call may start only inside ``[opens, closes)``; a message that misses
+    ``closes`` waits for the next slot, computed from the moment it missed it."""
+
+    opens: datetime
+    closes: datetime
+
+    def admits(self, moment: datetime) -> bool:
+        """Whether a provider call may start at ``moment``."""
+        return self.opens <= moment < self.closes
+
+
 def send_time(
     start: datetime,
     end: datetime,
@@ -96,19 +119,57 @@ def send_time(
     deadline = _as_utc(end, "end")
     if window is None:
         return moment if moment < deadline else None
-    tz = ZoneInfo(zone)
+    return _first_instant(moment, deadline, window, ZoneInfo(zone), inside=True)
+
+
+def send_slot(
+    start: datetime,
+    end: datetime,
+    window: SendWindow | None,
+    zone: str,
+    not_before: datetime,
+) -> SendSlot | None:
+    """The first slot at or after ``not_before`` (pass the current time: a slot never opens in
+    the past), or None when no sendable instant is left before ``end``."""
+    opens = send_time(start, end, window, zone, not_before)
+    if opens is None:
+        return None
+    deadline = _as_utc(end, "end")
+    if window is None:
+        return SendSlot(opens, deadline)
+    closes = _first_instant(opens, deadline, window, ZoneInfo(zone), inside=False)
+    return SendSlot(opens, closes or deadline)
+
+
+def send_slots_by_zone(
+    start: datetime,
+    end: datetime,
+    window: SendWindow | None,
+    zones: Iterable[str],
+    not_before: datetime,
+) -> dict[str, SendSlot | None]:
+    """``send_slot`` for each distinct zone, computed once per zone (not once per client)."""
+    return {zone: send_slot(start, end, window, zone, not_before) for zone in set(zones)}
+
+
+def _first_instant(
+    moment: datetime, deadline: datetime, window: SendWindow, tz: ZoneInfo, *, inside: bool
+) -> datetime | None:
+    """The first instant in ``[moment, deadline)`` whose local time is inside the window
+    (``inside``) or outside it (not ``inside``), or None."""
+    boundary_wall = window.start if inside else window.end
     while moment < deadline:
         local = moment.astimezone(tz)
-        if window.contains(local.time()):
+        if window.contains(local.time()) == inside:
             return moment
         offset = _offset(local)
         wall = local.replace(tzinfo=None)
-        opening = (_next_opening(wall, window.start) - offset).replace(tzinfo=UTC)
-        if _offset(opening.astimezone(tz)) == offset:
-            # Same offset at both ends: local time ran straight from `wall` to the opening.
-            return opening if opening < deadline else None
-        # Local time jumped before reaching the opening; look again from the jump on.
-        moment = _first_offset_change(tz, moment, opening, offset)
+        boundary = (_next_opening(wall, boundary_wall) - offset).replace(tzinfo=UTC)
+        if _offset(boundary.astimezone(tz)) == offset:
+            # Same offset at both ends: local time ran straight from `wall` to the boundary.
+            return boundary if boundary < deadline else None
+        # Local time jumped before reaching the boundary; look again from the jump on.
+        moment = _first_offset_change(tz, moment, boundary, offset)
     return None
 
 
@@ -136,7 +197,8 @@ def _offset(local: datetime) -> timedelta:
 
 
 def _next_opening(wall: datetime, opening: time) -> datetime:
-    """The first naive wall datetime at or after ``wall`` whose time is ``opening``."""
+    """The first naive wall datetime at or after ``wall`` whose time is ``opening`` (a window's
+    start, or its end when looking for the close)."""
     candidate = datetime.combine(wall.date(), opening)
     return candidate if candidate >= wall else candidate + _ONE_DAY
 

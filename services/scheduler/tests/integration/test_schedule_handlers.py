@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from datetime import UTC, datetime, time, timedelta
 import asyncpg
 
 from scheduler.handlers import handle_batch
-from scheduler.timer import hand_over_due, sweep_ended
+from scheduler.resolution import resolve_next_chunk
+from scheduler.timer import hand_over_due, recover_stale, retime_missed, settle_stopped
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -27,6 +29,7 @@ from sms_events.contracts import (
 )
 from sms_events.store import appending
 from sms_events.testing.factories import envelope_for
+from sms_events.tracing import traced
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -52,10 +55,31 @@ def _mailing(mailing_id: int, tag: str, start: datetime, **kw: object) -> Mailin
 
 
 async def _apply(
-    pool: asyncpg.Pool, events: Sequence[tuple[Event, int]], now: datetime = NOW
+    pool: asyncpg.Pool,
+    events: Sequence[tuple[Event, int]],
+    now: datetime = NOW,
+    recorded_at: datetime | None = None,
+    *,
+    timer: bool = True,
 ) -> None:
-    async with pool.acquire() as conn, appending(conn):
-        await handle_batch(conn, [envelope_for(e, v) for e, v in events], clock=lambda: now)
+    """Handle ``events`` at ``now``; they were recorded at ``recorded_at`` (default: ``now``).
+    With ``timer``, also do what the timer does next with what the handlers asked for."""
+    envelopes = [
+        dataclasses.replace(envelope_for(e, v), time=recorded_at or now) for e, v in events
+    ]
+    async with pool.acquire() as conn:
+        async with appending(conn):
+            await handle_batch(conn, envelopes, clock=lambda: now)
+        if not timer:
+            return
+        # What the timer does next with what the handlers asked for: resolve audiences (in
+        # small chunks here, to cross chunk boundaries) and settle stopped mailings.
+        while True:
+            async with appending(conn):
+                if not await resolve_next_chunk(conn, now, chunk=2):
+                    break
+        async with appending(conn):
+            await settle_stopped(conn, limit=10_000)
 
 
 async def _messages(pool: asyncpg.Pool, mailing_id: int) -> dict[int, asyncpg.Record]:
@@ -83,7 +107,9 @@ async def test_resolves_matching_clients_once_with_one_message_each(pool: asyncp
     await _apply(pool, [(_mailing(mailing, tag, start), 1)])  # redelivered: nothing new
     messages = await _messages(pool, mailing)
     assert set(messages) == {a, b}
-    assert all(m["due_at"] == start for m in messages.values())
+    # Resolved after its start: due now, never at the start that has passed.
+    assert all(m["due_at"] == NOW for m in messages.values())
+    assert all(m["closes_at"] == start + timedelta(days=1) for m in messages.values())
     scheduled = await _events(pool, mailing, "messages.scheduled")
     assert sum(len(e["messages"]) for e in scheduled) == 2  # type: ignore[arg-type]
     resolved = await _events(pool, mailing, "mailing.audience_resolved")
@@ -167,7 +193,7 @@ async def test_failed_attempt_goes_back_on_the_timer_and_end_settles_it(pool: as
     assert (row["state"], row["attempts"], row["last_error"]) == ("scheduled", 1, "HTTP 503")
     assert row["due_at"] == NOW + timedelta(seconds=30)
     async with pool.acquire() as conn, appending(conn):
-        await sweep_ended(conn, end + timedelta(seconds=1))
+        await retime_missed(conn, end + timedelta(seconds=1), limit=100)
     final = await _messages(pool, mailing)
     assert final[tried]["state"] == "undelivered"
     assert final[untried]["state"] == "cancelled"
@@ -224,8 +250,16 @@ async def test_events_appended_for_an_event_carry_its_correlation_id_and_it_as_c
         envelope_for(_mailing(mailing, tag, NOW - timedelta(minutes=1))),
         correlationid="corr-create",
     )
-    async with pool.acquire() as conn, appending(conn):
-        await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
+    async with pool.acquire() as conn:
+        async with appending(conn):
+            await handle_batch(conn, [created, scheduled], clock=lambda: NOW)
+        # The timer resolves the audience later, under its own round's correlation id: the
+        # events still carry the request's.
+        with traced("corr-timer-round"):
+            while True:
+                async with appending(conn):
+                    if not await resolve_next_chunk(conn, NOW, chunk=100):
+                        break
 
     rows = await pool.fetch(
         "SELECT type, metadata FROM events WHERE (data->>'mailing_id')::bigint = $1", mailing
@@ -233,3 +267,144 @@ async def test_events_appended_for_an_event_carry_its_correlation_id_and_it_as_c
     assert {r["type"] for r in rows} == {"messages.scheduled", "mailing.audience_resolved"}
     for r in rows:
         assert r["metadata"] == {"correlation_id": "corr-create", "causation_id": str(scheduled.id)}
+
+
+async def test_an_edit_accepted_before_the_start_applies_even_when_seen_after_it(
+    pool: asyncpg.Pool,
+) -> None:
+    tag, tag2 = f"t{_id()}", f"u{_id()}"
+    a, b = _id(), _id()
+    mailing = _id()
+    start = NOW + timedelta(minutes=1)
+    await _apply(pool, [(_client(a, tag), 1), (_client(b, tag2), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start), 1)])
+    # Accepted a second before the start, handled a minute after it.
+    edited = MailingUpdated(**_mailing(mailing, tag2, start).model_dump())
+    late = start + timedelta(minutes=1)
+    await _apply(pool, [(edited, 2)], now=late, recorded_at=start - timedelta(seconds=1))
+    messages = await _messages(pool, mailing)
+    assert set(messages) == {b}
+    assert messages[b]["due_at"] == late  # due now, not at the start that has passed
+
+
+async def test_a_later_end_brings_in_clients_left_out_for_want_of_a_send_moment(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    here, far = _id(), _id()
+    mailing = _id()
+    start = NOW - timedelta(minutes=5)
+    # A 12:00-13:00 window: open now in UTC; in Vladivostok (UTC+10) it opens at 02:00 UTC.
+    window = dict(send_interval_time_start=time(12, 0), send_interval_time_end=time(13, 0))
+    end = NOW + timedelta(hours=2)
+    await _apply(pool, [(_client(here, tag), 1), (_client(far, tag, "Asia/Vladivostok"), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start, datetime_end=end, **window), 1)])
+    assert set(await _messages(pool, mailing)) == {here}
+    left_out = await pool.fetch(
+        "SELECT client_id, reason FROM scheduler_left_out WHERE mailing_id = $1", mailing
+    )
+    assert [(r["client_id"], r["reason"]) for r in left_out] == [
+        (far, "no send moment before the end")
+    ]
+    longer = MailingUpdated(
+        **_mailing(mailing, tag, start, datetime_end=NOW + timedelta(days=1), **window).model_dump()
+    )
+    await _apply(pool, [(longer, 2)])
+    messages = await _messages(pool, mailing)
+    assert set(messages) == {here, far}
+    assert messages[far]["due_at"] == datetime(2026, 6, 2, 2, 0, tzinfo=UTC)
+    assert messages[here]["closes_at"] == datetime(2026, 6, 1, 13, 0, tzinfo=UTC)
+
+
+async def test_a_message_that_missed_its_slot_waits_for_the_next_window(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    client = _id()
+    mailing = _id()
+    window = dict(send_interval_time_start=time(12, 0), send_interval_time_end=time(12, 30))
+    await _apply(pool, [(_client(client, tag), 1)])
+    await _apply(
+        pool,
+        [(_mailing(mailing, tag, NOW, datetime_end=NOW + timedelta(days=3), **window), 1)],
+    )
+    (row,) = (await _messages(pool, mailing)).values()
+    assert (row["due_at"], row["closes_at"]) == (NOW, NOW + timedelta(minutes=30))
+    # Handed over, then lost (its due event dead-lettered); recovered after the close.
+    async with pool.acquire() as conn, appending(conn):
+        await hand_over_due(conn, NOW, limit=10_000, max_in_flight=10**9)
+    (row,) = (await _messages(pool, mailing)).values()
+    assert row["state"] == "handed_over"
+    later = NOW + timedelta(hours=2)
+    async with pool.acquire() as conn, appending(conn):
+        await recover_stale(conn, later, timedelta(minutes=10))
+        await hand_over_due(conn, later, limit=10_000, max_in_flight=10**9)
+    (row,) = (await _messages(pool, mailing)).values()
+    assert row["state"] == "scheduled"  # its slot closed: not handed over again
+    async with pool.acquire() as conn, appending(conn):
+        await retime_missed(conn, later, limit=10_000)
+    (row,) = (await _messages(pool, mailing)).values()
+    assert row["state"] == "scheduled"
+    assert (row["due_at"], row["closes_at"]) == (
+        NOW + timedelta(days=1),
+        NOW + timedelta(days=1, minutes=30),
+    )
+    rescheduled = await _events(pool, mailing, "messages.rescheduled")
+    assert rescheduled[-1]["messages"][0]["due_at"].startswith("2026-06-02T12:00")  # type: ignore[index]
+
+
+async def test_a_message_recovered_after_the_end_is_settled(pool: asyncpg.Pool) -> None:
+    tag = f"t{_id()}"
+    client = _id()
+    mailing = _id()
+    end = NOW + timedelta(minutes=10)
+    await _apply(pool, [(_client(client, tag), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, NOW, datetime_end=end), 1)])
+    async with pool.acquire() as conn, appending(conn):
+        await hand_over_due(conn, NOW, limit=10_000, max_in_flight=10**9)
+    after_end = end + timedelta(minutes=30)
+    async with pool.acquire() as conn, appending(conn):
+        await recover_stale(conn, after_end, timedelta(minutes=10))
+        await retime_missed(conn, after_end, limit=10_000)
+    (row,) = (await _messages(pool, mailing)).values()
+    assert row["state"] == "cancelled"  # never tried: CA
+    (cancelled,) = await _events(pool, mailing, "messages.cancelled")
+    assert cancelled["reason"] == "no send moment before the end"
+
+
+class _Killed(Exception):
+    pass
+
+
+async def test_a_resolution_cut_off_midway_resumes_with_one_message_per_recipient(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    clients = sorted(_id() for _ in range(25))
+    mailing = _id()
+    await _apply(pool, [(_client(c, tag), 1) for c in clients])
+    await _apply(pool, [(_mailing(mailing, tag, NOW - timedelta(minutes=1)), 1)], timer=False)
+    async with pool.acquire() as conn:
+        for _ in range(3):  # three chunks of four clients commit
+            async with appending(conn):
+                assert await resolve_next_chunk(conn, NOW, chunk=4)
+        with contextlib.suppress(_Killed):  # the fourth dies with its transaction
+            async with appending(conn):
+                await resolve_next_chunk(conn, NOW, chunk=4)
+                raise _Killed
+        cursor = await conn.fetchval(
+            "SELECT after_client FROM scheduler_resolutions WHERE mailing_id = $1", mailing
+        )
+        # Resumes after the last committed chunk (chunks count every client of the base, so
+        # other tests' clients share them: only its being set is certain here).
+        assert cursor is not None
+        while True:
+            async with appending(conn):
+                if not await resolve_next_chunk(conn, NOW, chunk=4):
+                    break
+    messages = await _messages(pool, mailing)
+    assert sorted(messages) == clients
+    scheduled = await _events(pool, mailing, "messages.scheduled")
+    assert sorted(m["client_id"] for e in scheduled for m in e["messages"]) == clients  # type: ignore[attr-defined]
+    (resolved,) = await _events(pool, mailing, "mailing.audience_resolved")
+    assert resolved["recipients"] == 25

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.window import SendWindow, send_time, send_times_by_zone
+from scheduler.window import SendSlot, SendWindow, send_slot, send_time, send_times_by_zone
 
 MINUTE = timedelta(minutes=1)
 MINUTES_PER_DAY = 24 * 60
@@ -66,6 +66,23 @@ def brute_force(
             return moment
         moment += MINUTE
     return None
+
+
+def brute_force_slot(
+    start: datetime, end: datetime, window: tuple[int, int] | None, zone: str, now: datetime
+) -> SendSlot | None:
+    """The first sendable minute from ``now``, and the first minute after it that is not."""
+    opens = brute_force(start, end, window, zone, now)
+    if opens is None:
+        return None
+    tz = ZoneInfo(zone)
+    moment = opens
+    while moment < end:
+        wall = moment.astimezone(tz)
+        if window is not None and not in_window(wall.hour * 60 + wall.minute, window):
+            return SendSlot(opens, moment)
+        moment += MINUTE
+    return SendSlot(opens, end)
 
 
 def in_window(minute_of_day: int, window: tuple[int, int]) -> bool:
@@ -157,6 +174,23 @@ def test_send_time_equals_minute_by_minute_search(
     assert send_time(start, end, as_send_window(window), zone, not_before) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.one_of(anywhere(), around_a_transition()), later=st.integers(-60, 2 * MINUTES_PER_DAY)
+)
+def test_send_slot_equals_minute_by_minute_search(
+    case: tuple[datetime, datetime, tuple[int, int] | None, str], later: int
+) -> None:
+    start, end, window, zone = case
+    now = start + later * MINUTE
+    expected = brute_force_slot(start, end, window, zone, now)
+    slot = send_slot(start, end, as_send_window(window), zone, now)
+    assert slot == expected
+    if slot is not None:
+        assert slot.opens >= now  # never a slot in the past
+        assert slot.admits(slot.opens) and not slot.admits(slot.closes)
+
+
 @settings(max_examples=100, deadline=None)
 @given(case=anywhere(), zones=st.lists(st.sampled_from(ZONES), max_size=8))
 def test_send_times_by_zone_equals_send_time_for_each_zone(
@@ -175,3 +209,34 @@ def test_the_transition_sample_covers_every_daylight_saving_zone() -> None:
         zones_with_changes
     )
     assert ("Europe/Berlin", datetime(2026, 3, 29, 1, 0, tzinfo=UTC)) in transitions()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.one_of(anywhere(), around_a_transition()),
+    created=st.integers(-MINUTES_PER_DAY, MINUTES_PER_DAY),
+    waits=st.lists(st.integers(0, 8 * 60 * 60), min_size=1, max_size=12),
+)
+def test_no_call_starts_outside_the_window_whatever_the_delays(
+    case: tuple[datetime, datetime, tuple[int, int] | None, str], created: int, waits: list[int]
+) -> None:
+    """A message is timed when it is created; then the dispatcher gets to it after random
+    delays (a backlog, a pause, an outage, a stale hand-over). A call starts only when the
+    slot admits it; a slot missed is replaced by the next one from that moment. Every call
+    that starts is inside the client's window, at or after the start and before the end."""
+    start, end, window, zone = case
+    hours = as_send_window(window)
+    moment = start + created * MINUTE
+    slot = send_slot(start, end, hours, zone, moment)
+    for wait in waits:
+        if slot is None:
+            return
+        moment += timedelta(seconds=wait)
+        if slot.admits(moment):
+            assert start <= moment < end
+            local = moment.astimezone(ZoneInfo(zone)).time()
+            assert hours is None or hours.contains(local), (moment, local)
+            return
+        if moment >= slot.closes:  # missed: the scheduler times it again from now
+            slot = send_slot(start, end, hours, zone, moment)
+            assert slot is None or slot.opens >= moment

@@ -1,0 +1,205 @@
+"""Recording outcomes as they arrive: each provider answer (or hand-back without a call) is
+queued here and written within a few milliseconds, many at once, in one transaction that also
+appends the result events. The caller waits until its outcome is committed, and keeps its
+concurrency slot meanwhile, so the calls made but not yet recorded never exceed the
+dispatcher's concurrency.
+
+A database error does not lose an outcome: the batch is written again until it goes through
+(the write is idempotent: an outcome already recorded by someone else is left alone, and only
+the outcomes this write recorded produce events), so a database blip repeats none of the calls
+that finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from dispatcher.claims import release
+from dispatcher.domain import Verdict
+from dispatcher.provider import SendResult
+from sms_events.batches import new_batch_id
+from sms_events.contracts import (
+    DeliveredMessage,
+    Event,
+    FailedAttempt,
+    MessageAttemptsFailed,
+    MessagesDelivered,
+    MessagesUndelivered,
+    UndeliveredMessage,
+)
+from sms_events.db import Connection
+from sms_events.store import append_new_streams, appending
+from sms_events.tracing import current_metadata, traced
+
+__all__ = ["Outcome", "OutcomeRecorder"]
+
+log = structlog.get_logger(__name__)
+
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One due message's verdict: ``result`` is the provider's answer, None when handed back
+    without a call (then the claim, if any, is released)."""
+
+    mailing_id: int
+    attempt: int
+    verdict: Verdict
+    result: SendResult | None
+    owner: UUID | None  # the claim's owner, None when nothing was claimed
+    # The due event's correlation and causation ids, taken where the outcome is made: the
+    # result events carry them although they are appended by the recorder's own task.
+    trace: tuple[tuple[str, str], ...] = field(
+        default_factory=lambda: tuple(sorted(current_metadata().items()))
+    )
+
+
+class OutcomeRecorder:
+    def __init__(
+        self, pool: asyncpg.Pool, *, interval_s: float = 0.005, max_batch: int = 500
+    ) -> None:
+        self._pool = pool
+        self._interval_s = interval_s
+        self._max_batch = max_batch
+        self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._arrived = asyncio.Event()
+        self._stopped = False
+
+    async def record(self, outcome: Outcome) -> bool:
+        """Queue ``outcome`` and wait until it is committed. True when this write recorded it
+        (False: another copy's outcome for the same attempt was there first)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((outcome, future))
+        self._arrived.set()
+        return await future
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Write batches until ``stop``, then what is left (while the database answers)."""
+        while not (stop.is_set() and not self._queue):
+            if not self._queue:
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(self._arrived, stop), 1.0)
+                continue
+            # Let a few more arrive: one transaction for many outcomes.
+            if len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._interval_s)
+            batch = self._queue[: self._max_batch]
+            del self._queue[: len(batch)]
+            await self._write_until_done(batch, stop)
+
+    async def _write_until_done(
+        self, batch: list[tuple[Outcome, asyncio.Future[bool]]], stop: asyncio.Event
+    ) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async with self._pool.acquire() as conn, appending(conn):
+                    recorded = await _write(conn, [o for o, _ in batch])
+                break
+            except _TRANSIENT as exc:
+                log.warning("outcomes_not_recorded_yet", count=len(batch), error=type(exc).__name__)
+                if stop.is_set() and delay >= 5.0:
+                    # Stopping and the database stays away: give up; the claims without an
+                    # outcome are called again after the lease (at most these calls repeat).
+                    for _, future in batch:
+                        if not future.done():
+                            future.cancel()
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for outcome, future in batch:
+            if not future.done():
+                future.set_result(recorded.get(_key(outcome), False))
+
+
+def _key(o: Outcome) -> tuple[int, int]:
+    return o.verdict.message_id, o.attempt
+
+
+async def _write(conn: Connection, outcomes: list[Outcome]) -> dict[tuple[int, int], bool]:
+    """Record the calls' outcomes, release the claims of messages handed back without a call,
+    and append the events of what this write recorded."""
+    called = [o for o in outcomes if o.result is not None]
+    recorded: dict[tuple[int, int], bool] = {}
+    if called:
+        rows = await conn.fetch(
+            """
+            UPDATE dispatcher_attempts a
+               SET outcome = u.outcome, status = u.status, error = u.error, at = now()
+            FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[])
+                 AS u(message_id, attempt, outcome, status, error)
+            WHERE a.message_id = u.message_id AND a.attempt = u.attempt AND a.outcome IS NULL
+            RETURNING a.message_id, a.attempt
+            """,
+            [o.verdict.message_id for o in called],
+            [o.attempt for o in called],
+            [o.result.outcome.value for o in called if o.result],
+            [o.result.status for o in called if o.result],
+            [o.result.error for o in called if o.result],
+        )
+        recorded = {(r["message_id"], r["attempt"]): True for r in rows}
+    handed_back = [o for o in outcomes if o.result is None]
+    by_owner: dict[UUID, list[tuple[int, int]]] = defaultdict(list)
+    for o in handed_back:
+        recorded[_key(o)] = True
+        if o.owner is not None:
+            by_owner[o.owner].append(_key(o))
+    for owner, pairs in by_owner.items():
+        await release(conn, owner, pairs)
+    by_trace: dict[tuple[tuple[str, str], ...], list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        if recorded.get(_key(o)):
+            by_trace[o.trace].append(o)
+    for trace, group in by_trace.items():
+        ids = dict(trace)
+        with traced(ids.get("correlation_id"), ids.get("causation_id")):
+            await append_new_streams(conn, _events(group))
+    return recorded
+
+
+def _events(outcomes: list[Outcome]) -> list[Event]:
+    by_mailing: dict[int, list[Verdict]] = defaultdict(list)
+    for o in outcomes:
+        by_mailing[o.mailing_id].append(o.verdict)
+    events: list[Event] = []
+    for mailing_id, verdicts in by_mailing.items():
+        delivered = [v for v in verdicts if isinstance(v, DeliveredMessage)]
+        failed = [v for v in verdicts if isinstance(v, FailedAttempt)]
+        undelivered = [v for v in verdicts if isinstance(v, UndeliveredMessage)]
+        if delivered:
+            events.append(
+                MessagesDelivered(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=delivered
+                )
+            )
+        if failed:
+            events.append(
+                MessageAttemptsFailed(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=failed
+                )
+            )
+        if undelivered:
+            events.append(
+                MessagesUndelivered(
+                    mailing_id=mailing_id, batch_id=new_batch_id(), messages=undelivered
+                )
+            )
+    return events
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

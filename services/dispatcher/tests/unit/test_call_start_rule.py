@@ -1,0 +1,39 @@
+"""When a provider call may start: inside the message's send slot and before the mailing's end,
+decided at the moment of the call (``domain.refusal``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.domain import refusal
+from sms_events.contracts import DueMessage
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    due=st.integers(-3600, 3600),
+    closes=st.integers(-3600, 3600),
+    end=st.integers(-3600, 3600),
+    legacy=st.booleans(),
+)
+def test_a_call_may_start_only_inside_the_slot_and_before_the_end(
+    due: int, closes: int, end: int, legacy: bool
+) -> None:
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    message = DueMessage(
+        message_id=1, client_id=1, phone="79991234567", attempt=2,
+        due_at=None if legacy else now + due * second,
+        closes_at=None if legacy else now + closes * second,
+    )  # fmt: skip
+    refused = refusal(message, now + end * second, now)
+    inside = now < now + end * second and (
+        legacy or (now + due * second <= now < now + closes * second)
+    )
+    assert (refused is None) == inside
+    if refused is not None:
+        assert refused.attempts == 1  # handed back: no attempt counted
+        assert refused.retry_at >= now
