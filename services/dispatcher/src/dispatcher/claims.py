@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -58,10 +59,11 @@ WITH wanted AS (
                        WHERE o.owner = a.owner AND o.alive_until > now())
     RETURNING a.message_id
 )
-SELECT j.message_id, j.done, c.message_id IS NOT NULL AS claimed,
-       (SELECT a.owner FROM dispatcher_attempts a
-         WHERE a.message_id = j.message_id AND a.attempt = j.attempt) AS holder
+SELECT j.message_id, j.done, c.message_id IS NOT NULL AS claimed, h.owner AS holder,
+       coalesce(o.alive_until, now()) AS held_until
 FROM judged j LEFT JOIN claimed c USING (message_id)
+LEFT JOIN dispatcher_attempts h ON h.message_id = j.message_id AND h.attempt = j.attempt
+LEFT JOIN dispatcher_owners o ON o.owner = h.owner
 """
 
 
@@ -69,8 +71,9 @@ FROM judged j LEFT JOIN claimed c USING (message_id)
 class ClaimResult:
     claimed: frozenset[int] = frozenset()
     """Ours to call now."""
-    busy: frozenset[int] = frozenset()
-    """Claimed by a live owner (another process, or another copy here): wait and look again."""
+    busy: Mapping[int, datetime] = field(default_factory=dict)
+    """Claimed by a live owner (another process, or another copy here), with the end of that
+    owner's lease: hand them back until then (the owner records them, or its claim lapses)."""
     done: frozenset[int] = frozenset()
     """Already called or settled: its outcome event exists, nothing to do."""
 
@@ -89,7 +92,7 @@ async def claim(
     rows = await conn.fetch(_CLAIM, [m for m, _ in pairs], [a for _, a in pairs], owner)
     attempt_of = dict(pairs)
     claimed: set[int] = set()
-    busy: set[int] = set()
+    busy: dict[int, datetime] = {}
     done: set[int] = set()
     for r in rows:
         m = r["message_id"]
@@ -98,8 +101,8 @@ async def claim(
         elif r["claimed"] or (r["holder"] == owner and (m, attempt_of[m]) not in in_hand):
             claimed.add(m)
         else:
-            busy.add(m)
-    return ClaimResult(frozenset(claimed), frozenset(busy), frozenset(done))
+            busy[m] = r["held_until"]
+    return ClaimResult(frozenset(claimed), busy, frozenset(done))
 
 
 async def release(conn: Connection, owner: UUID, pairs: list[tuple[int, int]]) -> None:
@@ -167,10 +170,17 @@ class OwnerLease:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Renew every quarter of the lease until ``stop``; errors are waited out."""
+        failing = False
         while not stop.is_set():
             try:
                 await self.renew()
+                if failing:
+                    log.info("dispatcher_lease_renewed")
+                failing = False
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("dispatcher_lease_renewal_failed", error=type(exc).__name__)
+                if not failing:  # once per outage, not once per try
+                    log.warning("dispatcher_lease_renewal_failing", error=type(exc).__name__)
+                failing = True
+            # After a failure, try again soon: sending resumes as soon as the database is back.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.ttl_s / 4)
+                await asyncio.wait_for(stop.wait(), 1.0 if failing else self.ttl_s / 4)

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -54,8 +54,7 @@ log = structlog.get_logger(__name__)
 # at once; no attempt is counted).
 STOPPING = "dispatcher stopping"
 CLAIM_LOST = "dispatcher lease lost"
-# How often a copy of a due event looks again at messages another live owner has claimed.
-BUSY_POLL_S = 0.5
+CLAIMED_ELSEWHERE = "being sent by another dispatcher"
 
 
 def _now() -> datetime:
@@ -122,9 +121,8 @@ class Dispatcher:
             metrics.SKIPPED.inc(len(claimed.done))
         owner = self._lease.owner
         todo = [by_id[m] for m in claimed.claimed]
-        busy = [by_id[m] for m in claimed.busy]
         results = await asyncio.gather(
-            self._send_claimed(due, todo, owner), self._wait_for_busy(due, busy)
+            self._send_claimed(due, todo, owner), self._hand_back_busy(due, by_id, claimed.busy)
         )
         outcomes = [o for part in results for o in part]
         if outcomes:
@@ -145,25 +143,18 @@ class Dispatcher:
         finally:
             self._in_hand -= keys
 
-    async def _wait_for_busy(self, due: MessagesDue, messages: list[DueMessage]) -> list[Outcome]:
-        """Messages another live owner claimed (a second copy of this due event): wait until
-        that owner records them (nothing to do) or its lease runs out (ours to call)."""
+    async def _hand_back_busy(
+        self, due: MessagesDue, by_id: dict[int, DueMessage], busy: Mapping[int, datetime]
+    ) -> list[Outcome]:
+        """Messages another live owner has claimed (a second copy of this due event, or the
+        redelivery of a dead process's batch before its lease ran out): handed back until that
+        owner's lease ends. Either it records them meanwhile (the scheduler then ignores the
+        hand-back) or its claim lapses and the next hand-over calls. The delivery is not held
+        up waiting, so the prefetch keeps flowing."""
         outcomes: list[Outcome] = []
-        while messages:
-            if self._stopping.is_set():
-                return outcomes + await self._hand_back(
-                    due, messages, STOPPING, self._clock(), owner=None
-                )
-            await asyncio.sleep(BUSY_POLL_S)
-            async with self._pool.acquire() as conn:
-                claimed = await claim(
-                    conn, self._lease.owner, [(m.message_id, m.attempt) for m in messages],
-                    self._in_hand,
-                )  # fmt: skip
-            outcomes += await self._send_claimed(
-                due, [m for m in messages if m.message_id in claimed.claimed], self._lease.owner
-            )
-            messages = [m for m in messages if m.message_id in claimed.busy]
+        for until, ids in _by_until(busy).items():
+            messages = [by_id[m] for m in ids]
+            outcomes += await self._hand_back(due, messages, CLAIMED_ELSEWHERE, until, owner=None)
         return outcomes
 
     async def _hand_back(
@@ -245,6 +236,13 @@ class Dispatcher:
         metrics.observe(result)
         verdict = judge(m.message_id, m.attempt, result, now, self._policy, self._rng)
         return Outcome(due.mailing_id, m.attempt, verdict, result, owner)
+
+
+def _by_until(busy: Mapping[int, datetime]) -> dict[datetime, list[int]]:
+    grouped: dict[datetime, list[int]] = {}
+    for message_id, until in busy.items():
+        grouped.setdefault(until, []).append(message_id)
+    return grouped
 
 
 def _log_outcomes(mailing_id: int, outcomes: list[Outcome]) -> None:

@@ -58,10 +58,14 @@ class ProviderHold:
             self._until = until
 
     async def run(self, stop: asyncio.Event) -> None:
+        failing = False
         while not stop.is_set():
             try:
                 await self.refresh()
+                failing = False
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("provider_hold_refresh_failed", error=type(exc).__name__)
+                if not failing:  # once per outage
+                    log.warning("provider_hold_refresh_failed", error=type(exc).__name__)
+                failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._refresh_s)

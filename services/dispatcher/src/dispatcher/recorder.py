@@ -34,7 +34,7 @@ from sms_events.contracts import (
     MessagesUndelivered,
     UndeliveredMessage,
 )
-from sms_events.db import Connection
+from sms_events.db import Connection, is_transient
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import current_metadata, traced
 
@@ -42,7 +42,7 @@ __all__ = ["Outcome", "OutcomeRecorder"]
 
 log = structlog.get_logger(__name__)
 
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+_ATTEMPTS = 3  # tries of a write that fails for a reason other than the database being away
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +99,29 @@ class OutcomeRecorder:
     async def _write_until_done(
         self, batch: list[tuple[Outcome, asyncio.Future[bool]]], stop: asyncio.Event
     ) -> None:
-        delay = 0.1
+        """Write ``batch``, waiting out a database that is away for as long as it takes (each
+        outcome not recorded is a call that would be made again). A failure that is not the
+        database's (a bug, a statement timeout) is given up after a few tries: the callers get
+        the error and their deliveries fail, as any handler error does."""
+        delay, failures = 0.1, 0
         while True:
             try:
                 async with self._pool.acquire() as conn, appending(conn):
                     recorded = await _write(conn, [o for o, _ in batch])
                 break
-            except _TRANSIENT as exc:
-                log.warning("outcomes_not_recorded_yet", count=len(batch), error=type(exc).__name__)
+            except Exception as exc:
+                if not is_transient(exc):
+                    failures += 1
+                    log.error("outcomes_not_recorded", count=len(batch), error=repr(exc))
+                    if failures >= _ATTEMPTS:
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
+                        return
+                elif delay == 0.1:  # once per outage, not once per try
+                    log.warning(
+                        "outcomes_not_recorded_yet", count=len(batch), error=type(exc).__name__
+                    )
                 if stop.is_set() and delay >= 5.0:
                     # Stopping and the database stays away: give up; the claims without an
                     # outcome are called again after the lease (at most these calls repeat).

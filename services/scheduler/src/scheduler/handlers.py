@@ -367,6 +367,11 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
     clients = {r["message_id"]: r["client_id"] for r in rows}
     for r in rows:
         f = failures[r["message_id"]]
+        if f.attempts < r["attempts"]:
+            # Older news than the row holds: a hand-back of an attempt that another copy of
+            # the due event has since made (the row already has that call's outcome).
+            del failures[f.message_id]
+            continue
         error = f.error
         if f.attempts <= r["attempts"] and r["last_error"]:
             # Handed back without a provider call (window closed, circuit open, paused): the

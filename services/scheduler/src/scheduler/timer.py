@@ -42,7 +42,7 @@ from sms_events.contracts import (
     MessagesRescheduled,
     ScheduledMessage,
 )
-from sms_events.db import Connection
+from sms_events.db import Connection, is_transient
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import traced
 
@@ -297,14 +297,26 @@ class Timer:
         self._last_sweep = datetime.min.replace(tzinfo=UTC)
 
     async def run(self, stop: asyncio.Event) -> None:
+        failing = False
         while not stop.is_set():
             self.wake.clear()
             now = self._clock()
             try:
                 with traced(None):  # a fresh correlation id per round
                     moved = await self._round(now)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("timer_database_error", error=str(exc))
+                if failing:
+                    log.info("timer_database_back")
+                failing = False
+            except Exception as exc:
+                # Whatever went wrong, the timer must go on (a dead timer sends nothing): a
+                # database away is logged once per outage, anything else every time. Never the
+                # error's text: its detail may quote data (a phone).
+                if not is_transient(exc):
+                    log.error("timer_round_failed", error=type(exc).__name__,
+                              sqlstate=getattr(exc, "sqlstate", None))  # fmt: skip
+                elif not failing:
+                    log.warning("timer_database_error", error=type(exc).__name__)
+                failing = is_transient(exc)
                 moved = 0
             if moved >= self._batch:
                 continue  # more is due: go again at once
