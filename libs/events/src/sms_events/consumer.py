@@ -31,6 +31,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aio_pika
 import asyncpg
@@ -73,11 +74,18 @@ class QueueSpec:
     routing_keys: Sequence[str]
     # Safety net for a message that crashes the whole process before it can be rejected.
     delivery_limit: int = 20
+    # Only one consumer of the queue at a time gets deliveries (the others stand by and take
+    # over when it goes): for a consumer that relies on the queue's order (per-stream order).
+    # RabbitMQ refuses to redeclare an existing queue with another value: a queue declared
+    # before this was set must be deleted (it is empty once its consumers are stopped).
+    single_active_consumer: bool = False
 
 
 class Consumer:
     depth_interval: float = 5.0
     """Seconds between two readings of the queue's depth."""
+    prune_interval: float = 600.0
+    """Seconds between two prunings of this consumer's ``processed_events`` rows."""
     drain_s: float = 25.0
     """How long ``run_each`` lets the deliveries in hand finish on stop."""
 
@@ -92,6 +100,7 @@ class Consumer:
         batch_wait: float = 0.02,
         attempts: int = 3,
         prefetch: int | None = None,
+        retention: timedelta = timedelta(days=7),
         appends: bool = True,
     ) -> None:
         self.spec = spec
@@ -107,6 +116,7 @@ class Consumer:
         self._batch_wait = batch_wait
         self._attempts = attempts
         self._prefetch = prefetch or batch_size * 2
+        self._retention = retention
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -137,6 +147,7 @@ class Consumer:
                 "x-dead-letter-exchange": dlx.name,
                 "x-dead-letter-routing-key": self.queue_name,
                 "x-delivery-limit": self.spec.delivery_limit,
+                **({"x-single-active-consumer": True} if self.spec.single_active_consumer else {}),
             },
         )
         for key in self.spec.routing_keys:
@@ -148,6 +159,7 @@ class Consumer:
         queue = self._queue or await self.declare()
         tag = await queue.consume(self._inbox.put)
         watcher = asyncio.create_task(self._watch_depth(stop), name="queue-depth")
+        pruner = asyncio.create_task(self._prune(stop), name="processed-events-pruner")
         log.info("consumer_started", queue=self.queue_name)
         try:
             while not stop.is_set():
@@ -160,6 +172,7 @@ class Consumer:
                         self._in_hand = 0
         finally:
             await _cancel(watcher)
+            await _cancel(pruner)
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
             # Whatever was delivered but not handled goes back to the queue for another consumer.
@@ -376,6 +389,20 @@ class Consumer:
         finally:
             await _close(channel)
 
+    async def _prune(self, stop: asyncio.Event) -> None:
+        """Forget handled event ids older than the retention, in small deletes, every
+        ``prune_interval``: a redelivery or a relay's republish comes within minutes, so ids
+        older than days only grow the table (by one row per event, per consumer)."""
+        while not stop.is_set():
+            try:
+                pruned = await prune_processed(self._pool, self.spec.name, self._retention)
+                if pruned:
+                    log.info("processed_events_pruned", queue=self.queue_name, rows=pruned)
+            except Exception as exc:
+                log.warning("processed_events_not_pruned", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.prune_interval)
+
     async def _commit_retrying(self, envelopes: Sequence[Envelope], stop: asyncio.Event) -> bool:
         """Commit, waiting out database trouble (not the events' fault) until it is done or
         ``stop`` is set; returns whether it committed. Other errors propagate."""
@@ -462,6 +489,31 @@ class Consumer:
             await action
         except Exception as exc:
             log.warning("consumer_settle_failed", queue=self.queue_name, error=repr(exc))
+
+
+async def prune_processed(
+    pool: asyncpg.Pool, consumer: str, retention: timedelta, *, chunk: int = 5000
+) -> int:
+    """Delete ``consumer``'s processed event ids older than ``retention``, ``chunk`` rows per
+    transaction. Returns how many went."""
+    total = 0
+    while True:
+        result = await pool.execute(
+            """
+            DELETE FROM processed_events p USING (
+                SELECT event_id FROM processed_events
+                WHERE consumer = $1 AND processed_at < now() - $2::interval
+                LIMIT $3) old
+            WHERE p.consumer = $1 AND p.event_id = old.event_id
+            """,
+            consumer,
+            retention,
+            chunk,
+        )
+        deleted = int(result.split()[-1])
+        total += deleted
+        if deleted < chunk:
+            return total
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

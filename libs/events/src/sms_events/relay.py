@@ -67,6 +67,7 @@ class OutboxRelay:
         *,
         source: str,
         batch_size: int = 2000,
+        batch_bytes: int = 8 * 1024 * 1024,
         poll_interval: float = 1.0,
     ) -> None:
         self._pool = pool
@@ -74,6 +75,7 @@ class OutboxRelay:
         self._broker = broker
         self._source = source
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self.is_leader = False
@@ -129,7 +131,9 @@ class OutboxRelay:
         backoff = 0.1
         while not stop.is_set() and self.is_leader:
             self._wake.clear()
-            events = await self._store.read_all(checkpoint, limit=self._batch_size, conn=lock_conn)
+            events = await self._store.read_all(
+                checkpoint, limit=self._batch_size, max_bytes=self._batch_bytes, conn=lock_conn
+            )
             if not events:
                 await self._update_gauges(checkpoint, lock_conn)
                 await _wait_any(self._wake, stop, self._poll_interval)
@@ -150,8 +154,7 @@ class OutboxRelay:
             checkpoint = events[-1].checkpoint
             await self._store.save_checkpoint(_READER, checkpoint, conn=lock_conn)
             OUTBOX_PUBLISHED.inc(len(events))
-            if len(events) == self._batch_size:
-                self._wake.set()  # more may be waiting: don't sleep
+            self._wake.set()  # more may be waiting (a batch is cut by count or bytes): look again
             await self._update_gauges(checkpoint, lock_conn)
 
     async def _update_gauges(self, checkpoint: Checkpoint, conn: Connection) -> None:

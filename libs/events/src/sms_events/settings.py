@@ -72,3 +72,11 @@ class ServiceSettings(PostgresSettings, RabbitSettings, LogSettings):
     relay_enabled: bool = Field(
         default=True, description="Run the outbox relay (one instance is elected leader)"
     )
+    processed_events_retention_h: float = Field(
+        default=168,
+        gt=0,
+        description=(
+            "Hours a consumer remembers the ids of events it handled (redeliveries come within "
+            "minutes)"
+        ),
+    )

@@ -162,6 +162,32 @@ FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 """
 
 
+_READ_ALL = f"""
+    SELECT {_COLUMNS} FROM events
+    WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+      AND transaction_id < $3::text::xid8
+    ORDER BY transaction_id, global_position
+    LIMIT $4
+"""
+
+# The same, cut where the running size of the events' JSON passes $5 bytes (the first event
+# always comes, however large).
+_READ_ALL_BOUNDED = f"""
+    SELECT {_COLUMNS} FROM (
+        SELECT e.*, sum(octet_length(data::text) + octet_length(metadata::text))
+                    OVER (ORDER BY transaction_id, global_position) AS upto,
+               octet_length(data::text) + octet_length(metadata::text) AS size
+        FROM (SELECT * FROM events
+              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                AND transaction_id < $3::text::xid8
+              ORDER BY transaction_id, global_position
+              LIMIT $4) e
+    ) sized
+    WHERE upto - size < $5
+    ORDER BY transaction_id, global_position
+"""
+
+
 class _OutOfOrder(WrongExpectedVersion):
     """The stream's last event was written by a transaction that started writing after ours.
 
@@ -315,25 +341,25 @@ class EventStore:
         after: Checkpoint = Checkpoint(),
         *,
         limit: int = 1000,
+        max_bytes: int | None = None,
         conn: Connection | None = None,
     ) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in an order that never skips an
         event committed late (see the module docstring). Resume from the last one's
-        ``checkpoint``. ``conn`` must not be in a transaction: the horizon and the read need
-        a snapshot each, the read's taken after the horizon's."""
+        ``checkpoint``. With ``max_bytes``, the events stop where their data and metadata (as
+        JSON text) would pass that many bytes, but at least one comes: a reader's memory is
+        bounded by bytes, not only by count (batch events of hundreds of messages are large).
+        ``conn`` must not be in a transaction: the horizon and the read need a snapshot
+        each, the read's taken after the horizon's."""
         if conn is None:
             async with self._pool.acquire() as own:
-                return await self.read_all(after, limit=limit, conn=own)
+                return await self.read_all(after, limit=limit, max_bytes=max_bytes, conn=own)
         horizon = await read_horizon(conn)
-        query = f"""
-            SELECT {_COLUMNS} FROM events
-            WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-              AND transaction_id < $3::text::xid8
-            ORDER BY transaction_id, global_position
-            LIMIT $4
-        """
         args = (str(after.transaction_id), after.global_position, str(horizon), limit)
-        rows = await conn.fetch(query, *args)
+        if max_bytes is None:
+            rows = await conn.fetch(_READ_ALL, *args)
+        else:
+            rows = await conn.fetch(_READ_ALL_BOUNDED, *args, max_bytes)
         return [_record(r) for r in rows]
 
     async def load_checkpoint(self, reader: str) -> Checkpoint:

@@ -58,6 +58,7 @@ def _state(dsn: str) -> tuple[list[str], int]:
 _ALL = [
     "events_0001_event_store",
     "events_0002_announced_appenders",
+    "events_0003_processed_events_pruning",
     "zz_0001_slow",
     "zz_0002_row",
 ]
@@ -125,5 +126,6 @@ def test_the_migrate_command_applies_the_event_store(fresh_database: str, tmp_pa
     )
 
     assert result.stdout.strip() == (
-        "applied 2 migration(s): events_0001_event_store, events_0002_announced_appenders"
+        "applied 3 migration(s): events_0001_event_store, events_0002_announced_appenders,"
+        " events_0003_processed_events_pruning"
     )

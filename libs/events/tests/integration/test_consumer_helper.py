@@ -657,3 +657,29 @@ async def _processed_is(setup: Setup, n: int) -> bool:
 
 async def _ready_is(setup: Setup, n: int) -> bool:
     return await setup.ready_messages() == n
+
+
+async def test_a_single_active_consumer_queue_feeds_one_consumer_in_order_and_fails_over(
+    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key], single_active_consumer=True)
+    first, second = Recorder(setup.name, worker="first"), Recorder(setup.name, worker="second")
+    one = Consumer(spec, setup.pool, setup.broker, first, batch_size=3, batch_wait=0.01)
+    await one.declare()
+    running_one = await run(one)
+    running_two = await run(
+        Consumer(spec, setup.pool, setup.broker, second, batch_size=3, batch_wait=0.01)
+    )
+    published = [_envelope(setup.routing_key, n) for n in range(20)]
+    await setup.publish(*published)
+    await eventually(lambda: _count(setup.rows, 20), what="the first twenty handled")
+    rows = await setup.rows()
+    assert {r["worker"] for r in rows} == {"first"}  # the other stood by
+    handled = [event_id for batch in first.batches for event_id in batch]
+    assert handled == [env.id for env in published]  # in the order published
+    await running_one.halt()  # the standby takes over
+    await setup.publish(*[_envelope(setup.routing_key, n) for n in range(20, 25)])
+    await eventually(lambda: _count(setup.rows, 25), what="the rest handled by the standby")
+    await running_two.halt()
+    rows = await setup.rows()
+    assert sorted(r["n"] for r in rows if r["worker"] == "second") == list(range(20, 25))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import asyncpg
+import orjson
 import pytest
 from eventlib_support import eventually
 from prometheus_client import REGISTRY
@@ -342,6 +343,13 @@ async def test_read_all_returns_events_in_order_and_pages_by_checkpoint(
     assert checkpoints == sorted(checkpoints)
     page = await store.read_all(events[1].checkpoint, limit=2)
     assert [e.event_id for e in page] == [e.event_id for e in events[2:4]]
+    # Bounded by bytes too: at least one event, and no more than fit (each is ~200 bytes).
+    one = await store.read_all(events[1].checkpoint, limit=10, max_bytes=1)
+    assert [e.event_id for e in one] == [events[2].event_id]
+    sizes = [len(orjson.dumps(e.data)) + len(orjson.dumps(e.metadata)) for e in events]
+    two = await store.read_all(events[1].checkpoint, limit=10, max_bytes=sizes[2] + sizes[3] + 1)
+    assert [e.event_id for e in two][:2] == [e.event_id for e in events[2:4]]
+    assert len(two) <= 3
 
 
 async def test_checkpoints_are_saved_and_loaded_per_reader(store: EventStore) -> None:

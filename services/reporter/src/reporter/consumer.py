@@ -4,6 +4,8 @@ by state, and the daily statistics email."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 
 from reporter.config import Settings
@@ -29,7 +31,14 @@ async def start(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, Settings)
     # A pure projection: its batches append nothing, so they must not hold back the relay.
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle_batch, appends=False)
+    consumer = Consumer(
+        QUEUE,
+        rt.pool,
+        rt.broker,
+        handle_batch,
+        appends=False,
+        retention=timedelta(hours=rt.settings.processed_events_retention_h),
+    )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
     rt.spawn(refresh_gauges(rt.pool, rt.stop, GAUGES_EVERY_S), "gauges")

@@ -22,6 +22,9 @@ QUEUE = QueueSpec(
         "messages.undelivered",
         "messages.attempt_failed",
     ],
+    # The handlers rely on each stream's events arriving in order (a client's versions, a
+    # mailing's edits): with several schedulers, one consumes and the others stand by.
+    single_active_consumer=True,
 )
 
 
@@ -41,7 +44,13 @@ async def start(rt: Runtime) -> None:
         await handle_batch(conn, events)
         timer.wake.set()  # new or changed messages may be due already
 
-    consumer = Consumer(QUEUE, rt.pool, rt.broker, handle)
+    consumer = Consumer(
+        QUEUE,
+        rt.pool,
+        rt.broker,
+        handle,
+        retention=timedelta(hours=settings.processed_events_retention_h),
+    )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
     rt.spawn(timer.run(rt.stop), "timer")
