@@ -68,15 +68,24 @@ MESSAGES_PER_EVENT = 500
 _SCHEDULED = MessageState.SCHEDULED.value
 
 
-def _in_scope(alias: str, n: int) -> str:
+_FIRST_ID, _LAST_ID = -(2**63), 2**63 - 1
+
+
+def _in_scope(alias: str, n: int, by_ids: bool) -> str:
     """SQL: the row's client is in the step's scope, given as parameters $n..$n+3 (a list of
-    ids or NULL, an exclusive lower and an inclusive upper id bound or NULL, and whether only
-    clients left out of the audience count; $1 is always the mailing)."""
+    ids, an exclusive lower and an inclusive upper id bound, and whether only clients left out
+    of the audience count; $1 is always the mailing). Written without ``$x IS NULL OR ...``,
+    which would keep the planner from the client_id indexes: a chunk reads its range from the
+    index, a run of client events its ids, never the whole table."""
     ids, after, up_to, left_out_only = (f"${i}" for i in range(n, n + 4))
+    chosen = (
+        f"{alias}.client_id = ANY({ids}::bigint[])"
+        if by_ids
+        else f"cardinality({ids}::bigint[]) = 0"
+    )
     return (
-        f"({ids}::bigint[] IS NULL OR {alias}.client_id = ANY({ids}))"
-        f" AND ({after}::bigint IS NULL OR {alias}.client_id > {after})"
-        f" AND ({up_to}::bigint IS NULL OR {alias}.client_id <= {up_to})"
+        f"{chosen} AND {alias}.client_id > {after}::bigint"
+        f" AND {alias}.client_id <= {up_to}::bigint"
         f" AND (NOT {left_out_only}::bool OR EXISTS (SELECT 1 FROM scheduler_left_out lo"
         f"      WHERE lo.mailing_id = $1 AND lo.client_id = {alias}.client_id))"
     )
@@ -87,15 +96,16 @@ def _matches(n: int) -> str:
     return f"(cardinality(${n}::text[]) = 0 OR c.operator_code = ANY(${n}) OR c.tag = ANY(${n}))"
 
 
-# The recipients among the clients in scope, with their send slot (NULL: no send moment).
-# $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope.
-_TARGET = f"""
+def _target(by_ids: bool) -> str:
+    """The recipients among the clients in scope, with their send slot (NULL: no send
+    moment). $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope."""
+    return f"""
     WITH zones(zone, due, closes) AS (
         SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
     target AS (
         SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
-        WHERE {_matches(5)} AND {_in_scope("c", 6)}
+        WHERE {_matches(5)} AND {_in_scope("c", 6, by_ids)}
     )
 """
 
@@ -110,11 +120,16 @@ class Scope:
     left_out_only: bool = False
 
     @property
-    def everyone(self) -> bool:
-        return self.client_ids is None and self.after is None and self.up_to is None
+    def by_ids(self) -> bool:
+        return self.client_ids is not None
 
     def args(self) -> tuple[object, ...]:
-        return (self.client_ids, self.after, self.up_to, self.left_out_only)
+        return (
+            self.client_ids or [],
+            _FIRST_ID if self.after is None else self.after,
+            _LAST_ID if self.up_to is None else self.up_to,
+            self.left_out_only,
+        )
 
 
 _MAILING_COLUMNS = (
@@ -156,7 +171,7 @@ async def _zone_slots(
         r["time_zone"]
         for r in await conn.fetch(
             "SELECT DISTINCT c.time_zone FROM scheduler_clients c"
-            f" WHERE {_matches(2)} AND {_in_scope('c', 3)}",
+            f" WHERE {_matches(2)} AND {_in_scope('c', 3, scope.by_ids)}",
             mailing.mailing_id,
             items,
             *scope.args(),
@@ -183,9 +198,10 @@ async def resolve(
     items = sorted(parse_client_filter(mailing.client_filter))
     zones, opens, closes = await _zone_slots(conn, mailing, items, scope, now)
     args = (mailing.mailing_id, zones, opens, closes, items, *scope.args())
+    target = _target(scope.by_ids)
     events: list[Event] = []
     added = await conn.fetch(
-        _TARGET
+        target
         + """
         INSERT INTO scheduler_messages (mailing_id, client_id, due_at, closes_at)
         SELECT $1, client_id, due, closes FROM target WHERE due IS NOT NULL ORDER BY client_id
@@ -199,7 +215,7 @@ async def resolve(
     left: list[asyncpg.Record] = []
     if follow_base:
         moved = await conn.fetch(
-            _TARGET
+            target
             + f"""
             UPDATE scheduler_messages m SET due_at = t.due, closes_at = t.closes,
                    updated_at = now()
@@ -212,10 +228,11 @@ async def resolve(
         )
         events += scheduled_events(MessagesRescheduled, mailing.mailing_id, moved)
         left = await conn.fetch(
-            _TARGET
+            target
             + f"""
             DELETE FROM scheduler_messages m
-            WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}' AND {_in_scope("m", 6)}
+            WHERE m.mailing_id = $1 AND m.state = '{_SCHEDULED}'
+              AND {_in_scope("m", 6, scope.by_ids)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = m.client_id AND t.due IS NOT NULL)
             RETURNING m.message_id
@@ -223,21 +240,21 @@ async def resolve(
             *args,
         )
         events += withdrawn_events(mailing.mailing_id, [r["message_id"] for r in left])
-    await _remember_left_out(conn, args)
+    await _remember_left_out(conn, args, scope.by_ids)
     _log_changes(mailing.mailing_id, added, moved, left)
     await append_new_streams(conn, events)
     return events
 
 
-async def _remember_left_out(conn: Connection, args: tuple[object, ...]) -> None:
+async def _remember_left_out(conn: Connection, args: tuple[object, ...], by_ids: bool) -> None:
     """Who matches but has no send moment before the end is kept, with why, so that a later
     ``datetime_end`` can bring them in; whoever has a message or no longer matches is not."""
     await conn.execute(
-        _TARGET
+        _target(by_ids)
         + f"""
         , dropped AS (
             DELETE FROM scheduler_left_out o
-            WHERE o.mailing_id = $1 AND {_in_scope("o", 6)}
+            WHERE o.mailing_id = $1 AND {_in_scope("o", 6, by_ids)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = o.client_id AND t.due IS NULL)
         )
