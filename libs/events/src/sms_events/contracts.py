@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, time
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,9 @@ __all__ = [
     "ClientCreated",
     "ClientDeleted",
     "ClientUpdated",
+    "ClientsImported",
     "Event",
+    "ImportedClient",
     "UnknownEventType",
     "event_class",
     "registered_events",
@@ -105,11 +107,18 @@ class _ClientEvent(Event):
         return str(self.client_id)
 
 
+# A client's fields, as single-client events and import batches both carry them.
+_Phone = Annotated[str, Field(description="11 digits starting with 7", examples=["79991234567"])]
+_OperatorCode = Annotated[str, Field(description="Digits 2-4 of the phone", examples=["999"])]
+_Tag = Annotated[str | None, Field(max_length=20)]
+_TimeZone = Annotated[str, Field(description="IANA time zone name", examples=["Europe/Moscow"])]
+
+
 class _ClientState(_ClientEvent):
-    phone: str = Field(description="11 digits starting with 7", examples=["79991234567"])
-    operator_code: str = Field(description="Digits 2-4 of the phone", examples=["999"])
-    tag: str | None = Field(default=None, max_length=20)
-    time_zone: str = Field(description="IANA time zone name", examples=["Europe/Moscow"])
+    phone: _Phone
+    operator_code: _OperatorCode
+    tag: _Tag = None
+    time_zone: _TimeZone
     updated_at: datetime
 
 
@@ -131,6 +140,50 @@ class ClientDeleted(_ClientEvent):
     description: ClassVar[str] = "A client was removed from the base."
 
     deleted_at: datetime
+
+
+# A bulk import carries its clients in batches (a few hundred per event), each event a stream of
+# its own, import-<batch id>, like the hot path's message batches below: 100,000 imported
+# clients are a few hundred events, which projections apply set-based. A client's version goes
+# on across both kinds of event: an import moves it from n to n + 1 inside the batch (the item's
+# ``version``), and the next command appends n + 2 to client-<id>, whose stream therefore has
+# no event at the versions an import wrote.
+
+
+class ImportedClient(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    client_id: int = Field(description="Integer id of the client, as in the REST API")
+    version: int = Field(
+        ge=1,
+        description=(
+            "The client's version after the import: the same sequence as the client-<id> "
+            "stream's versions (apply an item only over an older version)"
+        ),
+    )
+    created: bool = Field(description="True for a new client, false for an updated one")
+    phone: _Phone
+    operator_code: _OperatorCode
+    tag: _Tag = None
+    time_zone: _TimeZone
+
+
+@register
+class ClientsImported(Event):
+    event_type: ClassVar[str] = "clients.imported"
+    stream_category: ClassVar[str] = "import"
+    description: ClassVar[str] = (
+        "A bulk import created or updated these clients (up to a few hundred per event; each "
+        "item is the client's full new state at its version). Imported changes are not also "
+        "published as client.created/client.updated: consumers of client.* bind this too."
+    )
+
+    batch_id: str = Field(description="Unique per batch (a UUID)")
+    imported_at: datetime = Field(description="When the import wrote these clients")
+    clients: list[ImportedClient]
+
+    def _stream_key(self) -> str:
+        return self.batch_id
 
 
 # --- mailings (appended by the gateway to stream mailing-<id>) ---------------------------------

@@ -43,9 +43,9 @@ RETRY_AFTER_S: Final = "5"
 DESCRIPTION = """
 REST API of the SMS mailing platform. Request and response shapes are those of the old
 `/api/v1/` (Django REST framework) API; every change is recorded as an event
-(`client.created`, `client.updated`, `client.deleted`; `mailing.scheduled`,
-`mailing.updated`, `mailing.deleted`, `mailing.cancelled`, `mailing.paused`,
-`mailing.resumed`) and published to RabbitMQ.
+(`client.created`, `client.updated`, `client.deleted`; a bulk import as `clients.imported`,
+a few hundred clients per event; `mailing.scheduled`, `mailing.updated`, `mailing.deleted`,
+`mailing.cancelled`, `mailing.paused`, `mailing.resumed`) and published to RabbitMQ.
 
 **Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`.
 

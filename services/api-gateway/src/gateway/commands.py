@@ -1,19 +1,36 @@
 """Client commands: validate, write the read model and append the event in one transaction.
 
-The read model row and the stream move together: ``gateway_clients.version`` is always the
-version of ``client-<id>``, and both are written in one transaction, so they cannot drift and a
-read right after a write sees it. A command that changes nothing appends nothing.
+The read model row and the client's events move together, in one transaction, so they cannot
+drift and a read right after a write sees it. A command that changes nothing appends nothing.
 
-Order of writers on one stream
+Versions: a client's events live in two kinds of stream
+--------------------------------------------------------
+``gateway_clients.version`` is the client's version, and every change moves it by one. A
+command appends its event to ``client-<id>`` at that version; a bulk import carries the new
+state as an item of a ``clients.imported`` batch event, in a stream of its own (see
+``gateway.importer``). So ``client-<id>`` has no event at the versions an import wrote, and an
+imported client's stream may have no event at all: its head is no guide to the client's
+version, and ``EventStore.append``'s expected version (checked against that head) cannot be
+used. A command instead appends at the version of the read-model row it locked, plus one
+(``append_versioned``). Concurrency stays checked: the row lock orders every writer of one client
+(commands and imports alike), the row and the event commit together, and the unique (stream,
+version) index refuses an event at a version already taken, as by someone appending behind the
+read model's back; the command then fails and is retried, and answers 409 after ``ATTEMPTS``.
+The alternative, an import appending one event per client to its stream as well, is exactly
+the per-client cost that batching removes.
+
+Order of writers of one client
 ------------------------------
 Readers of the whole store (the outbox relay) order events by the id of the transaction that
 wrote them, and PostgreSQL hands that id out at a transaction's first write, not at commit. So
-the transaction appending version n+1 must have got its id after the one that appended n. A row
+the transaction writing version n+1 must have got its id after the one that wrote n. A row
 lock is not enough: a transaction waiting for ``SELECT ... FOR UPDATE`` can be given its id
 before another waiter that gets the row first. A command therefore first takes the client's
 advisory stream lock, which assigns no transaction id: its id comes with its first write, after
-the previous holder committed. The event store double-checks (an append whose stream head was
-written by a younger transaction fails) and the command is retried in a new transaction.
+the previous holder committed. An import has its id before it locks any row, so a command that
+waited for an import's row lock always comes after it. Before appending, a command still checks
+that no younger transaction wrote the client (on its stream or in an import batch) and is
+otherwise retried in a new transaction.
 """
 
 from __future__ import annotations
@@ -35,10 +52,11 @@ from gateway.repository import (
     lock_client,
     lock_stream,
     update_client,
+    written_after_us,
 )
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
-from sms_events.store import NO_STREAM, EventStore, WrongExpectedVersion, appending
+from sms_events.store import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion, appending
 
 __all__ = [
     "ATTEMPTS",
@@ -84,6 +102,20 @@ def client_event(row: ClientRow, *, created: bool) -> ClientCreated | ClientUpda
         time_zone=row.time_zone,
         updated_at=row.updated_at,
     )
+
+
+async def _append_at(
+    conn: Connection,
+    event: ClientCreated | ClientUpdated | ClientDeleted,
+    version: int,
+    store: EventStore,
+) -> None:
+    """Append ``event`` to its client's stream at ``version``: the client's new version, one
+    past that of the row the command locked (see the module docstring)."""
+    stream = event.stream_id()
+    if await written_after_us(conn, [event.client_id]):
+        raise WrongExpectedVersion(stream, version - 1, None)  # retried in a new transaction
+    await store.append_versioned([(stream, version, NewEvent(event))], conn=conn)
 
 
 def _phone_taken(exc: asyncpg.UniqueViolationError) -> bool:
@@ -139,8 +171,7 @@ async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool
             if _phone_taken(exc):
                 raise InvalidInput({"phone": [PHONE_TAKEN]}) from None
             raise
-        event = client_event(row, created=False)
-        await store.append(event.stream_id(), [event], expected_version=current.version, conn=conn)
+        await _append_at(conn, client_event(row, created=False), row.version, store)
         return row
 
     return await with_retries(pool, attempt)
@@ -157,6 +188,6 @@ async def delete(pool: asyncpg.Pool, client_id: int) -> None:
             raise ClientNotFound(client_id)
         version, deleted_at = removed
         event = ClientDeleted(client_id=client_id, deleted_at=deleted_at)
-        await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
+        await _append_at(conn, event, version + 1, store)
 
     await with_retries(pool, attempt)

@@ -11,6 +11,7 @@ import asyncpg
 
 from gateway.domain import ClientState
 from gateway.pagination import PageRequest
+from sms_events.contracts import ClientsImported
 from sms_events.db import Connection
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
     "PHONE_CONSTRAINT",
     "ClientFilters",
     "ClientRow",
-    "appended_after_us",
     "delete_client",
     "get_client",
     "import_batch",
@@ -27,6 +27,7 @@ __all__ = [
     "lock_client",
     "lock_stream",
     "update_client",
+    "written_after_us",
 ]
 
 PHONE_CONSTRAINT = "gateway_clients_phone_unique"
@@ -101,17 +102,26 @@ async def lock_stream(conn: Connection, client_id: int) -> None:
     )
 
 
-async def appended_after_us(conn: Connection, stream_ids: Sequence[str]) -> bool:
-    """Whether any of these streams holds an event of a transaction that got its id after
-    ours (see ``gateway.importer``)."""
+async def written_after_us(conn: Connection, client_ids: Sequence[int]) -> bool:
+    """Whether a transaction that got its id after ours appended an event about one of these
+    clients: on the client's own stream (a command) or in an import's batch (see
+    ``gateway.commands`` and ``gateway.importer``)."""
+    # Both look-ups are index scans: the first by stream, the second over the events of
+    # younger transactions only (events_commit_order), which are the last few at most.
     return bool(
         await conn.fetchval(
             """
             SELECT EXISTS (SELECT 1 FROM events
                            WHERE stream_id = ANY($1::text[])
                              AND transaction_id > pg_current_xact_id())
+                OR EXISTS (SELECT 1 FROM events e
+                           CROSS JOIN jsonb_array_elements(e.data->'clients') c
+                           WHERE e.transaction_id > pg_current_xact_id() AND e.type = $3
+                             AND (c->>'client_id')::bigint = ANY($2::bigint[]))
             """,
-            list(stream_ids),
+            [f"client-{i}" for i in client_ids],
+            list(client_ids),
+            ClientsImported.event_type,
         )
     )
 

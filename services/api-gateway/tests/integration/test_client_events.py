@@ -153,15 +153,24 @@ async def test_concurrent_creates_of_one_phone_make_one_client(
     )
 
 
-async def test_a_transaction_sees_appends_of_younger_transactions(
+async def test_a_transaction_sees_writes_of_younger_transactions(
     client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
 ) -> None:
     body = (await client.post("/api/v1/clients/", json={"phone": phone()})).json()
-    stream = f"client-{body['id']}"
+    other = (await client.post("/api/v1/clients/", json={"phone": phone()})).json()
     async with pool.acquire() as conn, conn.transaction():
         await conn.fetchval("SELECT pg_current_xact_id()")  # this transaction now has its id
-        assert not await repository.appended_after_us(conn, [stream])
-        # A younger transaction appends to the stream and commits meanwhile.
+        assert not await repository.written_after_us(conn, [body["id"], other["id"]])
+        # A younger transaction appends to one stream and commits meanwhile.
         assert (await client.patch(f"/api/v1/clients/{body['id']}/", json={"tag": "x"})).is_success
-        assert await repository.appended_after_us(conn, [stream])
-        assert not await repository.appended_after_us(conn, ["client-0"])
+        assert await repository.written_after_us(conn, [body["id"]])
+        assert not await repository.written_after_us(conn, [other["id"], 0])
+        # A younger import changes the other one (in a batch event, not on its stream).
+        imported = await client.post(
+            "/api/v1/clients/import",
+            content=f"{other['phone']},y\n".encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert imported.json()["updated"] == 1
+        assert await repository.written_after_us(conn, [other["id"]])
+        assert not await repository.written_after_us(conn, [0])

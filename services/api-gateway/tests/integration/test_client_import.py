@@ -1,4 +1,5 @@
-"""Bulk import: streamed CSV and NDJSON, row-by-row validation, batched upserts with events."""
+"""Bulk import: streamed CSV and NDJSON, row-by-row validation, batched upserts with batch
+events."""
 
 from __future__ import annotations
 
@@ -6,16 +7,26 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
+from client_history import (
+    IMPORTED_CREATED,
+    IMPORTED_UPDATED,
+    Change,
+    history,
+    imported_since,
+    last_position,
+)
 
 from gateway.domain import PHONE_MESSAGE, TIME_ZONE_MESSAGE
-from gateway.importer import ImportFormat, import_clients
-from sms_events.store import EventStore
+from gateway.importer import EVENT_SIZE, ImportFormat, import_clients
+from sms_events.contracts import ClientDeleted
+from sms_events.store import EventStore, NewEvent, appending
 
 CSV = {"Content-Type": "text/csv"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -45,7 +56,7 @@ async def test_imports_100k_rows_in_seconds_and_reports_bad_lines(
     bad = {1234: "12345", 50_000: "79990000000,way-too-long-a-tag-here", 99_999: "7999,,Moon/Base"}
     lines = [bad.get(n) or f"{phone('811')},{tag},Europe/Moscow" for n in range(1, 100_001)]
     body = ("\n".join(lines) + "\n").encode()
-    events_before = await pool.fetchval("SELECT count(*) FROM events")
+    position = await last_position(pool)
 
     started = time.perf_counter()
     response = await client.post(URL, content=_chunks(body, 64 * 1024), headers=CSV, timeout=300)
@@ -62,15 +73,28 @@ async def test_imports_100k_rows_in_seconds_and_reports_bad_lines(
         {"line": 99_999, "errors": {"phone": [PHONE_MESSAGE], "time_zone": [TIME_ZONE_MESSAGE]}},
     ]
     assert await pool.fetchval("SELECT count(*) FROM gateway_clients WHERE tag = $1", tag) == 99_997
-    assert await pool.fetchval("SELECT count(*) FROM events") - events_before == 99_997
-    # Every imported client's row and stream agree.
+    # 200 batch events (20 transactions of 5,000 rows or fewer, 500 clients per event), and no
+    # other event: not one per client.
+    n = await pool.fetchval("SELECT count(*) FROM events WHERE global_position > $1", position)
+    assert n == 200
+    batches = await imported_since(pool, position)
+    assert len(batches) == 200
+    assert {len(b) for b in batches} == {EVENT_SIZE, 4997 % EVENT_SIZE}
+    # Every imported client's row and item agree.
     mismatched = await pool.fetchval(
         """
-        SELECT count(*) FROM gateway_clients c
-        LEFT JOIN events e ON e.stream_id = 'client-' || c.id AND e.stream_version = c.version
-        WHERE c.tag = $1 AND (e.type IS DISTINCT FROM 'client.created' OR c.version <> 1)
+        SELECT count(*) FROM gateway_clients g
+        FULL JOIN (SELECT (c->>'client_id')::bigint AS id, c
+                     FROM events e CROSS JOIN jsonb_array_elements(e.data->'clients') c
+                    WHERE e.global_position > $2) i ON i.id = g.id
+        WHERE (g.tag = $1 OR i.id IS NOT NULL)
+          AND (i.c IS NULL OR g.id IS NULL OR (i.c->>'version')::int <> 1
+               OR NOT (i.c->>'created')::boolean OR g.version <> 1
+               OR (i.c->>'phone', i.c->>'operator_code', i.c->>'tag', i.c->>'time_zone')
+                  IS DISTINCT FROM (g.phone, g.operator_code, g.tag, g.time_zone))
         """,
         tag,
+        position,
     )
     assert mismatched == 0
     assert seconds < 60, f"100k rows took {seconds:.1f} s"
@@ -136,7 +160,7 @@ async def test_ndjson_with_bad_lines(
 
 
 async def test_existing_phones_are_updated_and_unchanged_rows_skipped(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, store: EventStore, phone: Callable[..., str]
+    client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
 ) -> None:
     same, changed, kept = phone(), phone(), phone()
     for number in (same, changed, kept):
@@ -152,8 +176,10 @@ async def test_existing_phones_are_updated_and_unchanged_rows_skipped(
 
     row = await _client(pool, changed) or {}
     assert (row["tag"], row["time_zone"], row["version"]) == ("t2", "Asia/Omsk", 2)
-    (_, update) = await store.read_stream(f"client-{row['id']}")
-    assert (update.type, update.stream_version, update.data["tag"]) == ("client.updated", 2, "t2")
+    assert await history(pool, row["id"]) == [
+        Change(1, "client.created", "t", "Asia/Omsk"),
+        Change(2, IMPORTED_UPDATED, "t2", "Asia/Omsk"),
+    ]
     assert (await _client(pool, same) or {})["version"] == 1
     assert (await _client(pool, kept) or {})["version"] == 1
 
@@ -180,7 +206,7 @@ async def test_columns_a_file_leaves_out_keep_their_values(
 
 
 async def test_a_phone_repeated_in_one_file_behaves_like_sequential_rows(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, store: EventStore, phone: Callable[..., str]
+    client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
 ) -> None:
     number, other = phone(), phone()
     body = (
@@ -190,11 +216,10 @@ async def test_a_phone_repeated_in_one_file_behaves_like_sequential_rows(
     assert (result["created"], result["updated"], result["unchanged"]) == (2, 2, 1)
     row = await _client(pool, number) or {}
     assert (row["tag"], row["time_zone"], row["version"]) == ("third", "Asia/Omsk", 3)
-    events = await store.read_stream(f"client-{row['id']}")
-    assert [(e.type, e.data["tag"]) for e in events] == [
-        ("client.created", "first"),
-        ("client.updated", "second"),
-        ("client.updated", "third"),
+    assert await history(pool, row["id"]) == [
+        Change(1, IMPORTED_CREATED, "first", "UTC"),
+        Change(2, IMPORTED_UPDATED, "second", "UTC"),
+        Change(3, IMPORTED_UPDATED, "third", "Asia/Omsk"),
     ]
 
 
@@ -276,7 +301,7 @@ async def test_empty_body_imports_nothing(client: httpx.AsyncClient) -> None:
 
 
 async def test_imports_and_patches_racing_on_one_client_stay_consistent(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, store: EventStore, phone: Callable[..., str]
+    client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
 ) -> None:
     number = phone()
     cid = (await client.post("/api/v1/clients/", json={"phone": number})).json()["id"]
@@ -291,14 +316,84 @@ async def test_imports_and_patches_racing_on_one_client_stay_consistent(
     assert all(r.status_code == 200 for r in responses)
 
     row = await _client(pool, number) or {}
-    events = await store.read_stream(f"client-{cid}")
-    assert [e.stream_version for e in events] == list(range(1, row["version"] + 1))
-    last = events[-1].data
-    assert (last["tag"], last["time_zone"]) == (row["tag"], row["time_zone"])
-    # ... and a reader going by transaction id (the relay) sees them in version order.
-    in_reader_order = await pool.fetch(
-        "SELECT stream_version FROM events WHERE stream_id = $1"
-        " ORDER BY transaction_id, global_position",
-        f"client-{cid}",
+    # Every version once, on the client's stream (patches) or in a batch (imports), and a reader
+    # going by transaction id (the relay) sees them in version order.
+    changes = await history(pool, cid)
+    assert [c.version for c in changes] == list(range(1, row["version"] + 1))
+    assert {c.kind for c in changes} == {"client.created", "client.updated", IMPORTED_UPDATED}
+    assert (changes[-1].tag, changes[-1].time_zone) == (row["tag"], row["time_zone"])
+
+
+async def test_clients_travel_in_batch_events_of_bounded_size(
+    pool: asyncpg.Pool, phone: Callable[..., str]
+) -> None:
+    tag = _tag()
+    position = await last_position(pool)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield "".join(f"{phone()},{tag}\n" for _ in range(2300)).encode()
+
+    result = await import_clients(pool, body(), ImportFormat.CSV, batch_size=2000)
+    assert result.created == 2300
+    # One transaction of 2,000 rows (four events of 500), then one of 300 (one event).
+    assert [len(b) for b in await imported_since(pool, position)] == [500, 500, 500, 500, 300]
+    streams = await pool.fetch(
+        "SELECT stream_id, stream_version FROM events WHERE global_position > $1", position
     )
-    assert [r["stream_version"] for r in in_reader_order] == list(range(1, row["version"] + 1))
+    assert all(r["stream_id"].startswith("import-") for r in streams)
+    assert all(r["stream_version"] == 1 for r in streams)
+    assert len({r["stream_id"] for r in streams}) == 5
+
+
+async def test_commands_on_an_imported_client_go_on_from_its_version(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
+) -> None:
+    number = phone()
+    await client.post(URL, content=f"{number},a\n".encode(), headers=CSV)
+    cid = (await _client(pool, number) or {})["id"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", f"client-{cid}")
+        == 0
+    )
+
+    # Its stream is empty, yet the PATCH appends version 2: the read model's version goes on.
+    patched = await client.patch(f"/api/v1/clients/{cid}/", json={"tag": "b"})
+    assert patched.status_code == 200
+    await client.post(URL, content=f"{number},c,Asia/Tokyo\n".encode(), headers=CSV)
+    assert (await client.delete(f"/api/v1/clients/{cid}/")).status_code == 204
+    assert await history(pool, cid) == [
+        Change(1, IMPORTED_CREATED, "a", "UTC"),
+        Change(2, "client.updated", "b", "UTC"),
+        Change(3, IMPORTED_UPDATED, "c", "Asia/Tokyo"),
+        Change(4, "client.deleted", None, None),
+    ]
+
+
+async def test_a_version_taken_behind_the_read_models_back_fails_the_command(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, store: EventStore, phone: Callable[..., str]
+) -> None:
+    number = phone()
+    await client.post(URL, content=f"{number},a\n".encode(), headers=CSV)
+    row = await _client(pool, number) or {}
+    # The client's stream has no event, yet version 2 is taken: the command must not reuse it.
+    foreign = ClientDeleted(client_id=row["id"], deleted_at=datetime.now(UTC))
+    async with pool.acquire() as conn, appending(conn):
+        await store.append_versioned([(foreign.stream_id(), 2, NewEvent(foreign))], conn=conn)
+    response = await client.patch(f"/api/v1/clients/{row['id']}/", json={"tag": "b"})
+    assert response.status_code == 409
+    after = await _client(pool, number) or {}
+    assert (after["tag"], after["version"]) == ("a", 1)
+
+
+async def test_a_deleted_clients_phone_imported_again_is_a_new_client(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
+) -> None:
+    number = phone()
+    old = (await client.post("/api/v1/clients/", json={"phone": number, "tag": "x"})).json()["id"]
+    assert (await client.delete(f"/api/v1/clients/{old}/")).status_code == 204
+    result = (await client.post(URL, content=f"{number},y\n".encode(), headers=CSV)).json()
+    assert (result["created"], result["updated"]) == (1, 0)
+    new = (await _client(pool, number) or {})["id"]
+    assert new != old  # ids are never reused: the old client's deletion stays final
+    assert await history(pool, new) == [Change(1, IMPORTED_CREATED, "y", "UTC")]
+    assert [c.kind for c in await history(pool, old)] == ["client.created", "client.deleted"]

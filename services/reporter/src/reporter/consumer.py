@@ -1,6 +1,6 @@
 """Reporter's tasks: the event consumer (its own queue, bound to every mailing and message
-event and to client creations and deletions), the gauges of messages by status and mailings
-by state, and the daily statistics email."""
+event and to client creations, imports and deletions), the gauges of messages by status and
+mailings by state, and the daily statistics email."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ GAUGES_EVERY_S = 10.0
 
 QUEUE = QueueSpec(
     name="reporter",
-    routing_keys=["mailing.*", "messages.*", "client.created", "client.deleted"],
+    routing_keys=[
+        "mailing.*",
+        "messages.*",
+        "client.created",
+        "client.deleted",
+        "clients.imported",
+    ],
 )
 
 

@@ -24,6 +24,7 @@ from reporter.stats import GlobalDelta, tally_batch
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
+    ClientsImported,
     Event,
     MailingAudienceResolved,
     MailingCancelled,
@@ -53,6 +54,7 @@ PROJECTED_TYPES = frozenset(
     {
         ClientCreated.event_type,
         ClientDeleted.event_type,
+        ClientsImported.event_type,
         MailingScheduled.event_type,
         MailingUpdated.event_type,
         MailingDeleted.event_type,
@@ -179,6 +181,9 @@ def _collect(
     match event:
         case ClientCreated():
             clients.created.add(event.client_id)
+        case ClientsImported():
+            # Only the count matters here: an imported update is no new client.
+            clients.created.update(c.client_id for c in event.clients if c.created)
         case ClientDeleted():
             clients.deleted.add(event.client_id)
         case MessagesScheduled() | MessagesRescheduled():

@@ -117,3 +117,36 @@ async def test_client_events_reach_the_reporter_queue_and_count_once(
         sorted((a, b)),
     )
     assert {r["client_id"]: r["live"] for r in live} == {a: True, b: False}
+
+
+async def test_an_import_batch_reaches_the_reporter_queue_and_counts_its_new_clients(
+    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+) -> None:
+    from datetime import UTC, datetime
+
+    from sms_events.contracts import ClientsImported, ImportedClient
+
+    async def clients() -> int:
+        return int(await pool.fetchval("SELECT value FROM reporter_totals WHERE name = 'clients'"))
+
+    before = await clients()
+    state = {"phone": "79991234567", "operator_code": "999", "time_zone": "UTC"}
+    batch = ClientsImported(
+        batch_id=uuid4().hex,
+        imported_at=datetime.now(UTC),
+        clients=[
+            ImportedClient(client_id=new_id(), version=1, created=True, **state),  # type: ignore[arg-type]
+            ImportedClient(client_id=new_id(), version=1, created=True, **state),  # type: ignore[arg-type]
+            ImportedClient(client_id=new_id(), version=4, created=False, **state),  # type: ignore[arg-type]
+        ],
+    )
+    mailing = new_id()
+    await broker.publish([envelope(batch), envelope(batch), envelope(scheduled(mailing, ids(1)))])
+
+    async def marker_seen() -> bool:
+        return bool(
+            await pool.fetchval("SELECT 1 FROM reporter_mailings WHERE mailing_id = $1", mailing)
+        )
+
+    await eventually(marker_seen, what="the import batch before the marker to be handled")
+    assert await clients() - before == 2

@@ -17,6 +17,7 @@ QUEUE = QueueSpec(
     name="scheduler",
     routing_keys=[
         "client.*",
+        "clients.imported",
         "mailing.*",
         "messages.delivered",
         "messages.undelivered",

@@ -32,8 +32,10 @@ from scheduler.resolution import (
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
+    ClientsImported,
     ClientUpdated,
     Event,
+    ImportedClient,
     MailingCancelled,
     MailingDeleted,
     MailingPaused,
@@ -73,10 +75,11 @@ def _now() -> datetime:
 async def handle_batch(
     conn: Connection, envelopes: Sequence[Envelope], clock: Clock = _now
 ) -> None:
-    """Apply a batch in order, grouping consecutive client events into one set-based step."""
+    """Apply a batch in order, grouping consecutive client events (single changes and import
+    batches alike) into one set-based step."""
     pending_clients: list[Envelope] = []
     for env in envelopes:
-        if env.type.startswith("client."):
+        if env.type.startswith("client.") or env.type == ClientsImported.event_type:
             pending_clients.append(env)
             continue
         if pending_clients:
@@ -102,14 +105,27 @@ async def _on_clients_traced(conn: Connection, envs: list[Envelope], now: dateti
 # --- clients -----------------------------------------------------------------------------------
 
 
+_ClientChange = ClientCreated | ClientUpdated | ClientDeleted | ImportedClient
+
+
+def _changes(env: Envelope) -> list[tuple[int, _ClientChange]]:
+    """(client version, change) of each client an event changes: one for a single client's
+    event (at its stream version), every item of an import batch (at the item's version)."""
+    event = env.payload()
+    if isinstance(event, ClientsImported):
+        return [(c.version, c) for c in event.clients]
+    assert isinstance(event, ClientCreated | ClientUpdated | ClientDeleted)
+    return [(env.sequence or 0, event)]
+
+
 async def _on_clients(conn: Connection, envs: list[Envelope], now: datetime) -> None:
-    latest: dict[int, tuple[int, Event]] = {}
+    # Newest version per client wins, whichever kind of event carried it; the upsert below
+    # also skips versions older than the stored one, and deleted clients (tombstones).
+    latest: dict[int, tuple[int, _ClientChange]] = {}
     for env in envs:
-        event = env.payload()
-        assert isinstance(event, ClientCreated | ClientUpdated | ClientDeleted)
-        version = env.sequence or 0
-        if event.client_id not in latest or latest[event.client_id][0] < version:
-            latest[event.client_id] = (version, event)
+        for version, change in _changes(env):
+            if change.client_id not in latest or latest[change.client_id][0] < version:
+                latest[change.client_id] = (version, change)
     upserts = [(v, e) for v, e in latest.values() if not isinstance(e, ClientDeleted)]
     deleted = [e.client_id for _, e in latest.values() if isinstance(e, ClientDeleted)]
     changed: list[int] = []
@@ -137,10 +153,10 @@ async def _on_clients(conn: Connection, envs: list[Envelope], now: datetime) -> 
         await _on_clients_deleted(conn, deleted, now)
 
 
-def _columns(upserts: list[tuple[int, Event]]) -> tuple[list[object], ...]:
+def _columns(upserts: Sequence[tuple[int, _ClientChange]]) -> tuple[list[object], ...]:
     cols: tuple[list[object], ...] = ([], [], [], [], [], [])
     for version, e in upserts:
-        assert isinstance(e, ClientCreated | ClientUpdated)
+        assert isinstance(e, ClientCreated | ClientUpdated | ImportedClient)
         for col, value in zip(
             cols, (e.client_id, e.phone, e.operator_code, e.tag, e.time_zone, version), strict=True
         ):

@@ -1,8 +1,9 @@
 -- Gateway read model: the current state of every client, one row per client-<id> stream.
 -- depends: events_0001_event_store
 
--- Written in the same transaction as the client's events, so `version` always equals the
--- stream's version and a GET right after a POST sees the client. Ids come from this table's
+-- Written in the same transaction as the client's events, so `version` is always the client's
+-- last version (an event's on client-<id>, or its item's in an import's clients.imported batch)
+-- and a GET right after a POST sees the client. Ids come from this table's
 -- identity sequence and are never reused, so client-<id> streams never collide.
 CREATE TABLE IF NOT EXISTS gateway_clients (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
