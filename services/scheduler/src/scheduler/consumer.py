@@ -50,6 +50,9 @@ async def start(rt: Runtime) -> None:
         rt.pool,
         rt.broker,
         handle,
+        # Events carry up to 500 clients or messages each: 50 of them keep one transaction
+        # to at most ~25,000 rows, however deep the queue.
+        batch_size=50,
         retention=timedelta(hours=settings.processed_events_retention_h),
     )
     await consumer.declare()
