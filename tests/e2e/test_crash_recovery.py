@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import psycopg
 import pytest
 
 from tests.e2e.conftest import System
@@ -22,7 +23,12 @@ N = 10_000
 CONCURRENCY = 50  # DISPATCH_CONCURRENCY: also the bound on duplicates after a kill -9
 
 pytestmark = pytest.mark.service_env(
-    {"DISPATCH_PREFETCH": "4", "DISPATCH_CONCURRENCY": str(CONCURRENCY)}
+    {
+        "DISPATCH_PREFETCH": "4",
+        "DISPATCH_CONCURRENCY": str(CONCURRENCY),
+        # Twenty chunks for the scheduler's kill to land in the middle of.
+        "SCHEDULER_RESOLVE_CHUNK": "500",
+    }
 )
 
 
@@ -83,9 +89,11 @@ def test_scheduler_killed_while_resolving_gives_each_recipient_one_message(
         time.sleep(3)
         m = create_mailing(api, client_filter=tag, datetime_start="2099-01-01T00:00:00Z",
                            datetime_end="2099-01-02T00:00:00Z")  # fmt: skip
-        time.sleep(0.15)
+        # Killed between two chunks of the resolution, or in one: some committed, not all.
+        cursor = eventually(lambda: _resolution_cursor(system), timeout=60, every=0.01)
         system.group.kill9("scheduler")
         system.start("scheduler")
+        print(f"\nscheduler killed with the resolution's cursor at client {cursor}")
 
         def resolved() -> None:
             got = mailing(api, m["id"])
@@ -97,3 +105,10 @@ def test_scheduler_killed_while_resolving_gives_each_recipient_one_message(
         assert len(msgs) == N
         assert len({x["client_id"] for x in msgs}) == N
         assert len({x["id"] for x in msgs}) == N
+
+
+def _resolution_cursor(system: System) -> int:
+    with psycopg.connect(system.env.database_url) as conn:
+        row = conn.execute("SELECT after_client FROM scheduler_resolutions").fetchone()
+    assert row is not None and row[0] is not None, "no chunk committed yet"
+    return int(row[0])
