@@ -64,14 +64,23 @@ class Outcome:
 
 class OutcomeRecorder:
     def __init__(
-        self, pool: asyncpg.Pool, *, interval_s: float = 0.005, max_batch: int = 500
+        self,
+        pool: asyncpg.Pool,
+        *,
+        interval_s: float = 0.005,
+        max_batch: int = 500,
+        parallel: int = 3,
     ) -> None:
         self._pool = pool
         self._interval_s = interval_s
         self._max_batch = max_batch
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._arrived = asyncio.Event()
-        self._stopped = False
+        # Writes overlap: while one commits, the next gathers and starts. The calls waiting on
+        # them hold their concurrency slots, so a serial writer would cap the send rate at
+        # concurrency / commit time.
+        self._writers = asyncio.Semaphore(parallel)
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def record(self, outcome: Outcome) -> bool:
         """Queue ``outcome`` and wait until it is committed. True when this write recorded it
@@ -83,18 +92,33 @@ class OutcomeRecorder:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write batches until ``stop``, then what is left (while the database answers)."""
-        while not (stop.is_set() and not self._queue):
-            if not self._queue:
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(self._arrived, stop), 1.0)
-                continue
-            # Let a few more arrive: one transaction for many outcomes.
-            if len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._interval_s)
-            batch = self._queue[: self._max_batch]
-            del self._queue[: len(batch)]
+        try:
+            while not (stop.is_set() and not self._queue):
+                if not self._queue:
+                    self._arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(_first(self._arrived, stop), 1.0)
+                    continue
+                # Let a few more arrive: one transaction for many outcomes.
+                if len(self._queue) < self._max_batch:
+                    await asyncio.sleep(self._interval_s)
+                await self._writers.acquire()
+                batch = self._queue[: self._max_batch]
+                del self._queue[: len(batch)]
+                task = asyncio.create_task(self._write(batch, stop))
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
+        finally:
+            if self._writing:
+                await asyncio.wait(set(self._writing))
+
+    async def _write(
+        self, batch: list[tuple[Outcome, asyncio.Future[bool]]], stop: asyncio.Event
+    ) -> None:
+        try:
             await self._write_until_done(batch, stop)
+        finally:
+            self._writers.release()
 
     async def _write_until_done(
         self, batch: list[tuple[Outcome, asyncio.Future[bool]]], stop: asyncio.Event

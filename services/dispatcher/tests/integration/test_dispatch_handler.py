@@ -305,12 +305,21 @@ async def test_a_call_starts_only_inside_the_send_slot(
 async def test_the_window_is_checked_after_the_wait_for_a_slot(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    # One slot, 300 ms calls, the window closes 450 ms from now: the first two calls start in
-    # time, the third would start after the close and is handed back.
-    _behave(provider, latency_ms=300)
-    closes = datetime.now(UTC) + timedelta(milliseconds=450)
-    due, ids = _due(n=3, due_at=datetime.now(UTC) - timedelta(seconds=1), closes_at=closes)
-    await (await _dispatcher(pool, provider.url, concurrency=1)).handle(envelope_for(due))
+    # One slot, three messages: each waits for the one before it. The dispatcher's clock moves
+    # 100 ms each time it is read (three reads per message called: before and after the rate
+    # limit, and for the verdict), and the window closes 550 ms after the start: the third
+    # message gets its slot after the close and is handed back. Deterministic however slow
+    # the machine is.
+    start = datetime.now(UTC)
+    reads = iter(range(10**6))
+
+    def clock() -> datetime:
+        return start + timedelta(milliseconds=100 * next(reads))
+
+    closes = start + timedelta(milliseconds=550)
+    due, ids = _due(n=3, due_at=start, closes_at=closes)
+    dispatcher = await _dispatcher(pool, provider.url, concurrency=1, clock=clock)
+    await dispatcher.handle(envelope_for(due))
     results = await _results(pool, due.mailing_id)
     assert len(results["messages.delivered"]) == 2
     (back,) = results["messages.attempt_failed"]
