@@ -42,28 +42,39 @@ $(OIDC_STAMP): tools/oidc-provider/package.json tools/oidc-provider/package-lock
 browser: ## Debian's chromium for the admin UI's browser tests (installed only when missing)
 	@scripts/install-browser.sh
 
-services: ## start the local PostgreSQL and RabbitMQ when they are installed but down
-	@scripts/ensure-services.sh
+# PostgreSQL and RabbitMQ where DATABASE_URL/AMQP_URL (run) or TEST_DATABASE_URL/TEST_AMQP_URL
+# (test) point: used when they answer; else started (installed ones, Docker, apt as root), or a
+# message with the commands that would fix it. See scripts/ensure_services.py.
+ENSURE := $(PYTHON) scripts/ensure_services.py
+COMPOSE := docker compose -p sms-platform -f deploy/docker-compose.yml
 
-run: $(STAMP) services ## migrate and start every service in the foreground (Ctrl-C stops all)
+services: ## start PostgreSQL and RabbitMQ for both run and test when they do not answer
+	@$(ENSURE) --for run --for test
+
+run: $(STAMP) ## migrate and start every service in the foreground (Ctrl-C stops all)
+	@$(ENSURE) --for run
 	$(BIN)/python scripts/run.py
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	$(BIN)/sms-migrate gateway scheduler dispatcher reporter
 
-test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser services ## the whole suite against the real PostgreSQL and RabbitMQ
+test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser ## the whole suite against the real PostgreSQL and RabbitMQ
+	@$(ENSURE) --for test
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## fast tests with no services
 	$(BIN)/pytest $$(find libs services tools -path '*/tests/unit' -type d)
 
-test-integration: $(STAMP) services ## tests against PostgreSQL and RabbitMQ
+test-integration: $(STAMP) ## tests against PostgreSQL and RabbitMQ
+	@$(ENSURE) --for test
 	$(BIN)/pytest $$(find libs services tools -path '*/tests/integration' -type d)
 
-test-e2e: $(STAMP) services ## every service as a real process
+test-e2e: $(STAMP) ## every service as a real process
+	@$(ENSURE) --for test
 	$(BIN)/pytest tests/e2e
 
-test-admin: $(STAMP) $(OIDC_STAMP) browser services ## admin UI: real browser, real OIDC provider
+test-admin: $(STAMP) $(OIDC_STAMP) browser ## admin UI: real browser, real OIDC provider
+	@$(ENSURE) --for test
 	$(BIN)/pytest services/api-gateway/tests/admin
 
 lint: $(STAMP) ## ruff and mypy
@@ -81,17 +92,19 @@ asyncapi: $(STAMP) $(NODE_STAMP) ## regenerate and validate docs/asyncapi.json f
 
 N ?= 100000
 REPLICAS ?=
-bench: $(STAMP) services ## end-to-end benchmark: N clients (100,000), one mailing, 20 ms provider; REPLICAS=scheduler=2,...
+bench: $(STAMP) ## end-to-end benchmark: N clients (100,000), one mailing, 20 ms provider; REPLICAS=scheduler=2,...
+	@$(ENSURE) --for run
 	$(BIN)/python scripts/bench.py -n $(N) --replicas "$(REPLICAS)"
 
 up: ## docker compose: the whole platform with Prometheus and Grafana
-	docker compose -f deploy/docker-compose.yml --env-file .env up -d --build
+	$(COMPOSE) --env-file .env up -d --build
+	@$(PYTHON) scripts/compose_urls.py
 
 down: ## docker compose: stop it
-	docker compose -f deploy/docker-compose.yml down
+	$(COMPOSE) down
 
 logs: ## docker compose: follow the logs
-	docker compose -f deploy/docker-compose.yml logs -f
+	$(COMPOSE) logs -f
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
