@@ -15,7 +15,7 @@ NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
 OIDC_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
 .PHONY: help venv run test test-unit test-integration test-e2e test-admin lint fmt migrate \
-        bench asyncapi browser up down logs services clean
+        bench asyncapi openapi browser up down logs services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -89,6 +89,9 @@ fmt: $(STAMP) ## format and autofix
 asyncapi: $(STAMP) $(NODE_STAMP) ## regenerate and validate docs/asyncapi.json from the models
 	$(BIN)/sms-asyncapi --output docs/asyncapi.json
 	node tools/asyncapi/validate.mjs docs/asyncapi.json --strict
+
+openapi: $(STAMP) ## regenerate docs/openapi.json (the API contract) from the gateway
+	$(BIN)/python -m gateway.openapi --output docs/openapi.json
 
 N ?= 100000
 REPLICAS ?=
