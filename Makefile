@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGES := libs/events services/api-gateway services/scheduler services/dispatcher \
-            services/reporter tools/fake-provider
+            services/reporter tools/fake-provider tools/smsctl
 SRC_DIRS := $(addsuffix /src,$(PACKAGES))
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
