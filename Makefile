@@ -8,14 +8,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGES := libs/events services/api-gateway services/scheduler services/dispatcher \
-            services/reporter tools/fake-provider
+            services/reporter tools/fake-provider tools/smsctl
 SRC_DIRS := $(addsuffix /src,$(PACKAGES))
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
 OIDC_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
 .PHONY: help venv run test test-unit test-integration test-e2e test-admin lint fmt migrate \
-        bench asyncapi browser up down logs services clean
+        bench asyncapi openapi browser up down logs services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,28 +42,39 @@ $(OIDC_STAMP): tools/oidc-provider/package.json tools/oidc-provider/package-lock
 browser: ## Debian's chromium for the admin UI's browser tests (installed only when missing)
 	@scripts/install-browser.sh
 
-services: ## start the local PostgreSQL and RabbitMQ when they are installed but down
-	@scripts/ensure-services.sh
+# PostgreSQL and RabbitMQ where DATABASE_URL/AMQP_URL (run) or TEST_DATABASE_URL/TEST_AMQP_URL
+# (test) point: used when they answer; else started (installed ones, Docker, apt as root), or a
+# message with the commands that would fix it. See scripts/ensure_services.py.
+ENSURE := $(PYTHON) scripts/ensure_services.py
+COMPOSE := docker compose -p sms-platform -f deploy/docker-compose.yml
 
-run: $(STAMP) services ## migrate and start every service in the foreground (Ctrl-C stops all)
+services: ## start PostgreSQL and RabbitMQ for both run and test when they do not answer
+	@$(ENSURE) --for run --for test
+
+run: $(STAMP) ## migrate and start every service in the foreground (Ctrl-C stops all)
+	@$(ENSURE) --for run
 	$(BIN)/python scripts/run.py
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	$(BIN)/sms-migrate gateway scheduler dispatcher reporter
 
-test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser services ## the whole suite against the real PostgreSQL and RabbitMQ
+test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser ## the whole suite against the real PostgreSQL and RabbitMQ
+	@$(ENSURE) --for test
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## fast tests with no services
 	$(BIN)/pytest $$(find libs services tools -path '*/tests/unit' -type d)
 
-test-integration: $(STAMP) services ## tests against PostgreSQL and RabbitMQ
+test-integration: $(STAMP) ## tests against PostgreSQL and RabbitMQ
+	@$(ENSURE) --for test
 	$(BIN)/pytest $$(find libs services tools -path '*/tests/integration' -type d)
 
-test-e2e: $(STAMP) services ## every service as a real process
+test-e2e: $(STAMP) ## every service as a real process
+	@$(ENSURE) --for test
 	$(BIN)/pytest tests/e2e
 
-test-admin: $(STAMP) $(OIDC_STAMP) browser services ## admin UI: real browser, real OIDC provider
+test-admin: $(STAMP) $(OIDC_STAMP) browser ## admin UI: real browser, real OIDC provider
+	@$(ENSURE) --for test
 	$(BIN)/pytest services/api-gateway/tests/admin
 
 lint: $(STAMP) ## ruff and mypy
@@ -79,19 +90,24 @@ asyncapi: $(STAMP) $(NODE_STAMP) ## regenerate and validate docs/asyncapi.json f
 	$(BIN)/sms-asyncapi --output docs/asyncapi.json
 	node tools/asyncapi/validate.mjs docs/asyncapi.json --strict
 
+openapi: $(STAMP) ## regenerate docs/openapi.json (the API contract) from the gateway
+	$(BIN)/python -m gateway.openapi --output docs/openapi.json
+
 N ?= 100000
 REPLICAS ?=
-bench: $(STAMP) services ## end-to-end benchmark: N clients (100,000), one mailing, 20 ms provider; REPLICAS=scheduler=2,...
+bench: $(STAMP) ## end-to-end benchmark: N clients (100,000), one mailing, 20 ms provider; REPLICAS=scheduler=2,...
+	@$(ENSURE) --for run
 	$(BIN)/python scripts/bench.py -n $(N) --replicas "$(REPLICAS)"
 
 up: ## docker compose: the whole platform with Prometheus and Grafana
-	docker compose -f deploy/docker-compose.yml --env-file .env up -d --build
+	$(COMPOSE) --env-file .env up -d --build
+	@$(PYTHON) scripts/compose_urls.py
 
 down: ## docker compose: stop it
-	docker compose -f deploy/docker-compose.yml down
+	$(COMPOSE) down
 
 logs: ## docker compose: follow the logs
-	docker compose -f deploy/docker-compose.yml logs -f
+	$(COMPOSE) logs -f
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

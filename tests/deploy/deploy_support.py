@@ -51,10 +51,18 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def _field_env_names(cls: type[BaseSettings]) -> set[str]:
+# Plain-string settings that carry a password (in the URL): secrets like the SecretStr ones.
+URL_SECRETS = frozenset({"DATABASE_URL", "AMQP_URL"})
+
+
+def _field_env_names(cls: type[BaseSettings], *, secret: bool | None = None) -> set[str]:
+    """The env names of the class's fields; only the SecretStr ones (secret=True), only the
+    others (False), or all (None)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
     names: set[str] = set()
     for field, info in cls.model_fields.items():
+        if secret is not None and ("SecretStr" in repr(info.annotation)) != secret:
+            continue
         alias = info.validation_alias or info.alias
         if alias is None:
             names.add((prefix + field).upper())
@@ -72,6 +80,17 @@ def settings_env_names(service: str) -> frozenset[str]:
     module, name = SETTINGS[service]
     cls = getattr(importlib.import_module(module), name)
     return frozenset(_field_env_names(cls))
+
+
+@cache
+def settings_secret_env_names(service: str) -> frozenset[str]:
+    """The env variables of the service's settings that hold secrets (SecretStr fields, and
+    the URLs with passwords)."""
+    module, name = SETTINGS[service]
+    cls = getattr(importlib.import_module(module), name)
+    return frozenset(
+        _field_env_names(cls, secret=True) | (settings_env_names(service) & URL_SECRETS)
+    )
 
 
 @cache

@@ -152,9 +152,32 @@ def test_servers_listen_beyond_localhost_inside_their_containers() -> None:
         assert _service(name)["environment"][variable] == "0.0.0.0", name
 
 
-def test_reporter_mails_to_mailpit() -> None:
+def test_reporter_mails_to_mailpit_unless_env_names_a_server() -> None:
     environment = _service("reporter")["environment"]
-    assert (environment["EMAIL_HOST"], int(environment["EMAIL_PORT"])) == ("mailpit", 1025)
+    assert environment["EMAIL_HOST"] == "${EMAIL_HOST:-mailpit}"
+    assert environment["EMAIL_PORT"] == "${EMAIL_PORT:-1025}"
+
+
+@pytest.mark.parametrize("name", [*APP_SERVICES, "migrate"])
+def test_app_service_is_passed_every_variable_its_settings_read(name: str) -> None:
+    # `.env.example` promises that every variable reaches its service under `make up`: a new
+    # Settings field must be added to the service's environment (as a bare `NAME:` at least).
+    missing = settings_env_names(name) - set(_service(name)["environment"])
+    assert missing == set(), f"deploy/docker-compose.yml does not pass {sorted(missing)} to {name}"
+
+
+def test_fake_provider_is_passed_every_variable_it_reads() -> None:
+    missing = fake_provider_env_names() - set(_service(FAKE_PROVIDER[0])["environment"])
+    assert missing == set()
+
+
+def test_infrastructure_images_are_supported_releases_pinned_to_a_patch() -> None:
+    # No digest can be resolved from here; an exact x.y.z tag is the pin.
+    images = {name: _service(name)["image"] for name in ("postgres", "rabbitmq")}
+    postgres = re.fullmatch(r"postgres:(\d+)\.(\d+)-alpine", images["postgres"])
+    rabbitmq = re.fullmatch(r"rabbitmq:(\d+)\.(\d+)\.(\d+)-management-alpine", images["rabbitmq"])
+    assert postgres and int(postgres[1]) >= 17, images["postgres"]
+    assert rabbitmq and int(rabbitmq[1]) == 4, images["rabbitmq"]
 
 
 def test_secrets_are_required_not_defaulted() -> None:
@@ -177,12 +200,14 @@ def test_published_ports_bind_to_localhost_only() -> None:
             assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
-def test_third_party_images_are_pinned() -> None:
+def test_third_party_images_are_pinned_to_exact_versions() -> None:
+    # PostgreSQL tags its patch releases x.y; everything else here x.y.z.
     for name, service in compose()["services"].items():
         if "build" in service:
             continue
-        image = service["image"]
-        assert ":" in image and not image.endswith(":latest"), (name, image)
+        tag = service["image"].rpartition(":")[2]
+        digits = 2 if name == "postgres" else 3
+        assert re.match(r"v?\d+" + r"\.\d+" * (digits - 1) + r"(-|$)", tag), (name, tag)
 
 
 def test_mounted_config_files_exist() -> None:

@@ -12,6 +12,7 @@ import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import admin, clients, mailings, stats
@@ -205,7 +206,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_operations(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["operations"], summary="Liveness", response_model=Status)
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness",
+        response_model=Status,
+        name="get_health",
+    )
     async def healthz() -> Response:
         return JSON({"status": "ok"})
 
@@ -213,6 +220,7 @@ def _install_operations(app: FastAPI) -> None:
         "/readyz",
         tags=["operations"],
         summary="Readiness: database and broker reachable",
+        name="get_readiness",
         response_model=Readiness,
         responses={
             200: {"content": {"application/json": {"example": {"database": True, "broker": True}}}},
@@ -236,6 +244,7 @@ def _install_operations(app: FastAPI) -> None:
         "/metrics",
         tags=["operations"],
         summary="Prometheus metrics",
+        name="get_metrics",
         response_class=Response,
         responses={200: {"content": {"text/plain": {"example": "gateway_http_requests_total"}}}},
     )
@@ -260,6 +269,13 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def operation_id(route: APIRoute) -> str:
+    """The route's name (its endpoint's, or the one given): FastAPI's default appends the path
+    and method, so that ids change whenever a path does; clients generated from the contract
+    name their methods after these."""
+    return route.name
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The gateway application; its lifespan opens the pool and the broker and runs the relay."""
     app = FastAPI(
@@ -268,6 +284,7 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=_lifespan(settings),
         redirect_slashes=False,
+        generate_unique_id_function=operation_id,
         openapi_tags=[
             {"name": "clients", "description": "The client base (phones, tags, time zones)"},
             {

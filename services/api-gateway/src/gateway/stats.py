@@ -99,6 +99,7 @@ def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
     "/stats",
     ["GET"],
     summary="Overall statistics",
+    name="get_overall_stats",
     description="Clients, mailings by state, messages by status, delivery rate and sends per "
     "hour over the last 24 hours. 503 when the statistics service cannot be reached.",
     responses=responses(200, OVERALL_EXAMPLE, OverallStats, 503, documented=_ERRORS),
@@ -111,6 +112,7 @@ async def overall(reporter: Reporter) -> Response:
     "/mailings/{mailing_id}/stats",
     ["GET"],
     summary="Statistics of one mailing",
+    name="get_mailing_stats",
     description="Messages by status, delivery rate, attempts, failures grouped by reason, time "
     "to complete and sends per minute over the mailing's life.",
     responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),

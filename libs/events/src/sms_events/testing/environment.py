@@ -4,17 +4,32 @@ so two test runs on one machine never see each other's data or messages."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from uuid import uuid4
 
 import psycopg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sms_events.migrate import apply_migrations, migration_dirs
 
-__all__ = ["TestEnvironment"]
+__all__ = ["TestEnvironment", "TestSettings"]
+
+
+class TestSettings(BaseSettings):
+    """Where the tests find PostgreSQL and RabbitMQ: the environment, else .env (where
+    scripts/ensure_services.py writes the URLs of servers it started in Docker)."""
+
+    __test__ = False  # not a test class, despite the name
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    test_database_url: str = Field(
+        default="postgresql://postgres@localhost:5432/postgres",
+        description="A superuser DSN: each run creates (and drops) a database of its own",
+    )
+    test_amqp_url: str = Field(default="amqp://guest:guest@localhost:5672/")
 
 
 def _replace_db(dsn: str, name: str) -> str:
@@ -36,13 +51,14 @@ class TestEnvironment:
     @classmethod
     def create(cls, packages: list[str]) -> TestEnvironment:
         run = uuid4().hex[:10]
-        admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@localhost:5432/postgres")
+        settings = TestSettings()
+        admin = settings.test_database_url
         name = f"sms_test_{run}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         env = cls(
             database_url=_replace_db(admin, name),
-            amqp_url=os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+            amqp_url=settings.test_amqp_url,
             amqp_exchange=f"sms.events.test.{run}",
             amqp_queue_prefix=f"test.{run}.",
             admin_url=admin,
