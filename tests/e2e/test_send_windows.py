@@ -9,8 +9,9 @@ must be no more than a call in flight (the check is at the start of the call).""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import System
@@ -62,16 +63,9 @@ def test_a_backlog_at_the_close_waits_for_the_next_window(system: System) -> Non
             send_interval_time_start=start_local, send_interval_time_end=end_local,
         )  # fmt: skip
         sleep_until(closes + timedelta(seconds=3))
-        msgs = eventually(lambda: settled_for_now(api, m["id"], n), timeout=30)
-        seen = provider_receipts(provider, [x["id"] for x in msgs])
-        late = latest_after_close(seen, closes)
-        sent = sum(1 for ts in seen.values() if ts)
-        assert late <= IN_FLIGHT_S, late
-        assert all(min(ts) >= opens.timestamp() - 0.05 for ts in seen.values() if ts)
-        assert 0 < sent < n
-        waiting = assert_unsent_wait_for_tomorrow(msgs, opens)
-        assert sent + waiting == n
-        report("backlog at the close (rate limit)", late, sent, waiting)
+        _some_sent_in_the_window_the_rest_wait(
+            api, provider, m["id"], n, (opens, closes), "backlog at the close (rate limit)"
+        )
 
 
 def test_a_pause_across_the_close_resumes_in_the_next_window(system: System) -> None:
@@ -88,15 +82,9 @@ def test_a_pause_across_the_close_resumes_in_the_next_window(system: System) -> 
         sleep_until(closes + timedelta(seconds=2))
         assert api.post(f"/api/v1/mailings/{m['id']}/resume/").status_code == 200
         time.sleep(3)
-        msgs = eventually(lambda: settled_for_now(api, m["id"], n), timeout=30)
-        seen = provider_receipts(provider, [x["id"] for x in msgs])
-        late = latest_after_close(seen, closes)
-        sent = sum(1 for ts in seen.values() if ts)
-        assert late <= IN_FLIGHT_S, late
-        assert 0 < sent < n
-        waiting = assert_unsent_wait_for_tomorrow(msgs, opens)
-        assert sent + waiting == n
-        report("paused in the window, resumed after it", late, sent, waiting)
+        _some_sent_in_the_window_the_rest_wait(
+            api, provider, m["id"], n, (opens, closes), "paused in the window, resumed after it"
+        )
 
 
 def test_a_retry_whose_backoff_crosses_the_close_waits_for_the_next_window(
@@ -123,3 +111,26 @@ def test_a_retry_whose_backoff_crosses_the_close_waits_for_the_next_window(
         assert all(len(ts) >= 2 for ts in seen.values())  # retried inside the window
         assert assert_unsent_wait_for_tomorrow(msgs, opens) == n
         report("retries crossing the close", late, 0, n)
+
+
+def _some_sent_in_the_window_the_rest_wait(
+    api: httpx.Client,
+    provider: httpx.Client,
+    mailing_id: int,
+    n: int,
+    slot: tuple[datetime, datetime],
+    name: str,
+) -> None:
+    """Some messages went inside the window, none started after its close, the rest wait for
+    tomorrow's window."""
+    opens, closes = slot
+    msgs = eventually(lambda: settled_for_now(api, mailing_id, n), timeout=30)
+    seen = provider_receipts(provider, [x["id"] for x in msgs])
+    late = latest_after_close(seen, closes)
+    sent = sum(1 for ts in seen.values() if ts)
+    assert late <= IN_FLIGHT_S, late
+    assert all(min(ts) >= opens.timestamp() - 0.05 for ts in seen.values() if ts)
+    assert 0 < sent < n
+    waiting = assert_unsent_wait_for_tomorrow(msgs, opens)
+    assert sent + waiting == n
+    report(name, late, sent, waiting)

@@ -40,6 +40,7 @@ from sms_events.metrics import (
 )
 from sms_events.store import Checkpoint, EventStore
 from sms_events.tracing import new_correlation_id
+from sms_events.waits import wait_any
 
 __all__ = ["OutboxRelay"]
 
@@ -136,7 +137,7 @@ class OutboxRelay:
             )
             if not events:
                 await self._update_gauges(checkpoint, lock_conn)
-                await _wait_any(self._wake, stop, self._poll_interval)
+                await wait_any(self._wake, stop, timeout=self._poll_interval)
                 continue
             # The events carry their own correlation ids; this one ties the relay's own lines
             # about one batch together.
@@ -200,12 +201,3 @@ async def _give_up_lock(lock_conn: Connection, on_notify: Any) -> None:
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    _done, pending = await asyncio.wait(
-        waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
-    )
-    for task in pending:
-        task.cancel()

@@ -13,7 +13,6 @@ that finished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -37,6 +36,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection, is_transient
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import current_metadata, traced
+from sms_events.waits import wait_any
 
 __all__ = ["Outcome", "OutcomeRecorder"]
 
@@ -96,8 +96,7 @@ class OutcomeRecorder:
             while not (stop.is_set() and not self._queue):
                 if not self._queue:
                     self._arrived.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(self._arrived, stop), 1.0)
+                    await wait_any(self._arrived, stop, timeout=1.0)
                     continue
                 # Let a few more arrive: one transaction for many outcomes.
                 if len(self._queue) < self._max_batch:
@@ -233,12 +232,3 @@ def _events(outcomes: list[Outcome]) -> list[Event]:
                 )
             )
     return events
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

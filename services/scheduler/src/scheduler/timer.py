@@ -21,7 +21,6 @@ services by its message id and mailing id (DEBUG lines, see README "Following on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection, is_transient
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import traced
+from sms_events.waits import wait_any
 
 __all__ = ["Timer", "hand_over_due", "recover_stale", "retime_missed", "settle_stopped"]
 
@@ -320,8 +320,7 @@ class Timer:
                 moved = 0
             if moved >= self._batch:
                 continue  # more is due: go again at once
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(self.wake, stop), self._tick)
+            await wait_any(self.wake, stop, timeout=self._tick)
 
     async def _round(self, now: datetime) -> int:
         """One chunk of an audience being resolved, then what missed its slot, what a stop
@@ -363,12 +362,3 @@ async def _due_backlog(conn: Connection, now: datetime) -> int:
             now,
         )
     )
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
