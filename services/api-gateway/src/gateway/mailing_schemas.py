@@ -102,7 +102,7 @@ PATCHED_EXAMPLE: Final[dict[str, Any]] = {
 }
 MESSAGES_EXAMPLE: Final[dict[str, Any]] = {
     "count": 3,
-    "next": "http://localhost:8000/api/v1/mailings/1/messages/?page_size=2&page=2",
+    "next": "http://localhost:8000/api/v1/mailings/1/messages/?page_size=2&cursor=YmVmb3JlOjI",
     "previous": None,
     "results": _MESSAGES[:2],
 }
@@ -183,8 +183,10 @@ class MailingMessagePage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [MESSAGES_EXAMPLE]})
 
     count: int = Field(description="Messages matching the status filter, on all pages")
-    next: str | None
-    previous: str | None
+    next: str | None = Field(description="The older messages (a `cursor`); null on the last page")
+    previous: str | None = Field(
+        description="The newer messages (a `cursor`); null on the first page"
+    )
     results: list[MailingMessage]
 
 

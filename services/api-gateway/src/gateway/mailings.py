@@ -35,10 +35,19 @@ from gateway.mailing_schemas import (
     documented_errors,
     mailing_body,
 )
-from gateway.pagination import InvalidPage, PageRequest, links, num_pages, page_request
+from gateway.pagination import (
+    InvalidPage,
+    PageRequest,
+    cursor_links,
+    cursor_request,
+    links,
+    num_pages,
+    page_request,
+)
 from gateway.reporter_client import (
     ZERO,
     Counters,
+    MessagePage,
     ReporterClient,
     ReporterError,
     ReporterUnavailable,
@@ -153,6 +162,10 @@ def _page(page: str | None, page_size: str | None) -> PageRequest:
 
 PageParam = Annotated[str | None, Query(description="Page number from 1, or `last`")]
 PageSizeParam = Annotated[str | None, Query(description="Per page (default 25, at most 1000)")]
+CursorParam = Annotated[
+    str | None,
+    Query(description="Where `next` or `previous` leads (opaque); `page` is ignored with it"),
+]
 
 
 @route(
@@ -226,7 +239,7 @@ async def get_mailing(
         raise MailingNotFound(mailing_id)
     counters, newest = await _both(
         reporter.counters([mid]),
-        reporter.messages(mid, status=None, page=1, page_size=DETAIL_MESSAGES),
+        reporter.messages(mid, status=None, at=1, page_size=DETAIL_MESSAGES),
     )
     return JSON(
         {
@@ -241,7 +254,11 @@ async def get_mailing(
     "/{mailing_id}/messages",
     ["GET"],
     summary="List a mailing's messages",
-    description="Newest first, 25 per page; `?status=` keeps one status." + _COUNTERS_NOTE,
+    description=(
+        "Newest first, 25 per page; `?status=` keeps one status. `next` and `previous` carry "
+        "a `cursor` and cost the same at any depth; `?page=N` jumps to a page (the deeper, the "
+        "slower)." + _COUNTERS_NOTE
+    ),
     responses=responses(
         200, MESSAGES_EXAMPLE, MailingMessagePage, 400, 404, 503, documented=_ERRORS
     ),
@@ -260,26 +277,43 @@ async def list_mailing_messages(
     ] = None,
     page: PageParam = None,
     page_size: PageSizeParam = None,
+    cursor: CursorParam = None,
 ) -> Response:
     mid = _mailing_id(mailing_id)
     if await mailing_repository.get_mailing(pool, mid) is None:
         raise MailingNotFound(mailing_id)
     wanted_status = _status_filter(message_status)
-    wanted = _page(page, page_size)
-    number = wanted.number or 1
-    result = await reporter.messages(mid, status=wanted_status, page=number, page_size=wanted.size)
-    if wanted.number is None and (last := num_pages(result.count, wanted.size)) != number:
-        number = last  # ?page=last: the first answer told how many pages there are
-        result = await reporter.messages(
-            mid, status=wanted_status, page=number, page_size=wanted.size
-        )
-    pages = num_pages(result.count, wanted.size)
-    if number > pages:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.")
-    following, previous = links(request.url, number, pages)
+    if cursor:
+        try:
+            at, size = cursor_request(cursor, page_size)
+        except InvalidPage:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.") from None
+        result = await reporter.messages(mid, status=wanted_status, at=at, page_size=size)
+    else:
+        result = await _numbered_messages(reporter, mid, wanted_status, _page(page, page_size))
+    following, previous = cursor_links(request.url, result.next_before, result.previous_after)
     return JSON(
         {"count": result.count, "next": following, "previous": previous, "results": result.results}
     )
+
+
+async def _numbered_messages(
+    reporter: ReporterClient, mailing_id: int, message_status: str | None, wanted: PageRequest
+) -> MessagePage:
+    """A page by number: the first one, or a jump (the reporter reads past the pages before
+    it; ``last`` asks twice). Its neighbours are cursors, as every page's are."""
+    number = wanted.number or 1
+    result = await reporter.messages(
+        mailing_id, status=message_status, at=number, page_size=wanted.size
+    )
+    if wanted.number is None and (last := num_pages(result.count, wanted.size)) != number:
+        number = last  # ?page=last: the first answer told how many pages there are
+        result = await reporter.messages(
+            mailing_id, status=message_status, at=number, page_size=wanted.size
+        )
+    if number > num_pages(result.count, wanted.size):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.")
+    return result
 
 
 async def _update(

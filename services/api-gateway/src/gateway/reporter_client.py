@@ -16,6 +16,7 @@ import orjson
 import structlog
 
 from gateway.metrics import REPORTER_REQUESTS, REPORTER_SECONDS
+from gateway.pagination import Cursor
 
 __all__ = [
     "COUNTER_KEYS",
@@ -92,8 +93,14 @@ ZERO: Final = Counters()
 
 @dataclass(frozen=True, slots=True)
 class MessagePage:
+    """A page of messages, newest first, and how many the filter selects in all. The next page
+    is the messages older than ``next_before``, the previous one those newer than
+    ``previous_after`` (``None``: no such page)."""
+
     count: int
     results: list[dict[str, Any]]
+    next_before: int | None = None
+    previous_after: int | None = None
 
 
 def _count(value: Any) -> int:
@@ -107,6 +114,14 @@ def _counters(raw: Any) -> Counters:
         raise ValueError("counters")
     values = {key: _count(raw[key]) for key in COUNTER_KEYS}
     return Counters(**values, resolved=raw.get("resolved_at") is not None)
+
+
+def _boundary(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("boundary")
+    return value
 
 
 def _message(raw: Any) -> dict[str, Any]:
@@ -148,10 +163,16 @@ class ReporterClient:
         return {mailing_id: found.get(mailing_id, ZERO) for mailing_id in ids}
 
     async def messages(
-        self, mailing_id: int, *, status: str | None, page: int, page_size: int
+        self, mailing_id: int, *, status: str | None, at: int | Cursor, page_size: int
     ) -> MessagePage:
-        """One page of a mailing's messages, newest first, and how many the filter selects."""
-        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        """One page of a mailing's messages, newest first, and how many the filter selects:
+        page number ``at`` (the reporter skips the pages before it), or the page a cursor
+        points to (the reporter starts at its boundary)."""
+        params: dict[str, Any] = {"page_size": page_size}
+        if isinstance(at, Cursor):
+            params[at.direction] = at.boundary
+        else:
+            params["page"] = at
         if status is not None:
             params["status"] = status
         body = await self._get("messages", MESSAGES_PATH.format(mailing_id=mailing_id), params)
@@ -160,7 +181,12 @@ class ReporterClient:
             results = body["results"]
             if not isinstance(results, list):
                 raise ValueError("results")
-            return MessagePage(count, [_message(item) for item in results])
+            return MessagePage(
+                count,
+                [_message(item) for item in results],
+                _boundary(body["next_before"]),
+                _boundary(body["previous_after"]),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise self._garbled("messages", exc) from None
 

@@ -143,7 +143,7 @@ def messages(mailing_id: int) -> list[dict[str, Any]]:
         status = "DL" if i % 6 else "ND"
         out.append(
             {
-                "id": 10_000 + i, "datetime_send": iso(now - timedelta(seconds=30 * i)),
+                "id": 20_000 - i, "datetime_send": iso(now - timedelta(seconds=30 * i)),
                 "status": status, "mailing_id": mailing_id, "client_id": 500 + i,
                 "attempts": 1 if status == "DL" else 3,
                 "last_error": None if status == "DL" else "HTTP 400: invalid phone",
@@ -234,6 +234,18 @@ def test_the_detail_page_shows_live_progress_charts_and_messages(
     page.get_by_test_id("status-filter").select_option("")
     page.get_by_role("link", name="Next →").click()
     expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    expect(rows.first).to_contain_text("19950")  # pages follow a cursor: the 51st newest on
+    page.get_by_role("link", name="Next →").click()
+    expect(page.get_by_text("Page 3 of 3")).to_be_visible()
+    expect(rows).to_have_count(20)
+    page.get_by_role("link", name="Next →").wait_for(state="detached")
+    page.get_by_role("link", name="← Previous").click()
+    expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+    expect(rows.first).to_contain_text("19950")
+    page.get_by_role("link", name="← Previous").click()
+    expect(page.get_by_text("Page 1 of 3")).to_be_visible()
+    expect(rows.first).to_contain_text("20000")
+    assert "cursor=" not in page.url  # back on the plain first page, which shows new messages
 
 
 def unique_phone() -> str:

@@ -1,13 +1,15 @@
 """A real HTTP server in place of the reporter's internal read API, answering what a test sets.
 
 Same paths, parameters and JSON as ``reporter.api``: ``GET /internal/v1/mailings/counters?ids=``
-(unknown ids absent) and ``GET /internal/v1/mailings/{id}/messages?status=&page=&page_size=``
-(``{"count", "results"}``, newest first). Every call is recorded.
+(unknown ids absent) and ``GET /internal/v1/mailings/{id}/messages?status=&page_size=`` with
+``page=``, ``before=`` or ``after=`` (``{"count", "results", "next_before", "previous_after"}``,
+newest first). Every call is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +32,38 @@ def _json(body: Any, status: int = 200) -> web.Response:
         status=status,
         content_type="application/json",
     )
+
+
+def page_of(rows: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+    """The page the reporter answers for ``query`` over ``rows`` (newest first), the plain way:
+    by number, or the rows just older (``before``) or newer (``after``) than an id."""
+    size = int(query.get("page_size", "100"))
+    ids = [r["id"] for r in rows]
+    if "before" in query:
+        bound = int(query["before"])
+        rest = [r for r in rows if r["id"] < bound]
+        chosen, beyond = rest[:size], len(rest) > size
+        behind = any(i >= bound for i in ids)
+        following = chosen[-1]["id"] if beyond else None
+        previous = (chosen[0]["id"] if chosen else bound - 1) if behind else None
+    elif "after" in query:
+        bound = int(query["after"])
+        rest = [r for r in rows if r["id"] > bound]
+        chosen, beyond = rest[-size:], len(rest) > size
+        behind = any(i <= bound for i in ids)
+        following = (chosen[-1]["id"] if chosen else bound + 1) if behind else None
+        previous = chosen[0]["id"] if beyond else None
+    else:
+        page = int(query.get("page", "1"))
+        chosen = rows[(page - 1) * size : page * size]
+        following = chosen[-1]["id"] if chosen and len(rows) > page * size else None
+        previous = chosen[0]["id"] if chosen and page > 1 else None
+    return {
+        "count": len(rows),
+        "results": chosen,
+        "next_before": following,
+        "previous_after": previous,
+    }
 
 
 @dataclass
@@ -87,10 +121,8 @@ class FakeReporter:
             return _json({"error": "boom"}, self.fail_with)
         mailing_id = int(request.match_info["mailing_id"])
         status = request.query.get("status")
-        page = int(request.query.get("page", "1"))
-        size = int(request.query.get("page_size", "100"))
         rows = [m for m in self.messages.get(mailing_id, []) if status in (None, m["status"])]
-        return _json({"count": len(rows), "results": rows[(page - 1) * size : page * size]})
+        return _json(page_of(rows, request.query))
 
     async def start(self) -> None:
         app = web.Application()

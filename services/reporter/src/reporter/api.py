@@ -12,6 +12,7 @@ from aiohttp import web
 
 from reporter import queries
 from reporter.domain import Status
+from reporter.message_pages import MAX_MESSAGE_ID, Newer, Older, PageNumber, Position, messages_page
 from sms_events.runtime import RUNTIME
 
 __all__ = ["MAX_IDS", "MAX_PAGE_SIZE", "ROUTES"]
@@ -66,6 +67,24 @@ def _positive(request: web.Request, parameter: str, default: int, maximum: int |
     return value
 
 
+def _position(request: web.Request) -> Position:
+    """``?page=`` (a number, read with OFFSET), ``?before=`` or ``?after=`` (a message id: the
+    page just older or newer than it); at most one of them, page 1 without any."""
+    given = [name for name in ("page", "before", "after") if name in request.query]
+    if len(given) > 1:
+        raise _BadParameter(given[1], "give only one of page, before, after")
+    if not given or given[0] == "page":
+        return PageNumber(_positive(request, "page", 1, None))
+    text = request.query[given[0]]
+    # 0 is a boundary too: "after=0" is every message.
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_MESSAGE_ID)):
+        raise _BadParameter(given[0], "must be a message id")
+    boundary = int(text)
+    if boundary > MAX_MESSAGE_ID:
+        raise _BadParameter(given[0], "must be a message id")
+    return Older(boundary) if given[0] == "before" else Newer(boundary)
+
+
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -99,7 +118,9 @@ async def mailing_counters(request: web.Request) -> web.Response:
 
 @_answers_400
 async def mailing_messages(request: web.Request) -> web.Response:
-    """GET /internal/v1/mailings/{id}/messages?status=&page=&page_size= -> {count, results}."""
+    """GET /internal/v1/mailings/{id}/messages?status=&page_size=&page=|before=|after=
+    -> {count, results, next_before, previous_after}: the next page is ``?before=next_before``,
+    the previous one ``?after=previous_after`` (null: none). See ``reporter.message_pages``."""
     mailing_id = _id("mailing_id", request.match_info["mailing_id"])
     status_text = request.query.get("status")
     status = None
@@ -107,12 +128,17 @@ async def mailing_messages(request: web.Request) -> web.Response:
         status = _FILTERABLE.get(status_text)
         if status is None:
             raise _BadParameter("status", f"must be one of {', '.join(_FILTERABLE)}")
-    page = _positive(request, "page", 1, None)
+    position = _position(request)
     page_size = _positive(request, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    result = await queries.messages_page(
-        request.app[RUNTIME].pool, mailing_id, status, page, page_size
+    page = await messages_page(request.app[RUNTIME].pool, mailing_id, status, position, page_size)
+    return _json(
+        {
+            "count": page.count,
+            "results": page.results,
+            "next_before": page.next_before,
+            "previous_after": page.previous_after,
+        }
     )
-    return _json({"count": result.count, "results": result.results})
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -1,10 +1,9 @@
-"""Reads for the gateway: counters per mailing, a page of a mailing's messages, and the
-statistics (overall and per mailing), which read only the aggregates: never the messages."""
+"""Reads for the gateway: counters per mailing and the statistics (overall and per mailing),
+which read only the aggregates: never the messages (their pages: ``reporter.message_pages``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,13 +16,10 @@ __all__ = [
     "COUNTER_FIELDS",
     "MAILING_STATE_SQL",
     "MAX_MINUTES",
-    "MESSAGE_FIELDS",
     "TOP_FAILURES",
-    "MessagePage",
     "counters",
     "gauge_figures",
     "mailing_stats",
-    "messages_page",
     "overview",
 ]
 
@@ -40,44 +36,6 @@ COUNTER_FIELDS = (
     "completed_at",
     "resolved_at",
 )
-MESSAGE_FIELDS = (
-    "id",
-    "datetime_send",
-    "status",
-    "mailing_id",
-    "client_id",
-    "attempts",
-    "last_error",
-    "created_at",
-    "updated_at",
-)
-
-# The counter that equals the number of rows a status filter selects (no filter: every row).
-_COUNT_OF: dict[Status | None, str] = {
-    None: "created_messages",
-    Status.SCHEDULED: "scheduled_messages",
-    Status.DELIVERED: "delivered_messages",
-    Status.UNDELIVERED: "undelivered_messages",
-    Status.CANCELLED: "cancelled_messages",
-}
-
-_SELECT = """
-    SELECT message_id AS id, datetime_send, status::text AS status, mailing_id, client_id,
-           attempts, last_error, created_at, updated_at
-      FROM reporter_messages
-"""
-# Two texts rather than "($2 IS NULL OR status = $2)": each keeps its own index, and a generic
-# prepared plan cannot fall back to filtering a million rows.
-_PAGE = _SELECT + " WHERE mailing_id = $1 ORDER BY message_id DESC LIMIT $2 OFFSET $3"
-_PAGE_BY_STATUS = (
-    _SELECT + " WHERE mailing_id = $1 AND status = $4 ORDER BY message_id DESC LIMIT $2 OFFSET $3"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class MessagePage:
-    count: int
-    results: list[dict[str, Any]]
 
 
 async def counters(pool: asyncpg.Pool, mailing_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -89,30 +47,6 @@ async def counters(pool: asyncpg.Pool, mailing_ids: Sequence[int]) -> dict[int, 
         list(mailing_ids),
     )
     return {r["mailing_id"]: {f: r[f] for f in COUNTER_FIELDS} for r in rows}
-
-
-async def messages_page(
-    pool: asyncpg.Pool, mailing_id: int, status: Status | None, page: int, page_size: int
-) -> MessagePage:
-    """One page of a mailing's messages, newest first, with the total the filter selects.
-
-    The total comes from the counters, not a COUNT over the rows: both are written in the same
-    transaction, and reading them in one snapshot keeps the page and the total consistent.
-    """
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        count = await conn.fetchval(
-            f"SELECT {_COUNT_OF[status]} FROM reporter_mailings"
-            " WHERE mailing_id = $1 AND deleted_at IS NULL",
-            mailing_id,
-        )
-        offset = (page - 1) * page_size
-        if not count or offset >= count:
-            return MessagePage(count or 0, [])
-        if status is None:
-            rows = await conn.fetch(_PAGE, mailing_id, page_size, offset)
-        else:
-            rows = await conn.fetch(_PAGE_BY_STATUS, mailing_id, page_size, offset, status.value)
-    return MessagePage(count, [dict(r) for r in rows])
 
 
 # stats.mailing_state in SQL ($1: now). A NULL date compares as unknown, which CASE takes as

@@ -145,13 +145,15 @@ async def test_messages_pagination(
 async def test_messages_of_an_unknown_or_deleted_mailing_are_an_empty_list(
     client: TestClient[web.Request, web.Application], pool: asyncpg.Pool
 ) -> None:
+    empty = {"count": 0, "results": [], "next_before": None, "previous_after": None}
     resp = await client.get(f"/internal/v1/mailings/{new_id()}/messages")
-    assert (resp.status, await resp.json()) == (200, {"count": 0, "results": []})
+    assert (resp.status, await resp.json()) == (200, empty)
     mailing_id = new_id()
     await handle(pool, scheduled(mailing_id, ids(2)))
     await handle(pool, MailingDeleted(mailing_id=mailing_id, deleted_at=T0))
-    resp = await client.get(f"/internal/v1/mailings/{mailing_id}/messages")
-    assert await resp.json() == {"count": 0, "results": []}
+    for query in ("", "?before=99", "?after=0"):
+        resp = await client.get(f"/internal/v1/mailings/{mailing_id}/messages{query}")
+        assert await resp.json() == empty
     resp = await client.get(f"/internal/v1/mailings/counters?ids={mailing_id}")
     assert await resp.json() == {}
 
@@ -167,6 +169,12 @@ async def test_messages_of_an_unknown_or_deleted_mailing_are_an_empty_list(
         ("page=" + "9" * 5000, "page"),
         ("page_size=1001", "page_size"),
         ("page_size=0", "page_size"),
+        ("before=abc", "before"),
+        ("after=-1", "after"),
+        ("after=1.5", "after"),
+        (f"before={2**63}", "before"),
+        ("page=2&before=5", "before"),
+        ("after=5&before=5", "after"),
     ],
 )
 async def test_messages_answer_400_with_a_reason(

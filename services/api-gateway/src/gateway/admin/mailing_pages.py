@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Response
@@ -36,8 +37,8 @@ from gateway.lifecycle import (
 )
 from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
-from gateway.pagination import InvalidPage, PageRequest, num_pages
-from gateway.reporter_client import Counters, ReporterError, ReporterUnavailable
+from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
+from gateway.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from gateway.routing import MAX_ID
 
 __all__ = ["MailingView", "load_views", "router"]
@@ -279,39 +280,74 @@ async def update_mailing(page: current_page, mailing_id: str) -> Response:
     return see_other(f"/admin/mailings/{view.row.id}?notice=updated")
 
 
-def _messages_query(status: str | None, p: str | None) -> tuple[str | None, int]:
+@dataclass(frozen=True, slots=True)
+class MessagesQuery:
+    """The messages table as asked for: a status filter, and a page by number (``p``) or by
+    cursor. With a cursor, ``number`` only labels the page: the links carry it along, since a
+    page reached by its neighbour's cursor cannot know its number."""
+
+    status: str | None
+    number: int
+    cursor: Cursor | None
+
+    def url(self, mailing_id: int, number: int, cursor: Cursor | None, path: str = "") -> str:
+        params = {"status": self.status} if self.status else {}
+        params["p"] = str(number)
+        if cursor is not None:
+            params["cursor"] = cursor.encode()
+        return f"/admin/mailings/{mailing_id}{path}?{urlencode(params)}"
+
+
+def _messages_query(status: str | None, p: str | None, cursor: str | None) -> MessagesQuery:
     chosen = status if status in STATUS_LABELS else None
     number = int(p) if p and p.isascii() and p.isdigit() and 0 < int(p) < 10**6 else 1
-    return chosen, number
+    try:
+        return MessagesQuery(chosen, number, Cursor.decode(cursor) if cursor else None)
+    except InvalidPage:  # a bad link shows the first page, as a bad ``p`` does
+        return MessagesQuery(chosen, 1, None)
 
 
-async def _messages(
-    page: Page, view: MailingView, status: str | None, number: int
-) -> dict[str, Any]:
+def _pager(query: MessagesQuery, mailing_id: int, messages: MessagePage) -> dict[str, Any]:
+    """Links to the neighbouring pages, by cursor; back to page 1, the plain first page,
+    which shows new messages as they come."""
+    pages = num_pages(messages.count, MESSAGES_PAGE_SIZE)
+    number = min(query.number, pages)
+    following = previous = None
+    if messages.next_before is not None:
+        following = query.url(mailing_id, number + 1, Cursor("before", messages.next_before))
+    if messages.previous_after is not None and number > 2:
+        previous = query.url(mailing_id, number - 1, Cursor("after", messages.previous_after))
+    elif messages.previous_after is not None:
+        previous = query.url(mailing_id, 1, None)
+    return {"number": number, "pages": pages, "next_url": following, "previous_url": previous}
+
+
+async def _messages(page: Page, view: MailingView, query: MessagesQuery) -> dict[str, Any]:
     messages = None
     if page.admin.reporter is not None:
+        at = query.cursor or query.number
         try:
             messages = await page.admin.reporter.messages(
-                view.row.id, status=status, page=number, page_size=MESSAGES_PAGE_SIZE
+                view.row.id, status=query.status, at=at, page_size=MESSAGES_PAGE_SIZE
             )
         except (ReporterUnavailable, ReporterError):
             messages = None
+    pager = {"number": query.number, "pages": 1, "next_url": None, "previous_url": None}
     return {
         "m": view,
         "messages": messages,
-        "status_filter": status,
+        "status_filter": query.status,
         "status_labels": STATUS_LABELS,
-        "number": number,
-        "pages": num_pages(messages.count, MESSAGES_PAGE_SIZE) if messages else 1,
+        "live_url": query.url(view.row.id, query.number, query.cursor, "/messages"),
+        **(pager if messages is None else _pager(query, view.row.id, messages)),
     }
 
 
 async def _detail(
     page: Page,
     view: MailingView,
+    query: MessagesQuery,
     *,
-    status: str | None,
-    number: int,
     notice: str | None = None,
     error: str | None = None,
     code: int = 200,
@@ -325,7 +361,7 @@ async def _detail(
         nav="mailings",
         notice=NOTICES.get(notice or ""),
         error=error,
-        **(await _messages(page, view, status, number) | _live_context(page, view, stats)),
+        **(await _messages(page, view, query) | _live_context(page, view, stats)),
     )
 
 
@@ -356,13 +392,13 @@ async def mailing_detail(
     mailing_id: str,
     status: str | None = None,
     p: str | None = None,
+    cursor: str | None = None,
     notice: str | None = None,
 ) -> Response:
     view = await _one(page, mailing_id)
     if view is None:
         return _not_found(page)
-    chosen, number = _messages_query(status, p)
-    return await _detail(page, view, status=chosen, number=number, notice=notice)
+    return await _detail(page, view, _messages_query(status, p, cursor), notice=notice)
 
 
 @router.get("/{mailing_id}/live")
@@ -378,13 +414,16 @@ async def mailing_live(page: current_page, mailing_id: str) -> Response:
 
 @router.get("/{mailing_id}/messages")
 async def mailing_messages(
-    page: current_page, mailing_id: str, status: str | None = None, p: str | None = None
+    page: current_page,
+    mailing_id: str,
+    status: str | None = None,
+    p: str | None = None,
+    cursor: str | None = None,
 ) -> Response:
     view = await _one(page, mailing_id)
     if view is None:
         return _not_found(page)
-    chosen, number = _messages_query(status, p)
-    context = await _messages(page, view, chosen, number)
+    context = await _messages(page, view, _messages_query(status, p, cursor))
     return render(page.request, "_messages.html", session=page.session, **context)
 
 
@@ -406,7 +445,8 @@ async def mailing_action(page: current_page, mailing_id: str, action: str) -> Re
     except MailingNotFound:
         return _not_found(page)
     except DomainError as exc:
-        return await _detail(page, view, status=None, number=1, error=str(exc), code=409)
+        first = MessagesQuery(None, 1, None)
+        return await _detail(page, view, first, error=str(exc), code=409)
     log.info("admin_mailing_command", mailing_id=view.row.id, command=action, sub=page.user.sub)
     if action == "delete":
         return see_other("/admin/mailings?notice=deleted")
