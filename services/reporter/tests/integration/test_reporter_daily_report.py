@@ -319,6 +319,12 @@ async def test_a_failing_smtp_server_is_retried_and_the_task_survives(
         assert row["state"] == "sent" and row["attempts"] >= 5 and row["last_error"] is None
         assert row["message_id"] == smtp.messages()[0].message["Message-ID"]
         assert not task.done()
+
+        async def sent_logged() -> bool:
+            # The line follows the row's update; on a loaded machine it can trail the check.
+            return any(e["event"] == "daily_report_sent" for e in captured)
+
+        await eventually(sent_logged, within=10, what="the sent line")
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
