@@ -42,8 +42,6 @@ __all__ = ["Outcome", "OutcomeRecorder"]
 
 log = structlog.get_logger(__name__)
 
-_ATTEMPTS = 3  # tries of a write that fails for a reason other than the database being away
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -123,29 +121,29 @@ class OutcomeRecorder:
         self, batch: list[tuple[Outcome, asyncio.Future[bool]]], stop: asyncio.Event
     ) -> None:
         """Write ``batch``, waiting out a database that is away for as long as it takes (each
-        outcome not recorded is a call that would be made again). A failure that is not the
-        database's (a bug, a statement timeout) is given up after a few tries: the callers get
-        the error and their deliveries fail, as any handler error does."""
-        delay, failures = 0.1, 0
+        outcome not recorded is a call that would be made again), and retrying any other
+        failure too, logged: the calls keep their slots until their outcomes are written. The
+        retries stay a second apart at most, so outcomes land as soon as the database is back,
+        before a redelivered copy of their due event can take over the lapsed claims."""
+        delay, failures, tries = 0.1, 0, 0
         while True:
             try:
                 async with self._pool.acquire() as conn, appending(conn):
                     recorded = await _write(conn, [o for o, _ in batch])
                 break
             except Exception as exc:
+                tries += 1
                 if not is_transient(exc):
+                    # Never given up: an outcome not recorded is a call made again (its claim
+                    # stays), so the calls keep their slots until the write goes through.
                     failures += 1
-                    log.error("outcomes_not_recorded", count=len(batch), error=repr(exc))
-                    if failures >= _ATTEMPTS:
-                        for _, future in batch:
-                            if not future.done():
-                                future.set_exception(exc)
-                        return
+                    log.error("outcomes_not_recorded", count=len(batch), error=type(exc).__name__,
+                              failures=failures)  # fmt: skip
                 elif delay == 0.1:  # once per outage, not once per try
                     log.warning(
                         "outcomes_not_recorded_yet", count=len(batch), error=type(exc).__name__
                     )
-                if stop.is_set() and delay >= 5.0:
+                if stop.is_set() and tries >= 8:  # about five seconds
                     # Stopping and the database stays away: give up; the claims without an
                     # outcome are called again after the lease (at most these calls repeat).
                     for _, future in batch:
@@ -153,7 +151,7 @@ class OutcomeRecorder:
                             future.cancel()
                     return
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)
         for outcome, future in batch:
             if not future.done():
                 future.set_result(recorded.get(_key(outcome), False))
