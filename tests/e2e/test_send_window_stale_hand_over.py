@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import create_mailing, eventually, iso, now
+from tests.e2e.helpers import eventually
 from tests.e2e.window_support import (
     assert_unsent_wait_for_tomorrow,
     import_in_zone,
@@ -23,6 +23,7 @@ from tests.e2e.window_support import (
     settled_for_now,
     sleep_until,
     window,
+    windowed_mailing,
 )
 
 pytestmark = pytest.mark.service_env({"SCHEDULER_LEASE_S": "2"})
@@ -37,10 +38,7 @@ def test_a_stale_hand_over_recovered_after_the_close_waits_for_the_next_window(
         opens, closes, start_local, end_local = window(2, 3)
         system.group.signal("dispatcher", signal.SIGSTOP)
         try:
-            m = create_mailing(
-                api, client_filter=tag, datetime_end=iso(now() + timedelta(days=2)),
-                send_interval_time_start=start_local, send_interval_time_end=end_local,
-            )  # fmt: skip
+            m = windowed_mailing(api, tag, start_local, end_local)
             sleep_until(closes + timedelta(seconds=4))  # handed over, then recovered
         finally:
             system.group.signal("dispatcher", signal.SIGCONT)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import create_mailing, eventually, iso, messages, now
+from tests.e2e.helpers import eventually, iso, messages, now
 from tests.e2e.window_support import (
     all_messages,
     assert_unsent_wait_for_tomorrow,
@@ -26,6 +26,7 @@ from tests.e2e.window_support import (
     settled_for_now,
     sleep_until,
     window,
+    windowed_mailing,
 )
 
 RATE = 20  # messages per second, for every dispatcher replica together
@@ -39,11 +40,9 @@ def test_created_after_todays_window_sends_nothing_until_tomorrow(system: System
     with system.api() as api, system.provider() as provider:
         tag = import_in_zone(api, 20, 811)
         opens, _, start_local, end_local = window(-40, 20)  # closed 20 s ago
-        m = create_mailing(
-            api, client_filter=tag, datetime_start=iso(now() - timedelta(hours=1)),
-            datetime_end=iso(now() + timedelta(days=2)),
-            send_interval_time_start=start_local, send_interval_time_end=end_local,
-        )  # fmt: skip
+        m = windowed_mailing(
+            api, tag, start_local, end_local, datetime_start=iso(now() - timedelta(hours=1))
+        )
         msgs = eventually(lambda: all_messages(api, m["id"], 20))
         time.sleep(3)  # had the due time been taken from the start, they would be gone now
         ids = [x["id"] for x in msgs]
@@ -58,10 +57,7 @@ def test_a_backlog_at_the_close_waits_for_the_next_window(system: System) -> Non
     with system.api() as api, system.provider() as provider:
         tag = import_in_zone(api, n, 812)
         opens, closes, start_local, end_local = window(3, 5)
-        m = create_mailing(
-            api, client_filter=tag, datetime_end=iso(now() + timedelta(days=2)),
-            send_interval_time_start=start_local, send_interval_time_end=end_local,
-        )  # fmt: skip
+        m = windowed_mailing(api, tag, start_local, end_local)
         sleep_until(closes + timedelta(seconds=3))
         _some_sent_in_the_window_the_rest_wait(
             api, provider, m["id"], n, (opens, closes), "backlog at the close (rate limit)"
@@ -73,10 +69,7 @@ def test_a_pause_across_the_close_resumes_in_the_next_window(system: System) -> 
     with system.api() as api, system.provider() as provider:
         tag = import_in_zone(api, n, 813)
         opens, closes, start_local, end_local = window(3, 5)
-        m = create_mailing(
-            api, client_filter=tag, datetime_end=iso(now() + timedelta(days=2)),
-            send_interval_time_start=start_local, send_interval_time_end=end_local,
-        )  # fmt: skip
+        m = windowed_mailing(api, tag, start_local, end_local)
         sleep_until(opens + timedelta(seconds=2))
         assert api.post(f"/api/v1/mailings/{m['id']}/pause/").status_code == 200
         sleep_until(closes + timedelta(seconds=2))
@@ -96,10 +89,7 @@ def test_a_retry_whose_backoff_crosses_the_close_waits_for_the_next_window(
         provider.post("/_control", json={"failure_rate": 1.0})
         try:
             opens, closes, start_local, end_local = window(3, 3)
-            m = create_mailing(
-                api, client_filter=tag, datetime_end=iso(now() + timedelta(days=2)),
-                send_interval_time_start=start_local, send_interval_time_end=end_local,
-            )  # fmt: skip
+            m = windowed_mailing(api, tag, start_local, end_local)
             sleep_until(closes + timedelta(seconds=3))
         finally:
             provider.post("/_control", json={"failure_rate": 0.0})

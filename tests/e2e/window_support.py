@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.e2e.helpers import messages, now, unique_tag
+from tests.e2e.helpers import create_mailing, iso, messages, now, unique_tag
 
 ZONE = "Asia/Kathmandu"  # +05:45: a window in local time is not one in UTC
 
@@ -87,3 +87,14 @@ def settled_for_now(api: httpx.Client, mailing_id: int, n: int) -> list[dict[str
 
 def sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def windowed_mailing(
+    api: httpx.Client, tag: str, window_start: str, window_end: str, **fields: Any
+) -> dict[str, Any]:
+    """A mailing to ``tag`` with a local send window, ending in two days (so tomorrow's window
+    is still before the end)."""
+    return create_mailing(
+        api, client_filter=tag, datetime_end=iso(now() + timedelta(days=2)),
+        send_interval_time_start=window_start, send_interval_time_end=window_end, **fields,
+    )  # fmt: skip
