@@ -82,15 +82,14 @@ async def claim(
     conn: Connection,
     owner: UUID,
     wanted: Iterable[tuple[int, int]],
-    in_hand: frozenset[tuple[int, int]] | set[tuple[int, int]] = frozenset(),
 ) -> ClaimResult:
-    """Claim the (message id, attempt) pairs in one statement. A claim of ``owner``'s own that
-    no task here holds (``in_hand``: it was left by a handler attempt that failed) is ours."""
+    """Claim the (message id, attempt) pairs in one statement. The caller has reserved them
+    within its process, so a claim of ``owner``'s own was left by a handler attempt that
+    failed, and is ours again."""
     pairs = list(wanted)
     if not pairs:
         return ClaimResult()
     rows = await conn.fetch(_CLAIM, [m for m, _ in pairs], [a for _, a in pairs], owner)
-    attempt_of = dict(pairs)
     claimed: set[int] = set()
     busy: dict[int, datetime] = {}
     done: set[int] = set()
@@ -98,7 +97,7 @@ async def claim(
         m = r["message_id"]
         if r["done"]:
             done.add(m)
-        elif r["claimed"] or (r["holder"] == owner and (m, attempt_of[m]) not in in_hand):
+        elif r["claimed"] or r["holder"] == owner:
             claimed.add(m)
         else:
             busy[m] = r["held_until"]

@@ -95,23 +95,36 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._last_failure: str | None = None  # shown while the circuit is open
         self._stopping = stopping or asyncio.Event()
-        self._in_hand: set[tuple[int, int]] = set()  # (message, attempt) claimed by a task here
+        self._in_hand: set[tuple[int, int]] = set()  # (message, attempt) reserved by a task here
 
     async def handle(self, env: Envelope) -> None:
         """Handle one ``messages.due`` event; returns once every outcome is committed."""
         due = env.payload()
         assert isinstance(due, MessagesDue)
         by_id = {m.message_id: m for m in due.messages}
+        # Pairs are reserved here before the claim statement: two copies of a due event handled
+        # side by side in this process share an owner id, so the database cannot tell them
+        # apart; the copy that reserved a pair first is the only one that may claim it.
+        wanted = {(m.message_id, m.attempt) for m in due.messages}
+        elsewhere_here = wanted & self._in_hand
+        mine = wanted - elsewhere_here
+        self._in_hand |= mine
+        try:
+            await self._handle_reserved(due, by_id, mine, {m for m, _ in elsewhere_here})
+        finally:
+            self._in_hand -= mine
+
+    async def _handle_reserved(
+        self,
+        due: MessagesDue,
+        by_id: dict[int, DueMessage],
+        mine: set[tuple[int, int]],
+        held_here: set[int],
+    ) -> None:
         async with self._pool.acquire() as conn:
             hold = await hold_of(conn, due.mailing_id)
-            if hold is not None:
-                # Handed back without a claim; the scheduler keeps them until resumed or cancels.
-                claimed = None
-            else:
-                claimed = await claim(
-                    conn, self._lease.owner, [(m.message_id, m.attempt) for m in due.messages],
-                    self._in_hand,
-                )  # fmt: skip
+            # Handed back without a claim when held; the scheduler keeps them until resumed.
+            claimed = None if hold is not None else await claim(conn, self._lease.owner, mine)
         if claimed is None:
             now = self._clock()
             reason = f"mailing {hold}"
@@ -121,8 +134,11 @@ class Dispatcher:
             metrics.SKIPPED.inc(len(claimed.done))
         owner = self._lease.owner
         todo = [by_id[m] for m in claimed.claimed]
+        # Held by another task here: it records them well within our own lease.
+        until_here = self._clock() + timedelta(seconds=self._lease.ttl_s)
+        busy = {**claimed.busy, **dict.fromkeys(held_here, until_here)}
         results = await asyncio.gather(
-            self._send_claimed(due, todo, owner), self._hand_back_busy(due, by_id, claimed.busy)
+            self._send_claimed(due, todo, owner), self._hand_back_busy(due, by_id, busy)
         )
         outcomes = [o for part in results for o in part]
         if outcomes:
@@ -136,12 +152,7 @@ class Dispatcher:
     async def _send_claimed(
         self, due: MessagesDue, messages: list[DueMessage], owner: UUID
     ) -> list[Outcome]:
-        keys = {(m.message_id, m.attempt) for m in messages}
-        self._in_hand |= keys
-        try:
-            return list(await asyncio.gather(*(self._send(due, m, owner) for m in messages)))
-        finally:
-            self._in_hand -= keys
+        return list(await asyncio.gather(*(self._send(due, m, owner) for m in messages)))
 
     async def _hand_back_busy(
         self, due: MessagesDue, by_id: dict[int, DueMessage], busy: Mapping[int, datetime]
