@@ -37,7 +37,7 @@ def prepare_env() -> dict[str, str]:
     extra: dict[str, str] = {}
     if not _setting("API_KEYS", dotenv):
         key = secrets.token_urlsafe(32)
-        _remember("API_KEYS", key)
+        _remember("API_KEYS", f"operator:admin:{key}")  # name:scopes:key (README)
         print(f"\nGenerated an API key (saved in .env, shown only this once):\n\n    {key}\n")
         print(f"    curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/v1/clients/\n")
     if not _setting("SMS_API_URL", dotenv):

@@ -22,7 +22,7 @@ from sms_events.testing.processes import (
 )
 from tests.support.tcp_proxy import TcpProxy, url_target
 
-API_KEY = "e2e-test-key-not-a-secret"
+API_KEY = "e2e-test-key-not-a-secret-0123456789"
 PROVIDER_TOKEN = "e2e-provider-token"
 
 

@@ -10,10 +10,13 @@ from uuid import uuid4
 
 import structlog
 
-__all__ = ["current_metadata", "new_correlation_id", "traced"]
+__all__ = ["acting_as", "current_metadata", "new_correlation_id", "traced"]
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
+# Who asked for the change (an API key's name, an admin's OIDC subject and email): recorded in
+# the metadata of every event a command appends, so the audit trail reads it from the store.
+_actor: ContextVar[dict[str, str] | None] = ContextVar("actor", default=None)
 
 
 def new_correlation_id() -> str:
@@ -33,6 +36,11 @@ def traced(correlation_id: str | None, causation_id: str | None = None) -> Itera
             _causation_id.reset(tokens[1])
 
 
+def acting_as(actor: dict[str, str]) -> None:
+    """The rest of this task (one HTTP request) acts for ``actor``. Never a secret in it."""
+    _actor.set(dict(actor))
+
+
 def current_metadata() -> dict[str, Any]:
     """Metadata for an event appended now: the ids of the request or event that caused it."""
     meta: dict[str, Any] = {}
@@ -40,4 +48,6 @@ def current_metadata() -> dict[str, Any]:
         meta["correlation_id"] = cid
     if (cause := _causation_id.get()) is not None:
         meta["causation_id"] = cause
+    if (actor := _actor.get()) is not None:
+        meta["actor"] = actor
     return meta

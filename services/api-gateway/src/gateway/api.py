@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, clients, mailings, stats
-from gateway.auth import ApiKeys, require_api_key
+from gateway import admin, audit, clients, mailings, stats
+from gateway.auth import Scope, require_scope, scope_by_method
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
@@ -48,7 +48,10 @@ REST API of the SMS mailing platform. Request and response shapes are those of t
 a few hundred clients per event; `mailing.scheduled`, `mailing.updated`, `mailing.deleted`,
 `mailing.cancelled`, `mailing.paused`, `mailing.resumed`) and published to RabbitMQ.
 
-**Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`.
+**Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`. Keys have
+scopes: `read` (every GET), `clients:write`, `mailings:write`, `admin` (all of them); a call
+outside the key's scopes is `403` naming the scope. The events of every command carry the key's
+name as their actor (`metadata.actor`).
 
 **Errors**: invalid input is `400` with each bad field and its messages, e.g.
 `{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; a change a
@@ -296,14 +299,19 @@ def create_app(settings: Settings) -> FastAPI:
                 "name": "statistics",
                 "description": "Figures overall and per mailing, read from projections",
             },
+            {"name": "audit", "description": "Who did what: every command's actor (admin scope)"},
             {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
         ],
         swagger_ui_parameters={"persistAuthorization": True},
     )
-    keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
-    app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
-    app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])
-    app.include_router(stats.router, dependencies=[Depends(require_api_key(keys))])
+    keys = settings.api_key_set()
+    for router, scope in (
+        (clients.router, scope_by_method(Scope.CLIENTS_WRITE)),
+        (mailings.router, scope_by_method(Scope.MAILINGS_WRITE)),
+        (stats.router, Scope.READ),
+        (audit.router, Scope.ADMIN),
+    ):
+        app.include_router(router, dependencies=[Depends(require_scope(keys, scope))])
     admin.install(app, settings)
     _install_operations(app)
     _install_error_handlers(app)

@@ -1,32 +1,103 @@
-"""Bearer API keys for /api/v1/: constant-time checks against the keys in the settings."""
+"""Bearer API keys for /api/v1/: named keys with scopes, checked in constant time.
+
+``API_KEYS`` is a comma-separated list. Each entry is ``name:scope+scope:key`` (for example
+``crm:read+clients:write:Zk3…``); a bare key (the old form) is named ``key-1``, ``key-2``… and
+gets ``LEGACY_SCOPES``, every scope the old API had, but not ``admin``. Keys shorter than
+``MIN_KEY_LENGTH`` are refused at start. The key's name, never the key, is the actor that the
+events of its commands carry.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Final
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-__all__ = ["ApiKeys", "bearer_scheme", "require_api_key"]
+from sms_events.tracing import acting_as
+
+__all__ = [
+    "LEGACY_SCOPES",
+    "MIN_KEY_LENGTH",
+    "ApiKey",
+    "ApiKeys",
+    "Scope",
+    "bearer_scheme",
+    "parse_key",
+    "require_scope",
+    "scope_by_method",
+]
 
 NOT_PROVIDED: Final = (
     "Authentication credentials were not provided. Send the header Authorization: Bearer <API key>."
 )
 INVALID: Final = "Invalid API key."
+MIN_KEY_LENGTH: Final = 32
+
+
+class Scope(StrEnum):
+    READ = "read"
+    CLIENTS_WRITE = "clients:write"
+    MAILINGS_WRITE = "mailings:write"
+    ADMIN = "admin"  # every scope, and the audit trail
+
+
+LEGACY_SCOPES: Final = frozenset({Scope.READ, Scope.CLIENTS_WRITE, Scope.MAILINGS_WRITE})
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
     bearerFormat="API key",
-    description="One of the keys configured in API_KEYS, sent as `Authorization: Bearer <key>`.",
+    description=(
+        "One of the keys configured in API_KEYS, sent as `Authorization: Bearer <key>`. Each "
+        "key has scopes: `read` (every GET), `clients:write`, `mailings:write`, `admin` (all "
+        "of them, and the audit trail); a call outside the key's scopes is 403."
+    ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    scopes: frozenset[Scope]
+    digest: bytes
+
+    def allows(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
 
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def parse_key(entry: str, position: int) -> ApiKey:
+    """One ``API_KEYS`` entry (``position`` counts from 1, for the bare keys' names); raises
+    ValueError saying what is wrong, never showing the key."""
+    name, scopes, key = f"key-{position}", LEGACY_SCOPES, entry
+    if entry.count(":") >= 2:
+        name, _, rest = entry.partition(":")
+        listed, _, key = rest.rpartition(":")
+        name = name.strip()
+        if not name:
+            raise ValueError(f"API_KEYS entry {position} has an empty name")
+        try:
+            scopes = frozenset(Scope(s.strip()) for s in listed.split("+") if s.strip())
+        except ValueError:
+            known = ", ".join(s.value for s in Scope)
+            raise ValueError(f"API_KEYS entry {name!r} names an unknown scope ({known})") from None
+        if not scopes:
+            raise ValueError(f"API_KEYS entry {name!r} has no scope")
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"API_KEYS entry {name!r} is shorter than {MIN_KEY_LENGTH} characters;"
+            " generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return ApiKey(name, scopes, _digest(key))
 
 
 class ApiKeys:
@@ -37,17 +108,18 @@ class ApiKeys:
     right, of its length, and of which key matched.
     """
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [_digest(k) for k in keys]
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._keys = list(keys)
 
     def __bool__(self) -> bool:
-        return bool(self._digests)
+        return bool(self._keys)
 
-    def accepts(self, token: str) -> bool:
+    def match(self, token: str) -> ApiKey | None:
         presented = _digest(token)
-        matched = False
-        for digest in self._digests:
-            matched |= hmac.compare_digest(presented, digest)
+        matched = None
+        for key in self._keys:
+            if hmac.compare_digest(presented, key.digest):
+                matched = key
         return matched
 
 
@@ -59,18 +131,40 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-def require_api_key(keys: ApiKeys) -> Callable[..., Awaitable[None]]:
-    """A dependency answering 401 unless the request carries one of ``keys``.
+def scope_by_method(write: Scope) -> Callable[[Request], Scope]:
+    """``read`` for GET and HEAD, ``write`` for every other method."""
+
+    def scope(request: Request) -> Scope:
+        return Scope.READ if request.method in ("GET", "HEAD") else write
+
+    return scope
+
+
+def require_scope(
+    keys: ApiKeys, scope: Scope | Callable[[Request], Scope]
+) -> Callable[..., Awaitable[None]]:
+    """A dependency answering 401 without a valid key and 403 naming the scope the key lacks;
+    the request then acts for the key's name (its events carry it as their actor).
 
     With no keys configured nothing is accepted: an API left unconfigured is closed, not open.
     """
 
     async def check(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> None:
         if credentials is None:
             raise _unauthorized(NOT_PROVIDED)
-        if not keys.accepts(credentials.credentials):
+        key = keys.match(credentials.credentials)
+        if key is None:
             raise _unauthorized(INVALID)
+        needed = scope(request) if callable(scope) else scope
+        if not key.allows(needed):
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"The API key {key.name!r} lacks the scope {needed.value!r}.",
+            )
+        request.state.actor = {"type": "api_key", "id": key.name}
+        acting_as(request.state.actor)
 
     return check

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from gateway.admin.config import AdminSettings
+from gateway.auth import ApiKeys, parse_key
 from sms_events.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -24,7 +25,11 @@ class Settings(ServiceSettings, AdminSettings):
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated bearer keys accepted on /api/v1/ (none: every call is 401)",
+        description=(
+            "Comma-separated bearer keys accepted on /api/v1/, each name:scope+scope:key "
+            "(scopes read, clients:write, mailings:write, admin; a bare key has every scope "
+            "but admin), at least 32 characters (none: every call is 401)"
+        ),
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
@@ -46,8 +51,20 @@ class Settings(ServiceSettings, AdminSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _no_placeholders(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        for key in keys:
-            if key.get_secret_value().lower() in _PLACEHOLDERS:
+    def _real_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        names: set[str] = set()
+        for position, key in enumerate(keys, start=1):
+            entry = key.get_secret_value()
+            if entry.rpartition(":")[2].lower() in _PLACEHOLDERS:
                 raise ValueError("API_KEYS contains a placeholder value; generate a real key")
+            name = parse_key(entry, position).name
+            if name in names:
+                raise ValueError(f"API_KEYS names {name!r} twice")
+            names.add(name)
         return keys
+
+    def api_key_set(self) -> ApiKeys:
+        return ApiKeys(
+            parse_key(key.get_secret_value(), position)
+            for position, key in enumerate(self.api_keys, start=1)
+        )

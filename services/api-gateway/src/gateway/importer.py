@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import enum
+import random
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -63,7 +64,7 @@ EVENT_SIZE: Final = 500
 """Clients per ``clients.imported`` event, as many as the hot path's message batches carry."""
 MAX_ERRORS: Final = 1000
 MAX_LINE_BYTES: Final = 64 * 1024
-ATTEMPTS: Final = 5
+ATTEMPTS: Final = 8
 
 _BOM: Final = b"\xef\xbb\xbf"
 _FIELDS: Final = ("phone", "tag", "time_zone")
@@ -300,7 +301,9 @@ class _Batches:
                 break
             except _RETRYABLE as exc:
                 log.warning("import_batch_conflict", attempt=attempt, error=type(exc).__name__)
-                await asyncio.sleep(0.01 * 2**attempt)
+                # Full jitter: imports racing on the same clients would otherwise retry in
+                # step and collide again (seen as an import giving up under load).
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         else:
             raise ImportConflict(self._result)
         unchanged = len(rows) - len(created) - len(updated)

@@ -231,6 +231,11 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "example": "Bearer"}},
         "content": json_content({"detail": "Invalid API key."}),
     },
+    403: {
+        "model": ErrorDetail,
+        "description": "The API key lacks the scope this operation needs (named in `detail`)",
+        "content": json_content({"detail": "The API key 'crm' lacks the scope 'mailings:write'."}),
+    },
     404: {
         "model": ErrorDetail,
         "description": "No such client (or no such page)",
@@ -262,10 +267,11 @@ def responses(
     documented: Mapping[int, dict[str, Any]] | None = None,
     description: str = "Success",
 ) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of an operation: its success with an example, then ``errors``, each
-    as ``documented`` (per status) or else as the client endpoints document it."""
+    """The ``responses`` of an operation: its success with an example, 401 and 403 (every
+    operation needs a key with a scope), then ``errors``, each as ``documented`` (per status)
+    or else as the client endpoints document it."""
     ok: dict[str, Any] = {"description": description}
     if model is not None:
         ok |= {"model": model, "content": json_content(example)}
     table = {**_ERRORS, **(documented or {})}
-    return {success: ok, **{code: table[code] for code in (401, *errors)}}
+    return {success: ok, **{code: table[code] for code in (401, 403, *errors)}}

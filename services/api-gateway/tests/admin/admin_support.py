@@ -36,7 +36,7 @@ OTHER_CLIENT_ID = "another-app"
 ADMIN_EMAIL = "admin@example.com"
 VIEWER_EMAIL = "viewer@example.com"
 ROLE = "sms-admin"
-API_KEY = f"admin-tests-{secrets.token_hex(8)}"
+API_KEY = f"admin-tests-{secrets.token_hex(16)}"
 SESSION_SECRET = secrets.token_urlsafe(48)
 USERS = {
     ADMIN_EMAIL: {"email": ADMIN_EMAIL, "roles": [ROLE], "name": "Ada Admin"},

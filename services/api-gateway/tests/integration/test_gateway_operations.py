@@ -149,10 +149,11 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("post", "/api/v1/mailings/{mailing_id}/resume/"),
         ("get", "/api/v1/mailings/{mailing_id}/stats/"),
         ("get", "/api/v1/stats/"),
+        ("get", "/api/v1/audit/"),
     }
     for (method, path), op in operations.items():
         assert op["security"] == [{"ApiKey": []}], (method, path)
-        assert "401" in op["responses"], (method, path)
+        assert "401" in op["responses"] and "403" in op["responses"], (method, path)
         for status, response in op["responses"].items():
             if status == "204":
                 continue

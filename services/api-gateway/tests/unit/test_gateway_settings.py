@@ -21,25 +21,39 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_reads_comma_separated_keys_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEYS", " first-key-123 ,second-key-456,, ")
+    first, second = "first-key-" + "1" * 30, "crm:read:second-key-" + "2" * 30
+    monkeypatch.setenv("API_KEYS", f" {first} ,{second},, ")
     monkeypatch.setenv("GATEWAY_HOST", "0.0.0.0")
     monkeypatch.setenv("GATEWAY_PORT", "9001")
     settings = _settings()
-    assert [k.get_secret_value() for k in settings.api_keys] == ["first-key-123", "second-key-456"]
+    assert [k.get_secret_value() for k in settings.api_keys] == [first, second]
     assert (settings.gateway_host, settings.gateway_port) == ("0.0.0.0", 9001)
 
 
 def test_keys_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEYS", "very-secret-key-1")
+    secret = "very-secret-key-" + "1" * 30
+    monkeypatch.setenv("API_KEYS", secret)
     settings = _settings()
-    assert "very-secret-key-1" not in repr(settings)
-    assert "very-secret-key-1" not in str(settings.model_dump())
+    assert secret not in repr(settings)
+    assert secret not in str(settings.model_dump())
 
 
 @pytest.mark.parametrize("placeholder", ["changeme", "CHANGEME", "secret"])
 def test_placeholder_keys_are_refused(monkeypatch: pytest.MonkeyPatch, placeholder: str) -> None:
-    monkeypatch.setenv("API_KEYS", f"good-key-1234,{placeholder}")
+    monkeypatch.setenv("API_KEYS", f"good-key-{'1' * 30},{placeholder}")
     with pytest.raises(ValidationError, match="placeholder"):
+        _settings()
+
+
+@pytest.mark.parametrize(
+    ("keys", "says"),
+    [("short-key-1", "shorter than 32"), (f"a:read:{'k' * 40},a:admin:{'j' * 40}", "'a' twice")],
+)
+def test_short_or_twice_named_keys_are_refused(
+    monkeypatch: pytest.MonkeyPatch, keys: str, says: str
+) -> None:
+    monkeypatch.setenv("API_KEYS", keys)
+    with pytest.raises(ValidationError, match=says):
         _settings()
 
 

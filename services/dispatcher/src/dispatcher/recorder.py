@@ -56,7 +56,9 @@ class Outcome:
     # The due event's correlation and causation ids, taken where the outcome is made: the
     # result events carry them although they are appended by the recorder's own task.
     trace: tuple[tuple[str, str], ...] = field(
-        default_factory=lambda: tuple(sorted(current_metadata().items()))
+        default_factory=lambda: tuple(
+            sorted((k, v) for k, v in current_metadata().items() if isinstance(v, str))
+        )
     )
 
 

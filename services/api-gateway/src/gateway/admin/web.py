@@ -34,6 +34,7 @@ from gateway.admin.sessions import (
 )
 from gateway.admin.stats import StatsClient
 from gateway.reporter_client import ReporterClient
+from sms_events.tracing import acting_as
 
 __all__ = [
     "LIVE_HEADER",
@@ -201,7 +202,10 @@ async def _current_page(request: Request) -> Page:
     session = admin.cookies.session(request)
     if session is None or session.user is None:
         raise LoginRequired
-    return Page(admin, session, session.user, request)
+    user = session.user
+    # The events of the admin's commands carry who made them (the audit trail).
+    acting_as({"type": "oidc", "id": user.sub} | ({"email": user.email} if user.email else {}))
+    return Page(admin, session, user, request)
 
 
 current_page = Annotated[Page, Depends(_current_page)]
