@@ -40,6 +40,8 @@ def prepare_env() -> dict[str, str]:
         _remember("API_KEYS", f"operator:admin:{key}")  # name:scopes:key (README)
         print(f"\nGenerated an API key (saved in .env, shown only this once):\n\n    {key}\n")
         print(f"    curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/v1/clients/\n")
+    if not _setting("INTERNAL_API_TOKEN", dotenv):
+        _remember("INTERNAL_API_TOKEN", secrets.token_urlsafe(32))  # gateway -> reporter
     if not _setting("SMS_API_URL", dotenv):
         # No real provider configured: run the fake one and point the dispatcher at it.
         token = _setting("SMS_API_TOKEN", dotenv)

@@ -79,7 +79,9 @@ def _lifespan(settings: Settings) -> Any:
         except BaseException:
             await pool.close()
             raise
-        http = make_http_client(settings.reporter_url, settings.reporter_timeout_s)
+        http = make_http_client(
+            settings.reporter_url, settings.reporter_timeout_s, settings.internal_api_token
+        )
         app.state.pool, app.state.broker = pool, broker
         app.state.reporter = ReporterClient(http)
         stop = asyncio.Event()

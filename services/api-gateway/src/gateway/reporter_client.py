@@ -14,9 +14,11 @@ from typing import Any, Final
 import httpx
 import orjson
 import structlog
+from pydantic import SecretStr
 
 from gateway.metrics import REPORTER_REQUESTS, REPORTER_SECONDS
 from gateway.pagination import Cursor
+from sms_events.bearer import bearer_header
 
 __all__ = [
     "COUNTER_KEYS",
@@ -131,11 +133,12 @@ def _message(raw: Any) -> dict[str, Any]:
     return {key: raw[key] for key in MESSAGE_KEYS}
 
 
-def make_http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
-    """The pooled HTTP client for the reporter. Proxies from the environment are ignored:
-    the reporter is an internal service, reached directly."""
+def make_http_client(base_url: str, timeout: float, token: SecretStr | None) -> httpx.AsyncClient:
+    """The pooled HTTP client for the reporter, sending its token. Proxies from the
+    environment are ignored: the reporter is an internal service, reached directly."""
     return httpx.AsyncClient(
         base_url=base_url,
+        headers=bearer_header(token.get_secret_value()) if token is not None else None,
         timeout=httpx.Timeout(timeout),
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         trust_env=False,

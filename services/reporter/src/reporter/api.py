@@ -13,6 +13,7 @@ from aiohttp import web
 from reporter import queries
 from reporter.domain import Status
 from reporter.message_pages import MAX_MESSAGE_ID, Newer, Older, PageNumber, Position, messages_page
+from sms_events.bearer import bearer_matches
 from sms_events.runtime import RUNTIME
 
 __all__ = ["MAX_IDS", "MAX_PAGE_SIZE", "ROUTES"]
@@ -157,9 +158,29 @@ async def mailing_stats(request: web.Request) -> web.Response:
     return _json(found)
 
 
+def _authorized(handler: Handler) -> Handler:
+    """401 unless the request carries INTERNAL_API_TOKEN (when one is set: without it the
+    reporter binds loopback only, see config)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        # (getattr: tests serve these routes with the shared settings, which have no token)
+        token = getattr(request.app[RUNTIME].settings, "internal_api_token", None)
+        if token is not None and not bearer_matches(
+            request.headers.get("Authorization"), token.get_secret_value()
+        ):
+            return _json({"error": "unauthorized"}, 401)
+        return await handler(request)
+
+    return wrapped
+
+
 ROUTES = [
-    web.get("/internal/v1/stats", stats),
-    web.get("/internal/v1/mailings/counters", mailing_counters),
-    web.get("/internal/v1/mailings/{mailing_id}/messages", mailing_messages),
-    web.get("/internal/v1/mailings/{mailing_id}/stats", mailing_stats),
+    web.get(path, _authorized(handler))
+    for path, handler in (
+        ("/internal/v1/stats", stats),
+        ("/internal/v1/mailings/counters", mailing_counters),
+        ("/internal/v1/mailings/{mailing_id}/messages", mailing_messages),
+        ("/internal/v1/mailings/{mailing_id}/stats", mailing_stats),
+    )
 ]

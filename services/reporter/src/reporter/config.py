@@ -18,6 +18,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
 )
 
+from sms_events.bearer import is_loopback
 from sms_events.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -71,6 +72,13 @@ def _address(value: str) -> str:
 class Settings(ServiceSettings):
     reporter_http_host: str = Field(
         default="127.0.0.1", description="Address of the internal API, /healthz, /readyz, /metrics"
+    )
+    internal_api_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token the gateway sends to the internal API (required unless the reporter "
+            "binds a loopback address)"
+        ),
     )
     reporter_http_port: int = Field(
         default=8003, description="Port of the internal API, /healthz, /readyz, /metrics"
@@ -160,6 +168,20 @@ class Settings(ServiceSettings):
         if value.tzinfo is not None:
             raise ValueError("a local time without offset: the zone is REPORT_TZ")
         return value
+
+    @model_validator(mode="after")
+    def _internal_api_closed(self) -> Settings:
+        # Counters and message pages (phones included) must not be readable by whoever can
+        # reach the port: off loopback the token is required.
+        if self.internal_api_token is None and not is_loopback(self.reporter_http_host):
+            raise ValueError(
+                f"set INTERNAL_API_TOKEN: the internal API binds {self.reporter_http_host}"
+            )
+        if self.internal_api_token is not None and len(
+            self.internal_api_token.get_secret_value()
+        ) < 32:  # fmt: skip
+            raise ValueError("INTERNAL_API_TOKEN must be at least 32 characters")
+        return self
 
     @model_validator(mode="after")
     def _smtp(self) -> Settings:

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr, ValidationError
 from reporter_testkit import (
     T0,
     cancelled,
@@ -23,6 +24,8 @@ from reporter_testkit import (
 )
 
 from reporter.api import ROUTES
+from reporter.config import Settings as ReporterSettings
+from sms_events.bearer import bearer_header
 from sms_events.broker import Broker
 from sms_events.contracts import MailingDeleted
 from sms_events.runtime import RUNTIME, Runtime
@@ -193,3 +196,29 @@ async def test_messages_answer_400_for_a_bad_mailing_id(
     resp = await client.get("/internal/v1/mailings/abc/messages")
     assert resp.status == 400
     assert (await resp.json())["parameter"] == "mailing_id"
+
+
+async def test_with_a_token_every_internal_call_needs_it(
+    pool: asyncpg.Pool, broker: Broker, settings: ServiceSettings
+) -> None:
+    token = "internal-" + "t" * 40
+    guarded = ReporterSettings(
+        **settings.model_dump(), internal_api_token=SecretStr(token), _env_file=None
+    )
+    app = web.Application()
+    app[RUNTIME] = Runtime("reporter", guarded, pool, broker, asyncio.Event())
+    app.add_routes(ROUTES)
+    async with TestClient(TestServer(app)) as client:
+        for header in ({}, {"Authorization": f"Bearer {token}x"}, {"Authorization": token}):
+            refused = await client.get("/internal/v1/stats", headers=header)
+            assert (refused.status, await refused.json()) == (401, {"error": "unauthorized"})
+        allowed = await client.get("/internal/v1/stats", headers=bearer_header(token))
+        assert allowed.status == 200
+
+
+def test_off_loopback_the_token_is_required(settings: ServiceSettings) -> None:
+    with pytest.raises(ValidationError, match="set INTERNAL_API_TOKEN"):
+        ReporterSettings(**settings.model_dump(), reporter_http_host="0.0.0.0", _env_file=None)
+    with pytest.raises(ValidationError, match="at least 32"):
+        ReporterSettings(**settings.model_dump(), internal_api_token=SecretStr("x" * 31),
+                         _env_file=None)  # fmt: skip

@@ -46,6 +46,8 @@ def system_env(ports: Mapping[str, int], *, api_key: str, provider_token: str) -
     the gateway, the provider's URL and token for the dispatcher."""
     return {
         "API_KEYS": api_key,
+        # Both ends of the reporter's internal API (a test run's own, never a real secret).
+        "INTERNAL_API_TOKEN": f"internal-{provider_token}-{'0' * 32}",
         "GATEWAY_PORT": str(ports["api-gateway"]),
         "SCHEDULER_HTTP_PORT": str(ports["scheduler"]),
         "DISPATCHER_HTTP_PORT": str(ports["dispatcher"]),

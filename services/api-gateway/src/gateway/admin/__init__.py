@@ -32,7 +32,9 @@ def _lifespan(admin: Admin) -> Callable[[Any], contextlib.AbstractAsyncContextMa
         async with (
             httpx.AsyncClient(timeout=OIDC_TIMEOUT_S, follow_redirects=False) as http,
             make_http_client(
-                admin.settings.reporter_url, admin.settings.admin_reporter_timeout_s
+                admin.settings.reporter_url,
+                admin.settings.admin_reporter_timeout_s,
+                admin.settings.internal_api_token,
             ) as reporter_http,
         ):
             admin.start(http, reporter_http)

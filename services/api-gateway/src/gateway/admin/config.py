@@ -95,6 +95,9 @@ class AdminSettings(BaseSettings):
     reporter_url: str = Field(
         default="http://127.0.0.1:8003", description="Base URL of the reporter's internal API"
     )
+    internal_api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the reporter's internal API"
+    )
     admin_reporter_timeout_s: float = Field(
         default=3.0, gt=0, le=60, description="Timeout of each call to the reporter"
     )
