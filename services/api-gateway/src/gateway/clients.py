@@ -163,7 +163,8 @@ async def _start_job(request: Request, fmt: importer.ImportFormat) -> Response:
         # The upload broke off before the job was recorded: nothing was imported.
         log.info("client_import_aborted")
         return Response(status_code=status.HTTP_400_BAD_REQUEST)
-    url = str(request.url_for("get_import_job", job_id=str(job.id)))
+    # The documented form, without the slash that url_for's first registered variant has.
+    url = str(request.url_for("get_import_job", job_id=str(job.id))).removesuffix("/")
     headers = {"Location": url, "Preference-Applied": "respond-async"}
     return JSON(job.to_json() | {"url": url}, status_code=status.HTTP_202_ACCEPTED, headers=headers)
 

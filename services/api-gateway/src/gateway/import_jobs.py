@@ -112,10 +112,13 @@ class ImportJob:
 
     @property
     def percent(self) -> float:
-        """How much of the upload the importer has read, 0 to 100."""
-        if self.state is JobState.SUCCEEDED or not self.bytes_total:
-            return 100.0 if self.state is JobState.SUCCEEDED else 0.0
-        return min(100.0, 100.0 * self.bytes_read / self.bytes_total)
+        """How much of the upload the importer has read, 0 to 100; 99 at most until the job
+        succeeds, as the last batches still commit after the last byte was read."""
+        if self.state is JobState.SUCCEEDED:
+            return 100.0
+        if not self.bytes_total:
+            return 0.0
+        return min(99.0, 100.0 * self.bytes_read / self.bytes_total)
 
     def to_json(self) -> dict[str, Any]:
         return {
