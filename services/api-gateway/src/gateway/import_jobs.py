@@ -239,7 +239,14 @@ class ImportJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             spool.close()
-            await self._save(job_id, run, state, error or None)
+            try:
+                await self._save(job_id, run, state, error or None)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The row keeps its last progress and reads as failed once it is stale: safe,
+                # since importing the file again changes nothing that was committed.
+                log.error(
+                    "import_job_result_not_saved", job_id=str(job_id), error=type(exc).__name__
+                )
             log.info(
                 "import_job_finished",
                 job_id=str(job_id),
