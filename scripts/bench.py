@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import statistics
 import sys
 import threading
@@ -51,6 +52,56 @@ def _peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU seconds per component between two marks: each service, the PostgreSQL backends of
+    the bench's own database, and the broker. A component's CPU per message does not depend on
+    what else runs on the machine, unlike a rate: it shows where the platform's time goes."""
+
+    def __init__(self, group: ProcessGroup, dsn: str) -> None:
+        self._group, self._dsn = group, dsn
+
+    def _pids(self) -> dict[str, list[int]]:
+        pids = {name: [r.proc.pid] for name, r in self._group.running.items()}
+        with psycopg.connect(self._dsn, autocommit=True) as db:
+            rows = db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        pids["postgresql"] = [r[0] for r in rows]
+        beam = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _comm(int(p.name)) == "beam.smp"]  # fmt: skip
+        pids["rabbitmq"] = beam
+        return pids
+
+    def mark(self) -> dict[str, dict[int, float]]:
+        return {k: {p: _cpu_s(p) for p in v} for k, v in self._pids().items()}
+
+    @staticmethod
+    def per_message_ms(
+        before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], n: int
+    ) -> dict[str, float]:
+        return {
+            k: sum(cpu - before.get(k, {}).get(p, 0.0) for p, cpu in pids.items()) * 1000 / n
+            for k, pids in after.items()
+        }
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _replicas(text: str) -> dict[str, int]:
@@ -169,6 +220,8 @@ def _run(
 
     first = _wait(lambda: provider.get("/_inspect").json()["first_at"], 1800, "a first receipt",
                   every=0.01)  # fmt: skip
+    cpu = _CpuMeter(group, env.database_url)
+    cpu_from, sent_from = cpu.mark(), provider.get("/_inspect").json()["unique_ids"]
     print(f"  first receipt {first - t0:.2f} s after the POST")
 
     def provider_done() -> dict | None:  # type: ignore[type-arg]
@@ -176,6 +229,7 @@ def _run(
         return info if info["unique_ids"] >= n else None
 
     info = _wait(provider_done, 7200, "the provider to receive every message", every=0.5)
+    cpu_ms = _CpuMeter.per_message_ms(cpu_from, cpu.mark(), n - sent_from)
     t_last = info["last_at"]
     e2e_s = t_last - t0
 
@@ -189,9 +243,16 @@ def _run(
     memory = {name: _peak_rss_mib(r.proc.pid) for name, r in group.running.items()}
 
     provider.post("/_reset")
+    load_cpu = _cpu_s(os.getpid()), _cpu_s(group.running["fake-provider"].proc.pid)
     ceiling_s, statuses = asyncio.run(
         run_load(provider_url, TOKEN, n, args.concurrency, first_id=10**12)
     )
+    load_ms = [
+        (_cpu_s(p) - was) * 1000 / n
+        for p, was in zip(
+            (os.getpid(), group.running["fake-provider"].proc.pid), load_cpu, strict=True
+        )
+    ]
     e2e_rate = n / e2e_s
     ceiling_rate = n / ceiling_s
 
@@ -203,8 +264,14 @@ def _run(
           " (median of 20)")  # fmt: skip
     print(f"  longest transaction observed: {longest.longest_s:.2f} s ({longest.what!r})")
     print("  peak memory (VmHWM): " + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items()))
+    print(
+        "  CPU per message while sending: "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in cpu_ms.items())
+        + f"; total {sum(cpu_ms.values()):.3f} ms"
+    )
     print(f"  ceiling (bare aiohttp client, same provider, concurrency {args.concurrency}): "
-          f"{ceiling_rate:,.0f} req/s ({dict(statuses)})")  # fmt: skip
+          f"{ceiling_rate:,.0f} req/s ({dict(statuses)}); CPU per request: client "
+          f"{load_ms[0]:.3f} ms, provider {load_ms[1]:.3f} ms")  # fmt: skip
     print(f"  ratio end-to-end / ceiling: {e2e_rate / ceiling_rate:.2f}")
     return 0
 

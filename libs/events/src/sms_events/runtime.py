@@ -22,7 +22,7 @@ from sms_events.migrate import apply_migrations_async
 from sms_events.relay import OutboxRelay
 from sms_events.settings import ServiceSettings
 
-__all__ = ["RUNTIME", "Runtime", "run_service"]
+__all__ = ["RUNTIME", "Runtime", "run_on_fast_loop", "run_service"]
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +92,17 @@ async def _health_server(
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine on uvloop where it is installed: the services are bound by
+    the CPU their event loop spends per message, and uvloop about halves it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def run_service(

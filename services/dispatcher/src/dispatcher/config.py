@@ -26,7 +26,27 @@ class Settings(ServiceSettings):
     )
     dispatch_timeout_s: float = Field(default=10, gt=0, description="Timeout of one provider call")
     dispatch_rate_limit: float = Field(
-        default=0, ge=0, description="Messages per second across all replicas (0: unlimited)"
+        default=0,
+        ge=0,
+        description=(
+            "Most messages per second across all replicas (0: no ceiling; with the adaptive "
+            "rate on, free until the provider throttles)"
+        ),
+    )
+    dispatch_rate_adaptive: bool = Field(
+        default=True,
+        description=(
+            "Adapt the send rate to the provider: a step up each second while it keeps up, "
+            "halved on 429, 5xx or Retry-After"
+        ),
+    )
+    dispatch_rate_floor: float = Field(
+        default=10,
+        gt=0,
+        description="The adaptive rate never goes below this, nor above a lower limit (msg/s)",
+    )
+    dispatch_rate_step: float = Field(
+        default=20, ge=0, description="Adaptive rate increase per second (messages/s)"
     )
     dispatch_retry_base_s: float = Field(default=2, ge=0, description="Backoff base")
     dispatch_retry_cap_s: float = Field(default=300, ge=0, description="Backoff cap")

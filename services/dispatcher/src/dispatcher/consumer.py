@@ -7,6 +7,7 @@ import asyncio
 import structlog
 
 from dispatcher import metrics
+from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import BreakerState, CircuitBreaker
 from dispatcher.claims import OwnerLease
 from dispatcher.config import Settings
@@ -16,6 +17,7 @@ from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.recorder import OutcomeRecorder
+from dispatcher.send_rate import RatePolicy
 from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
 
@@ -40,16 +42,28 @@ async def start(rt: Runtime) -> None:
         concurrency=settings.dispatch_concurrency,
         timeout_s=settings.dispatch_timeout_s,
     )
+    adaptive = settings.dispatch_rate_adaptive
+    ceiling = settings.dispatch_rate_limit
+    floor = min(settings.dispatch_rate_floor, ceiling or settings.dispatch_rate_floor)
+    # With the adaptive rate the slot is long enough for one token at the floor, so a rate
+    # change never changes the slot the replicas share.
     limiter = RateLimiter(
-        rt.pool, rate=settings.dispatch_rate_limit, on_wait=metrics.RATE_LIMIT_WAIT.inc
+        rt.pool,
+        rate=0 if adaptive else ceiling,
+        slot_s=max(0.1, 1 / floor) if adaptive else 0.1,
+        on_wait=metrics.RATE_LIMIT_WAIT.inc,
     )
+    send_rate = None
+    if adaptive:
+        policy = RatePolicy(floor=floor, ceiling=ceiling, step=settings.dispatch_rate_step)
+        send_rate = AdaptiveRate(rt.pool, limiter, policy)
     breaker = CircuitBreaker(
         failure_threshold=settings.breaker_failure_threshold,
         cooldown_s=settings.breaker_cooldown_s,
         max_cooldown_s=settings.breaker_max_cooldown_s,
         on_change=_breaker_changed,
     )
-    policy = RetryPolicy(
+    retries = RetryPolicy(
         settings.dispatch_retry_base_s,
         settings.dispatch_retry_cap_s,
         settings.dispatch_max_attempts,
@@ -67,11 +81,12 @@ async def start(rt: Runtime) -> None:
         client,
         limiter,
         breaker,
-        policy,
+        retries,
         concurrency=settings.dispatch_concurrency,
         lease=lease,
         recorder=recorder,
         provider_hold=provider_hold,
+        send_rate=send_rate,
         stopping=rt.stop,
     )
     # The recorder and the lease outlive the consumer's drain: outcomes of the calls still in
@@ -93,3 +108,5 @@ async def start(rt: Runtime) -> None:
     rt.spawn(recorder.run(drained), "recorder")
     rt.spawn(lease.run(drained), "lease")
     rt.spawn(provider_hold.run(rt.stop), "provider-hold")
+    if send_rate is not None:
+        rt.spawn(send_rate.run(rt.stop), "send-rate")

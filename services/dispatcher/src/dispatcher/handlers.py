@@ -30,6 +30,7 @@ import asyncpg
 import structlog
 
 from dispatcher import metrics
+from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease, claim
 from dispatcher.domain import RetryPolicy, judge, not_attempted, refusal
@@ -74,6 +75,7 @@ class Dispatcher:
         lease: OwnerLease,
         recorder: OutcomeRecorder,
         provider_hold: ProviderHold,
+        send_rate: AdaptiveRate | None = None,
         clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
         stopping: asyncio.Event | None = None,
@@ -91,6 +93,7 @@ class Dispatcher:
         self._lease = lease
         self._recorder = recorder
         self._hold = provider_hold
+        self._send_rate = send_rate
         self._clock = clock
         self._rng = rng or random.Random()
         self._last_failure: str | None = None  # shown while the circuit is open
@@ -238,7 +241,12 @@ class Dispatcher:
             result = await self._client.send(m.message_id, m.phone, due.text)
         finally:
             metrics.IN_FLIGHT.dec()
-        self._breaker.record(time.monotonic(), success=not result.retryable)
+        # With the adaptive rate a 429 is a request to slow down, which the rate answers; only
+        # a failing provider should open the circuit.
+        throttled = self._send_rate is not None and result.status == 429
+        self._breaker.record(time.monotonic(), success=not result.retryable or throttled)
+        if self._send_rate is not None:
+            self._send_rate.observe(result.status, bool(result.retry_after_s))
         if result.retryable:
             self._last_failure = result.error
         now = self._clock()

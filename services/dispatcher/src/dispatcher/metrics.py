@@ -29,6 +29,13 @@ MISCONFIGURED = Counter(
     "dispatcher_provider_misconfigured_total",
     "Provider answers that say the platform's settings are wrong (401, 403, 404, 405)",
 )
+SEND_RATE = Gauge(
+    "dispatcher_send_rate_limit",
+    "Adaptive send-rate limit shared by the replicas, messages per second (0: free)",
+)
+RATE_CUTS = Counter(
+    "dispatcher_send_rate_cuts_total", "Cuts of the adaptive send rate by reason", ["reason"]
+)
 RATE_LIMIT_WAIT = Counter(
     "dispatcher_rate_limit_wait_seconds_total", "Seconds spent waiting for the send-rate limit"
 )

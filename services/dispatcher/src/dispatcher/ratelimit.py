@@ -82,19 +82,19 @@ class RateLimiter:
             raise ValueError("rate must be a non-negative number (0 = unlimited)")
         if slot_s <= 0:
             raise ValueError("slot_s must be positive")
-        self.rate = rate
         self.key = key
-        self.unlimited = rate == 0
-        if not self.unlimited and pool is None:
+        if pool is None and rate != 0:
             raise ValueError("a limited rate needs a database pool")
         self._pool = pool
+        self._chunk = chunk
+        if chunk is not None and chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        self.slot_us = max(1, round(slot_s * 1e6))
         # A whole number of tokens per slot: at low rates the slot stretches (rate 5/s, 100 ms
         # slots -> one token per 200 ms slot).
-        self.limit_per_slot = 0 if self.unlimited else max(1, math.floor(rate * slot_s))
-        self.slot_us = 0 if self.unlimited else max(1, round(self.limit_per_slot / rate * 1e6))
-        self.chunk = chunk or max(1, self.limit_per_slot // 4)
-        if self.chunk < 1:
-            raise ValueError("chunk must be at least 1")
+        if rate:
+            self.slot_us = max(1, round(max(1, math.floor(rate * slot_s)) / rate * 1e6))
+        self.set_rate(rate)
         self._prune_every_s = prune_every_s
         self._keep_us = int(keep_s * 1e6)
         self._on_wait = on_wait
@@ -105,6 +105,20 @@ class RateLimiter:
         self._next_prune = 0.0
         self.total_wait_s = 0.0  # seconds callers spent in acquire(), summed over callers
         self.db_calls = 0
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate (0: unlimited). The slot length stays, so replicas that follow a
+        shared rate keep claiming from the same rows."""
+        if rate < 0 or not math.isfinite(rate):
+            raise ValueError("rate must be a non-negative number (0 = unlimited)")
+        if rate and self._pool is None:
+            raise ValueError("a limited rate needs a database pool")
+        self.rate = rate
+        self.unlimited = rate == 0
+        # (+1e-3: the slot is whole microseconds, so rate * slot can fall a hair short of the
+        # whole number of tokens it was cut for)
+        self.limit_per_slot = 0 if self.unlimited else max(1, math.floor(rate * self.slot_s + 1e-3))
+        self.chunk = self._chunk or max(1, self.limit_per_slot // 4)
 
     @property
     def slot_s(self) -> float:

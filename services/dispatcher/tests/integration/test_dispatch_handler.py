@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease
 from dispatcher.domain import RetryPolicy
@@ -22,6 +23,7 @@ from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.recorder import OutcomeRecorder
+from dispatcher.send_rate import RatePolicy
 from fake_provider import RunningProvider, Settings, running
 from sms_events.contracts import DueMessage, MailingPaused, MailingResumed, MessagesDue
 from sms_events.testing.factories import envelope_for
@@ -62,6 +64,8 @@ async def _dispatcher(
     stopping: asyncio.Event | None = None,
     lease: OwnerLease | None = None,
     clock: Callable[[], datetime] | None = None,
+    limiter: RateLimiter | None = None,
+    send_rate: AdaptiveRate | None = None,
 ) -> Dispatcher:
     """A dispatcher as one process runs it: its own owner lease, recorder and provider hold."""
     client = ProviderClient(url, TOKEN, concurrency=concurrency, timeout_s=2)
@@ -74,7 +78,7 @@ async def _dispatcher(
     return Dispatcher(
         pool,
         client,
-        RateLimiter(None, 0),
+        limiter or RateLimiter(None, 0),
         breaker or CircuitBreaker(failure_threshold=100),
         RetryPolicy(base_s=1, cap_s=10, max_attempts=max_attempts),
         concurrency=concurrency,
@@ -83,6 +87,7 @@ async def _dispatcher(
         provider_hold=ProviderHold(pool),
         rng=random.Random(1),
         stopping=stopping,
+        send_rate=send_rate,
         **({"clock": clock} if clock else {}),
     )
 
@@ -369,3 +374,46 @@ async def test_404_opens_the_circuit_instead_of_failing_each_message(
     errors = [m["error"] for m in results["messages.attempt_failed"]]
     assert errors.count("HTTP 404") == 3
     assert all(e.startswith("provider circuit open") for e in errors if e != "HTTP 404")
+
+
+async def test_the_adaptive_rate_settles_under_a_throttle_and_climbs_when_it_lifts(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    """Free at first; a provider that throttles above 300/s makes it cut to about what the
+    provider accepted, after which 429s stay rare; when the throttle lifts, the rate climbs."""
+    _behave(provider, latency_ms=5, throttle_rps=300)
+    limiter = RateLimiter(pool, 0, key=f"adaptive-{random.getrandbits(32)}", slot_s=0.1)
+    send_rate = AdaptiveRate(
+        pool, limiter, RatePolicy(floor=20, step=100, cut_gap_s=0.5), bucket=limiter.key,
+        tick_s=0.05,
+    )  # fmt: skip
+    lease = OwnerLease(pool, ttl_s=30)
+    await lease.renew()
+    _background.extend(asyncio.create_task(t.run(_done)) for t in (send_rate, lease))
+    dispatcher = await _dispatcher(pool, provider.url, concurrency=50, limiter=limiter,
+                                   send_rate=send_rate, lease=lease)  # fmt: skip
+
+    async def send(n: int) -> list[int]:
+        """Statuses of the provider's answers to ``n`` more messages, in the order they came."""
+        journal = provider.provider.journal
+        first = len(journal.statuses)
+        for _ in range(n // 250):
+            await dispatcher.handle(envelope_for(_due(n=250)[0]))
+        return list(journal.statuses[first:])
+
+    burst = await send(500)
+    assert burst.count(429) > 0 and send_rate.rate is not None  # it was throttled, and cut
+    # A sawtooth: it climbs a step a second until the provider throttles, then halves.
+    assert 20 <= send_rate.rate <= 600
+    steady = await send(750)
+    share_429 = steady.count(429) / len(steady)
+    print(f"adaptive rate under a 300/s throttle: {send_rate.rate:.0f}/s, 429s {share_429:.1%}")
+    assert share_429 < 0.25, "the rate keeps running into the throttle"
+    assert 20 <= send_rate.rate <= 600
+
+    _behave(provider, throttle_rps=0)
+    before = send_rate.rate
+    lifted = await send(750)
+    print(f"after the throttle lifted: {send_rate.rate:.0f}/s (was {before:.0f}/s)")
+    assert lifted.count(429) == 0
+    assert send_rate.rate > before, "the rate did not climb once the provider kept up"

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from reporter.api import ROUTES
 from reporter.config import Settings
 from reporter.consumer import start
-from sms_events.runtime import run_service
+from sms_events.runtime import run_on_fast_loop, run_service
 
 
 def main() -> None:
     settings = Settings()
-    asyncio.run(
+    run_on_fast_loop(
         run_service(
             "reporter",
             settings,

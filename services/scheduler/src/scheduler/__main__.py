@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from scheduler.config import Settings
 from scheduler.consumer import start
-from sms_events.runtime import run_service
+from sms_events.runtime import run_on_fast_loop, run_service
 
 
 def main() -> None:
     settings = Settings()
-    asyncio.run(
+    run_on_fast_loop(
         run_service(
             "scheduler",
             settings,

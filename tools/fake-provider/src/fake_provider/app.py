@@ -94,6 +94,7 @@ class FakeProvider:
         self.unauthorized = 0
         self.invalid = 0
         self.down_requests = 0
+        self._window, self._window_count = -1, 0  # the throttle's current 100 ms window
 
     # -- the probe API -------------------------------------------------------------------------
 
@@ -112,6 +113,9 @@ class FakeProvider:
             return _bad_request(error)
         draw = self._rng.random()
         status, body = self._decide(draw, s)
+        throttled = status == 200 and self._over_throttle(s.throttle_rps)
+        if throttled:
+            status, body = 429, _THROTTLED
         self.journal.add(msg_id, time.time(), status)
         if status == 504:
             await asyncio.sleep(s.hang_s)
@@ -122,9 +126,19 @@ class FakeProvider:
             if delay:
                 await asyncio.sleep(delay / 1000)
         response = web.Response(status=status, body=body, content_type=_JSON)
-        if status == 429:
+        if status == 429 and not throttled:
             response.headers["Retry-After"] = "1"
         return response
+
+    def _over_throttle(self, rps: float) -> bool:
+        """True when this request exceeds ``rps``: each 100 ms window admits a tenth of it."""
+        if rps <= 0:
+            return False
+        window = int(time.monotonic() * 10)
+        if window != self._window:
+            self._window, self._window_count = window, 0
+        self._window_count += 1
+        return self._window_count > max(1.0, rps / 10)
 
     @staticmethod
     async def _validate(request: web.Request) -> tuple[int, str | None]:

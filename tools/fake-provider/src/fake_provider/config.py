@@ -27,6 +27,7 @@ _NAMES: dict[str, str] = {
     "429_rate": "rate_429",
     "reject_rate": "reject_rate",
     "hang_s": "hang_s",
+    "throttle_rps": "throttle_rps",
     "seed": "seed",
     "down": "down",
 }
@@ -50,6 +51,9 @@ class Settings:
     rate_429: float = 0.0
     reject_rate: float = 0.0
     hang_s: float = 30.0
+    # Answer 429 (without Retry-After, as a plain rate limiter does) to what exceeds this many
+    # requests a second, counted in 100 ms windows; 0: no throttle.
+    throttle_rps: float = 0.0
     seed: int | None = None
     down: bool = False
 
@@ -60,7 +64,7 @@ class Settings:
                 raise ValueError(f"{_external(name)} must be between 0 and 1")
         if sum(getattr(self, name) for name in _RATES) > 1.0 + 1e-9:
             raise ValueError("the failure, timeout, 429 and reject rates must add up to at most 1")
-        for name in ("latency_ms", "jitter_ms", "hang_s"):
+        for name in ("latency_ms", "jitter_ms", "hang_s", "throttle_rps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not 0 <= self.port <= 65535:
