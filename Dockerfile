@@ -20,17 +20,25 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY constraints.txt ./
+# uv (pinned with its hashes) turns uv.lock into a hashed requirements file of the services'
+# runtime dependencies (no dev group, no smsctl); pip builds exactly those wheels and refuses any
+# file whose hash differs. Our own packages are then built without dependencies.
+COPY scripts/uv-requirements.txt ./
+COPY pyproject.toml ./
+COPY uv.lock ./
 COPY libs/events libs/events
 COPY services/api-gateway services/api-gateway
 COPY services/scheduler services/scheduler
 COPY services/dispatcher services/dispatcher
 COPY services/reporter services/reporter
 COPY tools/fake-provider tools/fake-provider
-# Passing libs/events beside the services lets pip satisfy their `sms-events` dependency from
-# the tree instead of PyPI. Every third-party dependency ships manylinux wheels for CPython
-# 3.11, so this stage needs no compiler either; constraints.txt pins versions when it has any.
-RUN pip wheel --wheel-dir /wheels --constraint constraints.txt \
+COPY tools/smsctl/pyproject.toml tools/smsctl/pyproject.toml
+RUN pip install --require-hashes --requirement uv-requirements.txt \
+    && uv export --frozen --no-dev --no-emit-workspace --format requirements-txt \
+        --package sms-api-gateway --package sms-scheduler --package sms-dispatcher \
+        --package sms-reporter --package sms-fake-provider --output-file requirements.txt \
+    && pip wheel --wheel-dir /wheels --require-hashes --requirement requirements.txt \
+    && pip wheel --wheel-dir /wheels --no-deps \
         ./libs/events \
         ./services/api-gateway \
         ./services/scheduler \

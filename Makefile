@@ -14,20 +14,30 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tools/asyncapi/node_modules/.installed-stamp
 OIDC_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
-.PHONY: help venv run test test-unit test-integration test-e2e test-admin lint fmt migrate \
+.PHONY: help venv lock audit run test test-unit test-integration test-e2e test-admin lint fmt migrate \
         bench asyncapi openapi browser up down logs services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(STAMP): requirements-dev.txt constraints.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+# uv.lock pins every package of the workspace (runtime and the dev group) with its hashes; uv
+# installs exactly that, our packages editable. --inexact keeps pip and uv itself in the venv.
+UV := $(BIN)/uv
+UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen \
+           --all-packages --inexact --python $(BIN)/python
+
+$(STAMP): uv.lock pyproject.toml scripts/uv-requirements.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-dev.txt \
-		$(addprefix -e ,$(PACKAGES))
+	$(BIN)/python -m pip install -q --require-hashes -r scripts/uv-requirements.txt
+	$(UV_SYNC)
 	@touch $@
 
-venv: $(STAMP) ## create or update the virtual environment
+venv: $(STAMP) ## create or update the virtual environment (exactly uv.lock)
+
+lock: $(STAMP) ## update uv.lock after a pyproject.toml changed, then install it
+	$(UV) lock
+	$(UV_SYNC)
+	@touch $(STAMP)
 
 # The AsyncAPI document is validated by the reference parser (npm), pinned by package-lock.json.
 $(NODE_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json
@@ -77,10 +87,14 @@ test-admin: $(STAMP) $(OIDC_STAMP) browser ## admin UI: real browser, real OIDC 
 	@$(ENSURE) --for test
 	$(BIN)/pytest services/api-gateway/tests/admin
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy, and the audit when the package registry answers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(SRC_DIRS)
+	@$(BIN)/python scripts/audit.py --if-reachable
+
+audit: $(STAMP) ## pip-audit: every package of uv.lock against the registry's advisories
+	@$(BIN)/python scripts/audit.py
 
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .

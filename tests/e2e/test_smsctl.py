@@ -3,6 +3,7 @@ pause/resume/cancel, statistics; every command as the real `smsctl` process."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smsctl import Client
+from smsctl import Client, ImportJob
 from tests.e2e.conftest import API_KEY, System
 
 SMSCTL = Path(sys.executable).with_name("smsctl")
@@ -44,6 +45,37 @@ def test_import_reports_counts_and_the_rejected_lines(system: System, tmp_path: 
     assert result.returncode == 1, result.stderr  # a rejected line is an error for scripts
     assert f"created {CLIENTS}, updated 0, unchanged 0, rejected 1" in result.stdout
     assert f"line {CLIENTS + 2}:" in result.stdout and "phone" in result.stdout
+    # It ran as a background job, followed to the end: both bars' last frames are there.
+    assert re.search(r"import job http://\S+/api/v1/clients/import/jobs/[0-9a-f-]{36}: succeeded",
+                     result.stdout), result.stdout  # fmt: skip
+    assert "upload" in result.stdout
+    assert f"{CLIENTS + 2} lines · {CLIENTS} created · 0 updated · 1 rejected" in result.stdout
+
+
+def test_import_follows_the_job_through_its_progress(system: System, tmp_path: Path) -> None:
+    csv = _csv(tmp_path / "job.csv", "smsctl-j", 9_050_000_000, 12_000)
+    size = csv.stat().st_size
+    uploaded: list[int] = []
+    seen: list[ImportJob] = []
+
+    with Client(system.gateway_url, API_KEY) as client:
+        started = client.start_import(csv, uploaded.append)
+        assert isinstance(started, ImportJob)
+        job = client.follow_import(started, seen.append, interval=0.05)
+
+    assert sum(uploaded) == size
+    assert started.bytes_total == size and started.url.startswith(system.gateway_url)
+    assert (job.state, job.error, job.bytes_read, job.rows_read) == (
+        "succeeded",
+        None,
+        size,
+        12_001,
+    )
+    assert job.result().created == 12_000
+    # The reports only ever grow, and the counts of each are consistent with the bytes read.
+    for earlier, later in itertools.pairwise(seen):
+        assert later.bytes_read >= earlier.bytes_read
+        assert later.created >= earlier.created and later.rows_read >= earlier.rows_read
 
 
 def test_import_progress_counts_every_byte_sent(system: System, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from gateway.auth import Scope, require_scope, scope_by_method
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
+from gateway.import_jobs import ImportJobs
 from gateway.importer import ImportConflict
 from gateway.lifecycle import DomainError
 from gateway.mailing_commands import MailingNotFound
@@ -84,6 +85,7 @@ def _lifespan(settings: Settings) -> Any:
         )
         app.state.pool, app.state.broker = pool, broker
         app.state.reporter = ReporterClient(http)
+        app.state.import_jobs = jobs = ImportJobs(pool)
         stop = asyncio.Event()
         relay = None
         if settings.relay_enabled:
@@ -97,6 +99,7 @@ def _lifespan(settings: Settings) -> Any:
             yield
         finally:
             stop.set()
+            await jobs.close()  # marks the imports still running failed, while the pool is open
             if relay is not None:
                 await _stop_relay(relay)
             await http.aclose()

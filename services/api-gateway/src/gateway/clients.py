@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from gateway import commands, importer, repository
 from gateway.commands import ClientNotFound
+from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.repository import ClientFilters
 from gateway.responses import JSON
@@ -23,10 +24,12 @@ from gateway.routing import MAX_BODY_BYTES, Pool, path_id, read_json, slash_rout
 from gateway.schemas import (
     CLIENT_EXAMPLE,
     IMPORT_EXAMPLE,
+    IMPORT_JOB_EXAMPLE,
     PAGE_EXAMPLE,
     UPDATED_EXAMPLE,
     Client,
     ClientPage,
+    ImportJob,
     ImportResult,
     client_body,
     import_body,
@@ -120,9 +123,20 @@ async def create_client(request: Request, pool: Pool) -> Response:
         "in the base updates that client; fields a row leaves out keep their value. Rows are "
         "committed in batches of 5,000, so an interrupted import keeps what it committed; "
         "importing the same file again changes nothing. Answers with counts and the first "
-        "1000 rejected lines."
+        "1000 rejected lines.\n\n"
+        "With `Prefer: respond-async` the import runs as a background job: once the body is "
+        "uploaded the answer is `202` with the job (`Location`: its URL, see *Get an import "
+        "job*), whose counts, lines read and errors grow as the import goes."
     ),
-    responses=responses(200, IMPORT_EXAMPLE, ImportResult, 409, 415),
+    responses=responses(200, IMPORT_EXAMPLE, ImportResult, 409, 415)
+    | {
+        202: {
+            "description": "Accepted (`Prefer: respond-async`): the import job, running",
+            "model": ImportJob,
+            "content": {"application/json": {"example": IMPORT_JOB_EXAMPLE}},
+            "headers": {"Location": {"schema": {"type": "string"}, "description": "The job"}},
+        }
+    },
     openapi_extra=import_body(),
 )
 async def import_clients(request: Request, pool: Pool) -> Response:
@@ -130,6 +144,8 @@ async def import_clients(request: Request, pool: Pool) -> Response:
         fmt = importer.import_format(request.headers.get("content-type"))
     except importer.UnsupportedMediaType as exc:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
+    if prefers_async(request.headers.get("prefer")):
+        return await _start_job(request, fmt)
     try:
         result = await importer.import_clients(pool, request.stream(), fmt)
     except ClientDisconnect:
@@ -137,6 +153,43 @@ async def import_clients(request: Request, pool: Pool) -> Response:
         log.info("client_import_aborted")
         return Response(status_code=status.HTTP_400_BAD_REQUEST)
     return JSON(result.to_json())
+
+
+async def _start_job(request: Request, fmt: importer.ImportFormat) -> Response:
+    jobs: ImportJobs = request.app.state.import_jobs
+    try:
+        job = await jobs.start(request.stream(), fmt)
+    except ClientDisconnect:
+        # The upload broke off before the job was recorded: nothing was imported.
+        log.info("client_import_aborted")
+        return Response(status_code=status.HTTP_400_BAD_REQUEST)
+    # The documented form, without the slash that url_for's first registered variant has.
+    url = str(request.url_for("get_import_job", job_id=str(job.id))).removesuffix("/")
+    headers = {"Location": url, "Preference-Applied": "respond-async"}
+    return JSON(job.to_json() | {"url": url}, status_code=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+@route(
+    "/import/jobs/{job_id}",
+    ["GET"],
+    slash=False,
+    summary="Get an import job",
+    description=(
+        "A background import (`Prefer: respond-async`): `state` is `running`, `succeeded` or "
+        "`failed` (`error` says why; the counts cover the batches committed before it). "
+        "`bytes_read` of `bytes_total` is how far the importer has read the upload, `rows_read` "
+        "the lines taken so far, `errors` the first 1000 rejected lines. Saved about once a "
+        "second; a job whose gateway stopped is reported failed (importing again is safe)."
+    ),
+    responses=responses(200, IMPORT_JOB_EXAMPLE, ImportJob, 404),
+)
+async def get_import_job(job_id: str, request: Request) -> Response:
+    jobs: ImportJobs = request.app.state.import_jobs
+    parsed = parse_job_id(job_id)
+    job = await jobs.get(parsed) if parsed else None
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not found.")
+    return JSON(job.to_json() | {"url": str(request.url)})
 
 
 @route(

@@ -241,6 +241,8 @@ class ImportResult:
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     max_errors: int = MAX_ERRORS
+    lines_read: int = 0
+    """Lines taken so far (blank and header lines too): a job's progress, not in ``to_json``."""
 
     def reject(self, line: int, errors: Errors) -> None:
         self.rejected += 1
@@ -375,15 +377,20 @@ async def import_clients(
     batch_size: int = BATCH_SIZE,
     max_errors: int = MAX_ERRORS,
     max_line: int = MAX_LINE_BYTES,
+    result: ImportResult | None = None,
 ) -> ImportResult:
-    """Import every line of ``chunks``; raises ``ImportConflict`` if a batch cannot commit."""
-    result = ImportResult(max_errors=max_errors)
+    """Import every line of ``chunks``; raises ``ImportConflict`` if a batch cannot commit.
+
+    Counts go into ``result`` as each batch commits, so a job can report them while it runs.
+    """
+    result = result if result is not None else ImportResult(max_errors=max_errors)
     batches = _Batches(pool, result, batch_size)
     splitter = LineSplitter(max_line)
     csv_rows = CsvRows()
 
     async def take(lines: list[tuple[int, bytes | None]]) -> None:
         for lineno, line in lines:
+            result.lines_read = lineno
             if line is None:
                 result.reject(lineno, {NON_FIELD_ERRORS: [f"Line longer than {max_line} bytes."]})
                 continue

@@ -136,6 +136,24 @@ class ImportResult(BaseModel):
     errors: list[ImportErrorRow] = Field(description="The first 1000 rejected rows")
 
 
+class ImportJob(BaseModel):
+    id: str = Field(description="The job's id (a UUID)")
+    url: str = Field(description="Where to GET the job")
+    state: str = Field(description="`running`, `succeeded` or `failed`")
+    format: str = Field(description="`csv` or `ndjson`")
+    bytes_total: int = Field(description="Size of the upload")
+    bytes_read: int = Field(description="Bytes of the upload the importer has read so far")
+    rows_read: int = Field(description="Lines read so far, blank and header lines included")
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[ImportErrorRow] = Field(description="The first 1000 rejected rows so far")
+    error: str | None = Field(description="Why the job failed; null otherwise")
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class Status(BaseModel):
     status: str = Field(examples=["ok"])
 
@@ -151,6 +169,25 @@ IMPORT_EXAMPLE: Final[dict[str, Any]] = {
     "unchanged": 0,
     "rejected": 1,
     "errors": [{"line": 7, "errors": {"phone": [PHONE_MESSAGE]}}],
+}
+
+
+IMPORT_JOB_EXAMPLE: Final[dict[str, Any]] = {
+    "id": "0b6f3a52-5e0e-4c5b-9d55-4bb0d1f6a2c1",
+    "url": "https://sms.example.com/api/v1/clients/import/jobs/0b6f3a52-5e0e-4c5b-9d55-4bb0d1f6a2c1",
+    "state": "running",
+    "format": "csv",
+    "bytes_total": 3_400_000,
+    "bytes_read": 1_700_000,
+    "rows_read": 50_000,
+    "created": 44_999,
+    "updated": 0,
+    "unchanged": 0,
+    "rejected": 1,
+    "errors": [{"line": 7, "errors": {"phone": [PHONE_MESSAGE]}}],
+    "error": None,
+    "created_at": "2026-01-05T09:00:00Z",
+    "finished_at": None,
 }
 
 

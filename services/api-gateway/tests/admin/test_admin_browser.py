@@ -11,9 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
-from admin_support import Gateway, Provider, ReporterDouble, browser_login, local
+from admin_support import API_KEY, Gateway, Provider, ReporterDouble, browser_login, local
 from playwright.sync_api import Page, expect
+
+from gateway.importer import BATCH_SIZE
+from sms_events.testing.environment import TestEnvironment
 
 SHOTS = Path("/tmp")
 
@@ -306,6 +311,10 @@ def test_a_csv_import_reports_each_bad_line(
     page.get_by_test_id("import").click()
     page.get_by_test_id("file").set_input_files(str(csv))
     page.get_by_test_id("upload").click()
+    # The upload became a background job; its page follows it to the end.
+    expect(page).to_have_url(re.compile(r"/admin/clients/import/[0-9a-f-]{36}$"))
+    expect(page.get_by_test_id("state")).to_have_text("succeeded")
+    expect(page.get_by_test_id("import-progress")).to_contain_text("100 %")
     expect(page.get_by_test_id("created")).to_have_text("2")
     expect(page.get_by_test_id("rejected")).to_have_text("2")
     errors = page.get_by_test_id("import-errors")
@@ -332,3 +341,45 @@ def test_logout_ends_the_session_here_and_at_the_provider(
     page.get_by_test_id("login").click()
     # The provider asks for the password again: its session is gone too.
     expect(page.locator("input[name=login]")).to_be_visible()
+
+
+def test_an_import_shows_live_progress_until_it_is_done(
+    page: Page, gateway: Gateway, provider: Provider, admin_env: TestEnvironment, tmp_path: Path
+) -> None:
+    # A client whose row a transaction holds: the import commits its first batch (5,000 new
+    # clients), then waits on that row, so the page shows a running job part-way.
+    held = unique_phone()
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
+        assert api.post("/api/v1/clients/", json={"phone": held}).status_code == 201
+    rows = [f"{unique_phone()},live,UTC" for _ in range(BATCH_SIZE)] + [f"{held},moved,UTC"]
+    csv = tmp_path / "big.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    login(page, gateway, provider, "/admin/clients/import")
+    with psycopg.connect(admin_env.database_url) as conn:
+        conn.execute("SELECT 1 FROM gateway_clients WHERE phone = %s FOR UPDATE", (held,))
+        page.get_by_test_id("file").set_input_files(str(csv))
+        page.get_by_test_id("upload").click()
+        expect(page.get_by_test_id("created")).to_have_text(
+            f"{BATCH_SIZE:,}".replace(",", "\u202f")
+        )
+        expect(page.get_by_test_id("state")).to_have_text("running")
+        expect(page.get_by_test_id("import-progress")).to_contain_text(
+            f"{BATCH_SIZE + 1:,}".replace(",", "\u202f") + " lines"
+        )
+        page.screenshot(path=str(SHOTS / "admin-import-running.png"), full_page=True)
+        conn.rollback()  # lets the second batch through
+    # No reload: the section polls its fragment until the job is final.
+    expect(page.get_by_test_id("state")).to_have_text("succeeded")
+    expect(page.get_by_test_id("updated")).to_have_text("1")
+    expect(page.get_by_test_id("import-progress")).to_contain_text("100 %")
+    expect(page.locator("#import-live [data-final=true]")).to_have_count(1)
+
+
+def test_an_unknown_import_job_is_a_404_page(
+    page: Page, gateway: Gateway, provider: Provider
+) -> None:
+    login(page, gateway, provider, "/admin/clients/import")
+    for job in ("00000000-0000-0000-0000-000000000000", "nope"):
+        response = page.goto(f"{gateway.url}/admin/clients/import/{job}")
+        assert response is not None and response.status == 404
+        expect(page.get_by_role("heading", name="Import not found")).to_be_visible()

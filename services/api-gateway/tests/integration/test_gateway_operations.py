@@ -133,6 +133,7 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("get", "/api/v1/clients/"),
         ("post", "/api/v1/clients/"),
         ("post", "/api/v1/clients/import"),
+        ("get", "/api/v1/clients/import/jobs/{job_id}"),
         ("get", "/api/v1/clients/{client_id}/"),
         ("patch", "/api/v1/clients/{client_id}/"),
         ("put", "/api/v1/clients/{client_id}/"),
@@ -165,7 +166,7 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
             body = op["requestBody"]["content"]
             assert all("example" in m or "examples" in m for m in body.values()), (method, path)
             assert "400" in op["responses"] or path.endswith("import")
-        if "{client_id}" in path or "{mailing_id}" in path:
+        if "{client_id}" in path or "{mailing_id}" in path or "{job_id}" in path:
             assert "404" in op["responses"], (method, path)
         if path.endswith("stats/"):
             assert op["tags"] == ["statistics"], (method, path)

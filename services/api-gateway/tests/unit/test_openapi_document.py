@@ -21,6 +21,7 @@ OPERATION_IDS = {
     ("get", "/api/v1/clients/"): "list_clients",
     ("post", "/api/v1/clients/"): "create_client",
     ("post", "/api/v1/clients/import"): "import_clients",
+    ("get", "/api/v1/clients/import/jobs/{job_id}"): "get_import_job",
     ("get", "/api/v1/clients/{client_id}/"): "get_client",
     ("patch", "/api/v1/clients/{client_id}/"): "patch_client",
     ("put", "/api/v1/clients/{client_id}/"): "put_client",

@@ -23,11 +23,10 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 
-from smsctl.client import ApiError, Client, Counters
+from smsctl.client import ApiError, Client, Counters, ImportJob
 
 app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True)
 clients_app = typer.Typer(help="The client base", no_args_is_help=True)
@@ -117,26 +116,50 @@ def clients_create(
 def clients_import(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between job polls")] = 0.5,
 ) -> None:
-    """Import a CSV file (columns phone,tag,time_zone) with a progress bar."""
+    """Import a CSV file (columns phone,tag,time_zone): a bar for the upload, then one for the
+    import job on the gateway with its counts as they grow."""
     columns = (
-        TextColumn("[bold]import"),
+        TextColumn("[bold]{task.description:<6}"),
         BarColumn(),
         DownloadColumn(),
-        TransferSpeedColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("import", total=path.stat().st_size)
-        result = _run(ctx, lambda c: c.import_csv(path, lambda n: progress.advance(task, n)))
+        upload = progress.add_task("upload", total=path.stat().st_size, counts="")
+        started = _run(ctx, lambda c: c.start_import(path, lambda n: progress.advance(upload, n)))
+        if isinstance(started, ImportJob):
+            task = progress.add_task("import", total=started.bytes_total or 1, counts="")
+
+            def show(job: ImportJob) -> None:
+                done = job.bytes_total if job.state == "succeeded" else job.bytes_read
+                progress.update(task, completed=done, counts=_job_counts(job))
+
+            job = _run(ctx, lambda c: c.follow_import(started, show, interval=interval))
+    if isinstance(started, ImportJob):
+        console.print(f"import job {job.url}: {job.state}")
+        if job.error:
+            errors.print(f"[red]import {job.state}:[/] {job.error}")
+        result = job.result()
+    else:
+        result = started
     console.print(
         f"created {result.created}, updated {result.updated}, unchanged {result.unchanged}, "
         f"rejected {result.rejected}"
     )
     for error in result.errors[:20]:
         console.print(f"  line {error['line']}: {json.dumps(error['errors'], ensure_ascii=False)}")
-    if result.rejected:
+    if result.rejected or (isinstance(started, ImportJob) and job.state != "succeeded"):
         raise typer.Exit(1)
+
+
+def _job_counts(job: ImportJob) -> str:
+    return (
+        f"{job.rows_read} lines · {job.created} created · {job.updated} updated · "
+        f"{job.rejected} rejected"
+    )
 
 
 # ---------------------------------------------------------------------------- mailings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["FINAL_STATES", "ApiError", "Client", "Counters", "ImportResult"]
+__all__ = ["FINAL_STATES", "ApiError", "Client", "Counters", "ImportJob", "ImportResult"]
 
 # Mailing states after which nothing changes any more.
 FINAL_STATES = frozenset({"finished", "cancelled"})
@@ -68,6 +69,40 @@ class ImportResult:
     errors: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ImportJob:
+    """A background import (`Prefer: respond-async`) as last reported by the gateway."""
+
+    url: str
+    state: str
+    bytes_total: int
+    bytes_read: int
+    rows_read: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[dict[str, Any]]
+    error: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ImportJob:
+        return cls(**{k: body[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def final(self) -> bool:
+        return self.state != "running"
+
+    def result(self) -> ImportResult:
+        return ImportResult(
+            created=self.created,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            rejected=self.rejected,
+            errors=self.errors,
+        )
+
+
 class Client:
     """The API at `url` with the bearer `key`."""
 
@@ -88,7 +123,10 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        return self._body(self._http.request(method, path, **kwargs))
+
+    @staticmethod
+    def _body(response: httpx.Response) -> Any:
         if response.is_error:
             try:
                 body: Any = response.json()
@@ -110,23 +148,58 @@ class Client:
     def import_csv(
         self, path: Path, on_progress: Callable[[int], None] = lambda _: None
     ) -> ImportResult:
-        """Stream the file as one import; `on_progress` gets the bytes of each chunk sent."""
-
-        def chunks() -> Iterator[bytes]:
-            with path.open("rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    yield chunk
-                    on_progress(len(chunk))
-
+        """Stream the file as one import answered when done; `on_progress` gets the bytes of
+        each chunk sent."""
         body = self._call(
             "POST",
             "/api/v1/clients/import",
-            content=chunks(),
+            content=self._chunks(path, on_progress),
             headers={"Content-Type": "text/csv"},
             # A large file is one long request: the server answers when it is all imported.
             timeout=httpx.Timeout(30.0, read=None),
         )
         return ImportResult(**{k: body[k] for k in ImportResult.__dataclass_fields__})
+
+    def start_import(
+        self, path: Path, on_progress: Callable[[int], None] = lambda _: None
+    ) -> ImportJob | ImportResult:
+        """Upload the file as a background import: the job (202), or the result where the
+        gateway predates import jobs and imports it within the request (200)."""
+        response = self._http.post(
+            "/api/v1/clients/import",
+            content=self._chunks(path, on_progress),
+            headers={"Content-Type": "text/csv", "Prefer": "respond-async"},
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+        body = self._body(response)
+        if response.status_code == httpx.codes.ACCEPTED:
+            return ImportJob.of(body)
+        return ImportResult(**{k: body[k] for k in ImportResult.__dataclass_fields__})
+
+    def import_job(self, url: str) -> ImportJob:
+        return ImportJob.of(self._call("GET", url))
+
+    def follow_import(
+        self,
+        job: ImportJob,
+        on_update: Callable[[ImportJob], None] = lambda _: None,
+        *,
+        interval: float = 0.5,
+    ) -> ImportJob:
+        """Poll the job every `interval` seconds until it is final; `on_update` sees each."""
+        on_update(job)
+        while not job.final:
+            time.sleep(interval)
+            job = self.import_job(job.url)
+            on_update(job)
+        return job
+
+    @staticmethod
+    def _chunks(path: Path, on_progress: Callable[[int], None]) -> Iterator[bytes]:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                yield chunk
+                on_progress(len(chunk))
 
     # mailings
     def create_mailing(self, **fields: Any) -> dict[str, Any]:

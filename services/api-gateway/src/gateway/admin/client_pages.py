@@ -1,10 +1,10 @@
-"""Client pages: search by phone, tag or operator code; create, edit, delete; CSV import with
-a report of every rejected line."""
+"""Client pages: search by phone, tag or operator code; create, edit, delete; CSV import as a
+background job, its page showing live progress and every rejected line."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from fastapi import APIRouter, Response
@@ -12,6 +12,7 @@ from starlette.datastructures import URL as StarletteURL
 from starlette.datastructures import UploadFile
 
 from gateway import commands, importer, repository
+from gateway.admin.charts import Part, progress_bar
 from gateway.admin.forms import client_body, client_values, field_errors
 from gateway.admin.web import (
     AdminRoute,
@@ -24,6 +25,7 @@ from gateway.admin.web import (
 )
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
+from gateway.import_jobs import ImportJob, ImportJobs, parse_job_id
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 from gateway.repository import ClientFilters, ClientRow
 from gateway.routing import MAX_ID
@@ -146,7 +148,7 @@ async def create_client(page: current_page) -> Response:
 
 @router.get("/import")
 async def import_page(page: current_page) -> Response:
-    return render(page.request, "import.html", session=page.session, nav="clients", result=None)
+    return render(page.request, "import.html", session=page.session, nav="clients")
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -172,33 +174,49 @@ async def import_clients(page: current_page) -> Response:
             status=400,
             session=page.session,
             nav="clients",
-            result=None,
             error="Choose a file to import.",
         )
-    conflict = False
+    jobs: ImportJobs = page.request.app.state.import_jobs
     try:
-        result = await importer.import_clients(page.pool, _chunks(upload), _format(upload))
-    except importer.ImportConflict as exc:
-        result, conflict = exc.result, True
+        job = await jobs.start(_chunks(upload), _format(upload))
     finally:
         await upload.close()
-    log.info(
-        "admin_clients_imported",
-        created=result.created,
-        updated=result.updated,
-        rejected=result.rejected,
-        sub=page.user.sub,
-    )
+    log.info("admin_clients_import_started", job_id=str(job.id), sub=page.user.sub)
+    return see_other(f"/admin/clients/import/{job.id}")
+
+
+async def _job(page: Page, job_id: str) -> ImportJob | None:
+    jobs: ImportJobs = page.request.app.state.import_jobs
+    parsed = parse_job_id(job_id)
+    return await jobs.get(parsed) if parsed else None
+
+
+def _job_context(job: ImportJob) -> dict[str, Any]:
+    label = f"{job.percent:.0f} % of the file read"
+    bar = progress_bar([Part("read", round(job.percent * 10), "c-delivered")], 1000, label=label)
+    return {"job": job, "bar": bar}
+
+
+@router.get("/import/{job_id}")
+async def import_job_page(page: current_page, job_id: str) -> Response:
+    job = await _job(page, job_id)
+    if job is None:
+        return not_found(page, "Import")
     return render(
         page.request,
         "import.html",
-        status=409 if conflict else 200,
         session=page.session,
         nav="clients",
-        result=result,
-        conflict=conflict,
-        filename=upload.filename,
+        **_job_context(job),
     )
+
+
+@router.get("/import/{job_id}/live")
+async def import_job_live(page: current_page, job_id: str) -> Response:
+    job = await _job(page, job_id)
+    if job is None:
+        return not_found(page, "Import")
+    return render(page.request, "_import_live.html", session=page.session, **_job_context(job))
 
 
 async def _client(page: Page, client_id: str) -> ClientRow | None:
