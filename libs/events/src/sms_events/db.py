@@ -119,6 +119,7 @@ async def create_pool(
     max_size: int = 10,
     acquire_timeout: float = 10.0,
     command_timeout: float = 60.0,
+    idle_in_transaction_timeout: float = 60.0,
 ) -> asyncpg.Pool:
     """The process's single connection pool: a connection within ``acquire_timeout`` seconds
     or ``PoolTimeout``; a statement that runs past ``command_timeout`` seconds is cancelled
@@ -130,6 +131,12 @@ async def create_pool(
         max_size=max_size,
         init=init_connection,
         command_timeout=command_timeout,
+        # Server-side backstops of the same bounds: they hold even when this process is hung
+        # or gone (asyncpg's command_timeout is enforced by the client alone).
+        server_settings={
+            "statement_timeout": str(int((command_timeout + 5) * 1000)),
+            "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout * 1000)),
+        },
         # The rest as asyncpg.create_pool() passes them (it cannot build a subclass).
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
@@ -149,4 +156,5 @@ async def pool_for(settings: PostgresSettings) -> asyncpg.Pool:
         max_size=settings.database_pool_max,
         acquire_timeout=settings.database_acquire_timeout_s,
         command_timeout=settings.database_command_timeout_s,
+        idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout_s,
     )

@@ -31,6 +31,12 @@ class PostgresSettings(BaseSettings):
         description="Longest one SQL statement may run; a statement cut off counts as a failure"
         " of its work (an event: retried a few times, then dead-lettered), not as an outage",
     )
+    database_idle_in_transaction_timeout_s: float = Field(
+        default=60,
+        gt=0,
+        description="PostgreSQL ends a session left idle inside a transaction this long (a hung"
+        " process must not hold locks, nor the event readers' horizon, for ever)",
+    )
 
 
 class RabbitSettings(BaseSettings):

@@ -104,3 +104,24 @@ async def test_a_connection_lost_mid_statement_is_transient(
         assert await pool.fetchval("SELECT 1") == 1  # and the pool reconnects by itself
     finally:
         await pool.close()
+
+
+async def test_the_server_cuts_long_statements_and_idle_open_transactions_itself(
+    settings: ServiceSettings,
+) -> None:
+    """Backstops that hold even when the service is hung: PostgreSQL cancels a statement past
+    the command timeout (+5 s) and ends a session idle inside a transaction."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1,
+                             command_timeout=2.0, idle_in_transaction_timeout=0.5)  # fmt: skip
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "7s"
+            with pytest.raises((asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                                asyncpg.IdleInTransactionSessionTimeoutError)):  # fmt: skip
+                async with conn.transaction():
+                    await conn.execute("SELECT 1")
+                    await asyncio.sleep(1.5)  # idle inside the transaction: the server ends it
+                    await conn.execute("SELECT 1")
+        assert await pool.fetchval("SELECT 1") == 1  # the pool replaces the lost connection
+    finally:
+        await pool.close()

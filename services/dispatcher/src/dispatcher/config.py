@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from sms_events.bearer import is_loopback
 from sms_events.settings import ServiceSettings
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "token", "secret", "xxx"}
@@ -18,6 +21,13 @@ class Settings(ServiceSettings):
     )
     sms_api_url: str = Field(description="Base URL of the external SMS API (…/send/{msgId})")
     sms_api_token: SecretStr = Field(description="Bearer token of the external SMS API")
+    sms_api_allow_http: bool = Field(
+        default=False,
+        description=(
+            "Allow a plain http:// SMS_API_URL on a non-loopback host (the token then travels "
+            "in clear: for a fake provider on a private network only)"
+        ),
+    )
     dispatch_concurrency: int = Field(
         default=200, ge=1, description="Provider calls in flight at once"
     )
@@ -73,6 +83,18 @@ class Settings(ServiceSettings):
     breaker_max_cooldown_s: float = Field(
         default=60, gt=0, description="Longest wait between probes"
     )
+
+    @model_validator(mode="after")
+    def _token_over_tls(self) -> Settings:
+        url = urlsplit(self.sms_api_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("SMS_API_URL must be an http(s) URL with a host")
+        if url.scheme == "http" and not is_loopback(url.hostname) and not self.sms_api_allow_http:
+            raise ValueError(
+                "SMS_API_URL must be https:// (the provider token is sent with every call); "
+                "set SMS_API_ALLOW_HTTP=true only for a fake provider on a private network"
+            )
+        return self
 
     @field_validator("sms_api_token")
     @classmethod

@@ -192,6 +192,16 @@ class Settings(ServiceSettings):
             raise ValueError("EMAIL_HOST_USER is set: EMAIL_HOST_PASSWORD is required")
         if password is not None and password.get_secret_value().lower() in _PLACEHOLDERS:
             raise ValueError("EMAIL_HOST_PASSWORD is a placeholder: set the real one")
+        if (
+            password is not None
+            and not (self.email_use_tls or self.email_use_ssl)
+            and not is_loopback(self.email_host or "")
+        ):
+            # A login over plain SMTP sends the password in clear to whoever is on the path.
+            raise ValueError(
+                "EMAIL_HOST_PASSWORD needs EMAIL_USE_TLS or EMAIL_USE_SSL (a login is never sent"
+                " in clear, except to a loopback server)"
+            )
         return self
 
     @property

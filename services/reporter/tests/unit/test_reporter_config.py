@@ -82,3 +82,18 @@ def test_the_password_is_a_secret_and_ports_follow_the_tls_mode(
     assert Settings(_env_file=None).smtp_port == 587
     monkeypatch.setenv("EMAIL_PORT", "2525")
     assert Settings(_env_file=None).smtp_port == 2525
+
+
+def test_a_smtp_login_goes_only_over_tls_except_to_a_loopback_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EMAIL_HOST", "smtp.example.com")
+    monkeypatch.setenv("EMAIL_HOST_USER", "me")
+    monkeypatch.setenv("EMAIL_HOST_PASSWORD", "s3cret-value")
+    with pytest.raises(ValidationError, match="EMAIL_USE_TLS or EMAIL_USE_SSL"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("EMAIL_USE_TLS", "true")
+    assert Settings(_env_file=None).email_use_tls
+    monkeypatch.setenv("EMAIL_USE_TLS", "false")
+    monkeypatch.setenv("EMAIL_HOST", "127.0.0.1")
+    assert Settings(_env_file=None).email_host == "127.0.0.1"
