@@ -21,6 +21,8 @@ from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
 from gateway.import_jobs import ImportJobs
+from gateway.import_limits import RETRY_AFTER_S as IMPORT_RETRY_AFTER_S
+from gateway.import_limits import ImportTooLarge, TooManyImports
 from gateway.importer import ImportConflict
 from gateway.lifecycle import DomainError
 from gateway.mailing_commands import MailingNotFound
@@ -85,7 +87,7 @@ def _lifespan(settings: Settings) -> Any:
         )
         app.state.pool, app.state.broker = pool, broker
         app.state.reporter = ReporterClient(http)
-        app.state.import_jobs = jobs = ImportJobs(pool)
+        app.state.import_jobs = jobs = ImportJobs(pool, settings.import_limits())
         stop = asyncio.Event()
         relay = None
         if settings.relay_enabled:
@@ -200,6 +202,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={REQUEST_ID_HEADER: request_id},
         )
 
+    async def import_too_large(_: Request, exc: Exception) -> Response:
+        return JSON({"detail": str(exc)}, status_code=413)
+
+    async def too_many_imports(_: Request, exc: Exception) -> Response:
+        return JSON({"detail": str(exc)}, status_code=429,
+                    headers={"Retry-After": str(IMPORT_RETRY_AFTER_S)})  # fmt: skip
+
+    app.add_exception_handler(ImportTooLarge, import_too_large)
+    app.add_exception_handler(TooManyImports, too_many_imports)
     app.add_exception_handler(InvalidInput, invalid_input)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(ClientNotFound, not_found)

@@ -8,7 +8,7 @@ and the import streams.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from gateway import commands, importer, repository
 from gateway.commands import ClientNotFound
 from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
+from gateway.import_limits import capped, declared_length_fits
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.repository import ClientFilters
 from gateway.responses import JSON
@@ -29,10 +30,12 @@ from gateway.schemas import (
     UPDATED_EXAMPLE,
     Client,
     ClientPage,
+    ErrorDetail,
     ImportJob,
     ImportResult,
     client_body,
     import_body,
+    json_content,
     responses,
 )
 
@@ -110,6 +113,30 @@ async def create_client(request: Request, pool: Pool) -> Response:
 
 # Registered before /{client_id} for clarity; the router would pick it anyway, as
 # /{client_id} has no POST.
+IMPORT_LIMITS: Final = {
+    413: {
+        "model": ErrorDetail,
+        "description": "Over IMPORT_MAX_BYTES or IMPORT_MAX_ROWS (named in `detail`); a body "
+        "over the byte cap by its Content-Length is not read, and past the line cap the "
+        "batches before it stay imported",
+        "content": json_content(
+            {"detail": "The import is larger than 2,000,000 lines (IMPORT_MAX_ROWS)."}
+        ),
+    },
+    429: {
+        "model": ErrorDetail,
+        "description": "IMPORT_MAX_CONCURRENT imports are running; try again after Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "example": 10}},
+        "content": json_content(
+            {
+                "detail": "4 import(s) are already running "
+                "(IMPORT_MAX_CONCURRENT); try again shortly."
+            }
+        ),
+    },
+}
+
+
 @route(
     "/import",
     ["POST"],
@@ -128,7 +155,9 @@ async def create_client(request: Request, pool: Pool) -> Response:
         "uploaded the answer is `202` with the job (`Location`: its URL, see *Get an import "
         "job*), whose counts, lines read and errors grow as the import goes."
     ),
-    responses=responses(200, IMPORT_EXAMPLE, ImportResult, 409, 415)
+    responses=responses(
+        200, IMPORT_EXAMPLE, ImportResult, 409, 413, 415, 429, documented=IMPORT_LIMITS
+    )
     | {
         202: {
             "description": "Accepted (`Prefer: respond-async`): the import job, running",
@@ -144,10 +173,18 @@ async def import_clients(request: Request, pool: Pool) -> Response:
         fmt = importer.import_format(request.headers.get("content-type"))
     except importer.UnsupportedMediaType as exc:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
+    jobs: ImportJobs = request.app.state.import_jobs
+    declared_length_fits(request.headers.get("content-length"), jobs.limits)
     if prefers_async(request.headers.get("prefer")):
         return await _start_job(request, fmt)
     try:
-        result = await importer.import_clients(pool, request.stream(), fmt)
+        async with jobs.slot():
+            result = await importer.import_clients(
+                pool,
+                capped(request.stream(), jobs.limits.max_bytes),
+                fmt,
+                max_rows=jobs.limits.max_rows,
+            )
     except ClientDisconnect:
         # Batches committed so far stay; nobody is left to read an answer.
         log.info("client_import_aborted")

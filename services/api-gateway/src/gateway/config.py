@@ -9,6 +9,7 @@ from pydantic_settings import NoDecode
 
 from gateway.admin.config import AdminSettings
 from gateway.auth import ApiKeys, parse_key
+from gateway.import_limits import ImportLimits
 from sms_events.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -30,6 +31,15 @@ class Settings(ServiceSettings, AdminSettings):
             "(scopes read, clients:write, mailings:write, admin; a bare key has every scope "
             "but admin), at least 32 characters (none: every call is 401)"
         ),
+    )
+    import_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="Largest import body, in bytes (413 above)"
+    )
+    import_max_rows: int = Field(
+        default=2_000_000, ge=1, description="Most lines in one import (413 above)"
+    )
+    import_max_concurrent: int = Field(
+        default=4, ge=1, description="Imports at once per gateway process (429 above)"
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
@@ -62,6 +72,9 @@ class Settings(ServiceSettings, AdminSettings):
                 raise ValueError(f"API_KEYS names {name!r} twice")
             names.add(name)
         return keys
+
+    def import_limits(self) -> ImportLimits:
+        return ImportLimits(self.import_max_bytes, self.import_max_rows, self.import_max_concurrent)
 
     def api_key_set(self) -> ApiKeys:
         return ApiKeys(

@@ -31,6 +31,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
+from gateway.import_limits import ImportLimits, ImportSlots, ImportTooLarge, capped
 from gateway.importer import ImportConflict, ImportFormat, ImportResult, import_clients
 
 __all__ = [
@@ -164,17 +165,38 @@ class ImportJobs:
     """The import jobs of this gateway process: starts them, saves their progress, and fails
     the ones still running when it closes."""
 
-    def __init__(self, pool: asyncpg.Pool, *, progress_every_s: float = PROGRESS_EVERY_S) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        limits: ImportLimits,
+        *,
+        progress_every_s: float = PROGRESS_EVERY_S,
+    ) -> None:
         self._pool = pool
+        self.limits = limits
+        # Requests and jobs alike: an import holds its slot until its last batch commits.
+        self.slots = ImportSlots(limits.max_concurrent)
         self._every = progress_every_s
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """An import slot for the block (``TooManyImports`` when none is free)."""
+        self.slots.take()
+        try:
+            yield
+        finally:
+            self.slots.give_back()
+
     async def start(self, body: AsyncIterable[bytes], fmt: ImportFormat) -> ImportJob:
-        """Spool ``body`` to disk, record the job, and start importing it in the background."""
+        """Spool ``body`` to disk (``ImportTooLarge`` past the byte cap: nothing is recorded),
+        record the job, and start importing it in the background, in an import slot that it
+        holds until it ends (``TooManyImports`` when none is free)."""
+        self.slots.take()
         spool = tempfile.TemporaryFile()  # noqa: SIM115 (the job's task closes it)
         try:
             total = 0
-            async for chunk in body:
+            async for chunk in capped(body, self.limits.max_bytes):
                 spool.write(chunk)
                 total += len(chunk)
             spool.seek(0)
@@ -188,6 +210,7 @@ class ImportJobs:
             )
         except BaseException:
             spool.close()
+            self.slots.give_back()
             raise
         assert row is not None  # INSERT ... RETURNING
         job = ImportJob.from_row(row)
@@ -224,10 +247,14 @@ class ImportJobs:
         ticker = asyncio.create_task(self._tick(job_id, run))
         state, error = JobState.FAILED, INTERNAL_ERROR  # until the import says otherwise
         try:
-            await import_clients(self._pool, run.chunks(), fmt, result=run.result)
+            await import_clients(
+                self._pool, run.chunks(), fmt, max_rows=self.limits.max_rows, result=run.result
+            )
             state, error = JobState.SUCCEEDED, ""
         except ImportConflict:
             error = CONFLICT_ERROR
+        except ImportTooLarge as exc:
+            error = str(exc)
         except asyncio.CancelledError:
             error = STOPPED_ERROR
             raise
@@ -239,6 +266,7 @@ class ImportJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             spool.close()
+            self.slots.give_back()
             try:
                 await self._save(job_id, run, state, error or None)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

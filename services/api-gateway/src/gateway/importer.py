@@ -34,6 +34,7 @@ from gateway.domain import (
     Unset,
     parse_change,
 )
+from gateway.import_limits import ImportTooLarge
 from gateway.metrics import IMPORT_ROWS
 from gateway.repository import ClientRow, import_batch, written_after_us
 from sms_events.batches import chunks, new_batch_id
@@ -377,6 +378,7 @@ async def import_clients(
     batch_size: int = BATCH_SIZE,
     max_errors: int = MAX_ERRORS,
     max_line: int = MAX_LINE_BYTES,
+    max_rows: int | None = None,
     result: ImportResult | None = None,
 ) -> ImportResult:
     """Import every line of ``chunks``; raises ``ImportConflict`` if a batch cannot commit.
@@ -390,6 +392,8 @@ async def import_clients(
 
     async def take(lines: list[tuple[int, bytes | None]]) -> None:
         for lineno, line in lines:
+            if max_rows is not None and lineno > max_rows:
+                raise ImportTooLarge("rows", max_rows)  # the batches before it stay
             result.lines_read = lineno
             if line is None:
                 result.reject(lineno, {NON_FIELD_ERRORS: [f"Line longer than {max_line} bytes."]})

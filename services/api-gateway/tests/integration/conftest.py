@@ -24,7 +24,12 @@ _serial = itertools.count(random.randrange(10**6))
 
 
 def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Settings:
-    values = settings.model_dump() | {"api_keys": [API_KEY], "relay_enabled": False} | overrides
+    # Tests race several imports on purpose (the cap itself is tested on its own app).
+    values = (
+        settings.model_dump()
+        | {"api_keys": [API_KEY], "relay_enabled": False, "import_max_concurrent": 32}
+        | overrides
+    )
     return Settings(**values, _env_file=None)
 
 

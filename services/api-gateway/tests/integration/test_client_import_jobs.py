@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from gateway.domain import PHONE_MESSAGE
 from gateway.import_jobs import STOPPED_ERROR, ImportJobs
+from gateway.import_limits import ImportLimits
 from gateway.importer import BATCH_SIZE, ImportFormat
 
 URL = "/api/v1/clients/import"
@@ -188,7 +189,7 @@ async def test_a_gateway_stopping_fails_its_running_jobs_keeping_their_counts(
     locked_client: tuple[str, asyncio.Event],
 ) -> None:
     number, _ = locked_client
-    jobs = ImportJobs(pool, progress_every_s=0.05)
+    jobs = ImportJobs(pool, ImportLimits(10**9, 10**7, 4), progress_every_s=0.05)
     lines = [f"{phone()},a,UTC" for _ in range(BATCH_SIZE)] + [f"{number},new,UTC"]
 
     async def body() -> AsyncIterator[bytes]:

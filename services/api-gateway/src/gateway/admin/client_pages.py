@@ -26,6 +26,7 @@ from gateway.admin.web import (
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
 from gateway.import_jobs import ImportJob, ImportJobs, parse_job_id
+from gateway.import_limits import ImportTooLarge, TooManyImports, declared_length_fits
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 from gateway.repository import ClientFilters, ClientRow
 from gateway.routing import MAX_ID
@@ -165,20 +166,27 @@ def _format(upload: UploadFile) -> importer.ImportFormat:
 
 @router.post("/import")
 async def import_clients(page: current_page) -> Response:
+    jobs: ImportJobs = page.request.app.state.import_jobs
+
+    def refused(status: int, error: str) -> Response:
+        return render(page.request, "import.html", status=status, session=page.session,
+                      nav="clients", error=error)  # fmt: skip
+
+    try:
+        # Checked before the form is parsed (and spooled): a body over the cap is not read.
+        declared_length_fits(page.request.headers.get("content-length"), jobs.limits)
+    except ImportTooLarge as exc:
+        return refused(413, str(exc))
     form = await posted_form(page)
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
-        return render(
-            page.request,
-            "import.html",
-            status=400,
-            session=page.session,
-            nav="clients",
-            error="Choose a file to import.",
-        )
-    jobs: ImportJobs = page.request.app.state.import_jobs
+        return refused(400, "Choose a file to import.")
     try:
         job = await jobs.start(_chunks(upload), _format(upload))
+    except ImportTooLarge as exc:
+        return refused(413, str(exc))
+    except TooManyImports as exc:
+        return refused(429, str(exc))
     finally:
         await upload.close()
     log.info("admin_clients_import_started", job_id=str(job.id), sub=page.user.sub)
