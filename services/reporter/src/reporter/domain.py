@@ -12,7 +12,7 @@ cannot bring it back (the scheduler never reuses a message id).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
@@ -101,6 +101,10 @@ class MessageState:
     last_error: str | None
     # When it was cancelled (the earliest cancel's event time); set only while status is CA.
     cancelled_at: datetime | None = None
+    # When the platform recorded the first fact about it, and the last that changed it (event
+    # times, not the projection's clock: a rebuild from the events finds the same).
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def visible(self) -> bool:
@@ -113,7 +117,7 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     status = join(old.status if old else None, _TARGET[fact.kind])
     old_attempts = old.attempts if old else 0
     client_id = old.client_id if old and old.client_id is not None else fact.client_id
-    return MessageState(
+    new = MessageState(
         message_id=fact.message_id,
         # A message never changes mailing; the first one seen is kept.
         mailing_id=old.mailing_id if old else fact.mailing_id,
@@ -124,6 +128,18 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
         last_error=_last_error(old, fact, status),
         cancelled_at=_cancelled_at(old, fact, status),
     )
+    return _stamped(old, new, fact.event_time)
+
+
+def _stamped(old: MessageState | None, new: MessageState, at: datetime) -> MessageState:
+    """``new`` with its event times: created at the earliest fact, updated at the latest fact
+    that changed anything else."""
+    if old is None:
+        return replace(new, created_at=at, updated_at=at)
+    created = min(old.created_at or at, at)
+    unchanged = replace(new, created_at=old.created_at, updated_at=old.updated_at) == old
+    updated = old.updated_at if unchanged else max(old.updated_at or at, at)
+    return replace(new, created_at=created, updated_at=updated)
 
 
 def _last_error(old: MessageState | None, fact: Fact, status: Status) -> str | None:

@@ -166,7 +166,7 @@ class _Clients:
 
     def __init__(self) -> None:
         self.created: set[int] = set()
-        self.deleted: set[int] = set()
+        self.deleted: dict[int, datetime] = {}
 
 
 def _collect(
@@ -185,7 +185,7 @@ def _collect(
             # Only the count matters here: an imported update is no new client.
             clients.created.update(c.client_id for c in event.clients if c.created)
         case ClientDeleted():
-            clients.deleted.add(event.client_id)
+            clients.deleted.setdefault(event.client_id, event.deleted_at)
         case MessagesScheduled() | MessagesRescheduled():
             kind = Kind.SCHEDULED if isinstance(event, MessagesScheduled) else Kind.RESCHEDULED
             facts.extend(
