@@ -3,6 +3,8 @@ ones, and live consumption resumes across the swap without missing or repeating 
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -14,7 +16,9 @@ from tests.e2e.helpers import (
     create_client,
     create_mailing,
     eventually,
+    iso,
     mailing,
+    now,
     unique_tag,
 )
 from tests.e2e.replay_support import (
@@ -152,3 +156,54 @@ def test_reporter_rebuilt_while_a_mailing_sends_misses_and_repeats_nothing(
         assert {k: totals[k] for k in by_status} == by_status
     run_replay(system, "reporter")
     assert_same_rows(live, table_rows(system.env.database_url, REPORTER_TABLES))
+
+
+def test_stats_as_of_a_past_moment_come_from_the_history(system: System, history: History) -> None:
+    tag = unique_tag()
+    with system.api() as api:
+        for _ in range(3):
+            create_client(api, tag=tag)
+        before = now()
+        time.sleep(1.1)  # as_of is taken to the second
+        later = now() + timedelta(hours=1)
+        m = create_mailing(api, client_filter=tag, datetime_start=iso(later),
+                           datetime_end=iso(later + timedelta(hours=1)))  # fmt: skip
+        eventually(lambda: assert_counter(api, m["id"], "scheduled_messages", 3))
+        scheduled_stats = api.get(f"/api/v1/mailings/{m['id']}/stats/").json()
+        scheduled_overall = api.get("/api/v1/stats/").json()
+        time.sleep(1.1)
+        scheduled = now()
+        assert api.post(f"/api/v1/mailings/{m['id']}/cancel/").status_code == 200
+        eventually(lambda: assert_counter(api, m["id"], "cancelled_messages", 3))
+        time.sleep(1.1)
+        live = table_rows(system.env.database_url, REPORTER_TABLES)
+
+        def as_of(path: str, moment: datetime) -> dict[str, Any]:
+            resp = api.get(path, params={"as_of": iso(moment)})
+            assert resp.status_code == 200, resp.text
+            return dict(resp.json())
+
+        stats = f"/api/v1/mailings/{m['id']}/stats/"
+        assert as_of(stats, before)["messages"] == {"SC": 0, "DL": 0, "ND": 0, "CA": 0}
+        assert as_of(stats, scheduled) == scheduled_stats
+        assert as_of(stats, scheduled) == scheduled_stats  # again (cached or not: the same)
+        assert as_of(stats, now())["messages"] == {"SC": 0, "DL": 0, "ND": 0, "CA": 3}
+        overall = as_of("/api/v1/stats/", scheduled)
+        for key in ("clients", "mailings", "messages", "delivery_rate"):
+            assert overall[key] == scheduled_overall[key], key
+        assert (
+            as_of("/api/v1/stats/", now())["messages"]
+            == api.get("/api/v1/stats/").json()["messages"]
+        )
+        # Answered from the history: the live projections are as they were.
+        assert table_rows(system.env.database_url, REPORTER_TABLES) == live
+
+        for bad, reason in (
+            ("yesterday", "ISO 8601"),
+            ("2030-01-01T00:00:00", "time zone"),
+            (iso(now() + timedelta(hours=1)), "future"),
+        ):
+            for path in (stats, "/api/v1/stats/"):
+                resp = api.get(path, params={"as_of": bad})
+                assert resp.status_code == 400, resp.text
+                assert reason in resp.json()["as_of"][0], resp.text

@@ -40,8 +40,9 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
-from typing import Final, TextIO
+from typing import Final, TextIO, TypeVar
 
 import asyncpg
 
@@ -54,9 +55,13 @@ from sms_events.store import Checkpoint, EventStore
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LOCK_NAMESPACE",
+    "STRAGGLER",
     "Progress",
     "Projection",
+    "at_moment",
+    "first_position",
     "main",
+    "parse_moment",
     "position",
     "replay",
     "unfolded",
@@ -70,6 +75,8 @@ LOCK_NAMESPACE: Final = 0x5E5_0004
 """First key of the two-key advisory lock of a projection (the second: a hash of its name)."""
 
 _SOURCE: Final = "/replay"
+
+T = TypeVar("T")
 
 Fold = Callable[[Connection, Sequence[Envelope]], Awaitable[None]]
 
@@ -393,6 +400,95 @@ async def _swap(conn: Connection, p: Projection, live: str, shadow: str) -> None
         await conn.execute(f"DROP TABLE {live}.{table}")
         await conn.execute(f"ALTER TABLE {shadow}.{table} SET SCHEMA {live}")
     await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
+
+
+# --- history: the tables as of a moment --------------------------------------------------------
+
+STRAGGLER: Final = timedelta(minutes=10)
+"""Longer than any appending transaction lasts. Events are read in commit order (by transaction
+id), not by the time they were recorded: an event ordered after another was recorded at most
+this long before it (its transaction got its id after the other's began), so once an event
+recorded this long after the moment asked about is seen, none that follows was recorded
+before that moment."""
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """An ``as_of`` moment: ISO 8601 with a time zone offset, not after ``now``. Raises
+    ``ValueError`` saying what is wrong with it (for a 400 naming the parameter)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2030-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("must have a time zone offset (Z or +hh:mm)")
+    if moment > now:
+        raise ValueError("must not be in the future")
+    return moment
+
+
+async def at_moment(
+    pool: asyncpg.Pool,
+    p: Projection,
+    moment: datetime,
+    read: Callable[[Connection], Awaitable[T]],
+    *,
+    keep: Callable[[Envelope], bool] | None = None,
+    start: Checkpoint = Checkpoint(),
+    page: int = 500,
+    max_bytes: int = 8 << 20,
+) -> T:
+    """What ``read`` finds in ``p``'s tables as they were at ``moment``: the events the store
+    recorded at or before it (``keep`` may narrow them, ``start`` skip a prefix known to hold
+    none of them) folded into temporary copies of the tables, on a connection of its own, one
+    page per transaction; the live tables are never touched. The copies go when it returns."""
+    store = EventStore(pool)
+    async with pool.acquire() as reader, pool.acquire() as conn:
+        live = await _live_schema(conn)
+        try:
+            async with conn.transaction():
+                for table in p.tables:
+                    await conn.execute(
+                        f"CREATE TEMP TABLE {table} (LIKE {live}.{table} INCLUDING ALL)"
+                    )
+                if p.seed is not None:
+                    await conn.execute(f"SET LOCAL search_path = pg_temp, {live}")
+                    await p.seed(conn)
+            after, done = start, False
+            while not done:
+                events = await store.read_all(
+                    after, limit=page, max_bytes=max_bytes, types=p.types, conn=reader
+                )
+                if not events:
+                    break
+                after = events[-1].checkpoint
+                done = any(e.recorded_at > moment + STRAGGLER for e in events)
+                wanted = [
+                    env
+                    for env in (envelope_of(e, _SOURCE) for e in events if e.recorded_at <= moment)
+                    if keep is None or keep(env)
+                ]
+                if wanted:
+                    async with conn.transaction():
+                        await conn.execute(f"SET LOCAL search_path = pg_temp, {live}")
+                        await p.fold(conn, wanted)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(f"SET LOCAL search_path = pg_temp, {live}")
+                return await read(conn)
+        finally:
+            await conn.execute("DISCARD TEMP")
+
+
+async def first_position(pool: asyncpg.Pool, stream_id: str) -> Checkpoint:
+    """The position just before a stream's first event (the store's start if it has none): a
+    reader of everything about that stream's subject starts there."""
+    row = await pool.fetchrow(
+        "SELECT transaction_id::text::bigint AS t, global_position AS g FROM events"
+        " WHERE stream_id = $1 AND stream_version = 1",
+        stream_id,
+    )
+    if row is None:
+        return Checkpoint()
+    return Checkpoint(row["t"], row["g"] - 1)
 
 
 # --- the command ----------------------------------------------------------------------------
