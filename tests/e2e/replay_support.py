@@ -83,13 +83,15 @@ def assert_same_rows(live: Rows, rebuilt: Rows) -> None:
         assert live[table] == rebuilt[table], f"{table}: live only {missing}, rebuilt only {extra}"
 
 
-def run_replay(system: System, projection: str, *extra: str) -> str:
-    """``sms-replay <projection>`` as a separate process, as an operator runs it; its output."""
+def run_replay(
+    system: System, projection: str, *extra: str, env: Mapping[str, str] | None = None
+) -> str:
+    """``sms-replay <projection>`` as a separate process, as an operator runs it (with the
+    services' environment, or ``env``); its output."""
     command = Path(sys.executable).parent / "sms-replay"
-    env = {**os.environ, **system.service_env}
     done = subprocess.run(
         [str(command), projection, *extra],
-        env=env,
+        env={**os.environ, **(env or system.service_env)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -49,6 +49,8 @@ import asyncpg
 from sms_events.broker import envelope_of
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
+from sms_events.logs import configure_logging
+from sms_events.relay import RELAY_READER
 from sms_events.settings import PostgresSettings
 from sms_events.store import Checkpoint, EventStore
 
@@ -61,6 +63,7 @@ __all__ = [
     "at_moment",
     "first_position",
     "main",
+    "mark_published",
     "parse_moment",
     "position",
     "replay",
@@ -94,6 +97,10 @@ class Projection:
     fold: Fold
     types: Collection[str]
     seed: Callable[[Connection], Awaitable[None]] | None = None
+    carry: Sequence[str] = ()
+    """Tables (among ``tables``) that also hold operational rows, written by the service's
+    own writers under ``writing``: at the swap, live rows the fold did not produce (by key)
+    are kept."""
 
 
 @dataclass(slots=True)
@@ -370,6 +377,11 @@ async def replay(
                 progress.events += n
                 progress.position = after
             await writer.execute(f"SET LOCAL search_path = {live}")
+            for table in p.carry:
+                await writer.execute(
+                    f"INSERT INTO {shadow}.{table} SELECT * FROM {live}.{table}"
+                    " ON CONFLICT DO NOTHING"
+                )
             await _fix_sequences(writer, p, live, shadow)
             await _swap(writer, p, live, shadow)
             await store.save_checkpoint(checkpoint_reader(p.name), after, conn=writer)
@@ -527,9 +539,32 @@ def _printer(name: str, out: TextIO) -> Callable[[Progress], None]:
     return show
 
 
-async def _run(name: str, resume: bool, page: int) -> Checkpoint:
+async def mark_published(pool: asyncpg.Pool) -> Checkpoint:
+    """After a restore: the relay's checkpoint at the store's last event, so that history the
+    consumers already had before the disaster is not published to them again (the scheduler
+    and the dispatcher would act on it anew). Only with every service stopped."""
+    row = await pool.fetchrow(
+        "SELECT transaction_id::text::bigint AS t, global_position AS g FROM events"
+        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    )
+    at = Checkpoint(row["t"], row["g"]) if row else Checkpoint()
+    # Readers order events by transaction id: new ones must sort after the restored ones.
+    current = int(await pool.fetchval("SELECT pg_current_xact_id()::text"))
+    if current <= at.transaction_id:
+        raise SystemExit(
+            f"this cluster's transaction ids ({current}) are behind the restored events'"
+            f" ({at.transaction_id}): new events would sort before them. Advance the epoch of"
+            " this (stopped) cluster first: pg_resetwal -e <a higher epoch> (see README)."
+        )
+    await EventStore(pool).save_checkpoint(RELAY_READER, at)
+    return at
+
+
+async def _run(names: Sequence[str], resume: bool, page: int, after_restore: bool) -> None:
     found = projections()
     settings = PostgresSettings()
+    # The folds' per-batch lines would drown the progress (and slow it): warnings only.
+    configure_logging("sms-replay", "WARNING")
     pool = await create_pool(
         settings.database_url,
         min_size=2,
@@ -537,30 +572,45 @@ async def _run(name: str, resume: bool, page: int) -> Checkpoint:
         command_timeout=max(settings.database_command_timeout_s, 600),
     )
     try:
-        started = time.monotonic()
-        at = await replay(
-            pool, found[name], resume=resume, page=page, on_progress=_printer(name, sys.stderr)
-        )
-        sys.stderr.write(
-            f"replay {name}: swapped in at position ({at.transaction_id}, {at.global_position})"
-            f" after {time.monotonic() - started:.1f} s\n"
-        )
-        return at
+        if after_restore:
+            at = await mark_published(pool)
+            sys.stderr.write(
+                f"relay: history up to ({at.transaction_id}, {at.global_position}) counts as"
+                " published\n"
+            )
+        for name in names:
+            started = time.monotonic()
+            at = await replay(
+                pool, found[name], resume=resume, page=page, on_progress=_printer(name, sys.stderr)
+            )
+            sys.stderr.write(
+                f"replay {name}: swapped in at position ({at.transaction_id},"
+                f" {at.global_position}) after {time.monotonic() - started:.1f} s\n"
+            )
     finally:
         await pool.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``sms-replay <projection>``: rebuild a service's projections from the event store."""
+    """``sms-replay <projection>|all``: rebuild projections from the event store."""
     found = sorted(projections())
     parser = argparse.ArgumentParser(
         prog="sms-replay",
         description="Rebuild a service's projections from the event store and swap them in.",
     )
-    parser.add_argument("projection", choices=found, help="the service whose tables to rebuild")
+    parser.add_argument(
+        "projection", choices=[*found, "all"], help="the service whose tables to rebuild"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="carry on an interrupted rebuild from where it got"
     )
     parser.add_argument("--page", type=int, default=500, help="events per page (transaction)")
+    parser.add_argument(
+        "--after-restore",
+        action="store_true",
+        help="the events table was just restored (services stopped): first mark every event"
+        " as published, so the relay does not send the history to the consumers again",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_run(args.projection, args.resume, args.page))
+    names = found if args.projection == "all" else [args.projection]
+    asyncio.run(_run(names, args.resume, args.page, args.after_restore))

@@ -30,6 +30,7 @@ QUEUE = QueueSpec(
         "client.created",
         "client.deleted",
         "clients.imported",
+        "report.sent",
     ],
 )
 

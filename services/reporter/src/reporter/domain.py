@@ -12,7 +12,7 @@ cannot bring it back (the scheduler never reuses a message id).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
@@ -31,6 +31,10 @@ __all__ = [
     "join",
     "project",
 ]
+
+
+PROJECTION_NAME = "reporter"
+"""The reporter's projection (``sms-replay reporter``): its writers announce themselves by it."""
 
 
 class Status(StrEnum):
@@ -117,29 +121,40 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     status = join(old.status if old else None, _TARGET[fact.kind])
     old_attempts = old.attempts if old else 0
     client_id = old.client_id if old and old.client_id is not None else fact.client_id
-    new = MessageState(
+    # A message never changes mailing; the first one seen is kept.
+    mailing_id = old.mailing_id if old else fact.mailing_id
+    datetime_send = _datetime_send(old, fact, status)
+    attempts = max(old_attempts, fact.attempts)
+    last_error = _last_error(old, fact, status)
+    cancelled_at = _cancelled_at(old, fact, status)
+    # Event times: created at the earliest fact, updated at the latest that changed anything.
+    at = fact.event_time
+    created_at: datetime | None = at
+    updated_at: datetime | None = at
+    if old is not None:
+        created_at = min(old.created_at or at, at)
+        updated_at = old.updated_at
+        if (client_id, status, datetime_send, attempts, last_error, cancelled_at) != (
+            old.client_id,
+            old.status,
+            old.datetime_send,
+            old.attempts,
+            old.last_error,
+            old.cancelled_at,
+        ):
+            updated_at = max(updated_at or at, at)
+    return MessageState(
         message_id=fact.message_id,
-        # A message never changes mailing; the first one seen is kept.
-        mailing_id=old.mailing_id if old else fact.mailing_id,
+        mailing_id=mailing_id,
         client_id=client_id,
         status=status,
-        datetime_send=_datetime_send(old, fact, status),
-        attempts=max(old_attempts, fact.attempts),
-        last_error=_last_error(old, fact, status),
-        cancelled_at=_cancelled_at(old, fact, status),
+        datetime_send=datetime_send,
+        attempts=attempts,
+        last_error=last_error,
+        cancelled_at=cancelled_at,
+        created_at=created_at,
+        updated_at=updated_at,
     )
-    return _stamped(old, new, fact.event_time)
-
-
-def _stamped(old: MessageState | None, new: MessageState, at: datetime) -> MessageState:
-    """``new`` with its event times: created at the earliest fact, updated at the latest fact
-    that changed anything else."""
-    if old is None:
-        return replace(new, created_at=at, updated_at=at)
-    created = min(old.created_at or at, at)
-    unchanged = replace(new, created_at=old.created_at, updated_at=old.updated_at) == old
-    updated = old.updated_at if unchanged else max(old.updated_at or at, at)
-    return replace(new, created_at=created, updated_at=updated)
 
 
 def _last_error(old: MessageState | None, fact: Fact, status: Status) -> str | None:

@@ -1,10 +1,10 @@
 """The reporter's projections as ``sms-replay reporter`` rebuilds them: every statistics table,
-folded by the consumer's own batch handler. The daily report's claims are operational state,
-not a projection."""
+folded by the consumer's own batch handler, and the days whose report was sent (from
+``report.sent``); the daily report's claims are operational state, carried over as they are."""
 
 from __future__ import annotations
 
-from reporter.domain import Status
+from reporter.domain import PROJECTION_NAME, Status
 from reporter.handlers import PROJECTED_TYPES, handle_batch
 from sms_events.db import Connection
 from sms_events.replay import Projection
@@ -20,7 +20,7 @@ async def _seed(conn: Connection) -> None:
 
 
 PROJECTION = Projection(
-    name="reporter",
+    name=PROJECTION_NAME,
     tables=(
         "reporter_mailings",
         "reporter_messages",
@@ -31,7 +31,10 @@ PROJECTION = Projection(
         "reporter_mailing_failures",
         "reporter_totals",
         "reporter_clients",
+        "reporter_daily_reports",
     ),
+    # Days being sent or waiting out a failure are the daily report's own state: kept.
+    carry=("reporter_daily_reports",),
     fold=handle_batch,
     types=PROJECTED_TYPES,
     seed=_seed,
