@@ -3,7 +3,9 @@
 Each service owns one durable quorum queue bound to the routing keys it needs. Deliveries are
 gathered into batches (up to ``batch_size``, or whatever arrived within ``batch_wait``) and
 handled in one PostgreSQL transaction that also records every event id in
-``processed_events``; a redelivered event is filtered out there, so it changes nothing. That
+``processed_events``; a redelivered event is filtered out there, so it changes nothing. A
+consumer writing a projection that ``sms-replay`` can rebuild also skips what the rebuild
+already folded (``sms_events.replay.unfolded``). That
 transaction is opened by ``sms_events.store.appending``, so the handler may append events,
 unless the consumer is built with ``appends=False``. Acks go out after the commit, one per
 batch. A batch whose handler raises is retried event by event; an event that still fails after
@@ -56,6 +58,7 @@ from sms_events.metrics import (
     CONSUMER_LAG,
     CONSUMER_QUEUE_DEPTH,
 )
+from sms_events.replay import unfolded
 from sms_events.tracing import traced
 
 __all__ = ["BatchHandler", "Consumer", "EachHandler", "QueueSpec"]
@@ -102,8 +105,12 @@ class Consumer:
         prefetch: int | None = None,
         retention: timedelta = timedelta(days=7),
         appends: bool = True,
+        projection: str | None = None,
     ) -> None:
         self.spec = spec
+        # The projection (sms_events.replay) this consumer's handler writes: each batch skips
+        # the events already folded into its tables by a rebuild, recognised by position.
+        self._projection = projection
         # A batch handler that appends events must run in a transaction opened by appending(),
         # which makes readers of the whole store wait for it; a pure projection (the reporter)
         # passes False so that its batches never hold them back. True by default: a handler
@@ -439,6 +446,8 @@ class Consumer:
                 if env.id in fresh_ids:
                     fresh_ids.discard(env.id)  # a duplicate inside one batch is handled once
                     fresh.append(env)
+            if self._projection is not None:
+                fresh = await unfolded(conn, self._projection, fresh)
             if fresh:
                 assert self._handler is not None, "run() needs a batch handler"
                 await self._handler(conn, fresh)

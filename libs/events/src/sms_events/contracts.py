@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -430,3 +430,24 @@ class MessagesUndelivered(_DispatchBatch):
     )
 
     messages: list[UndeliveredMessage]
+
+
+# --- reports (appended by the reporter to stream report-<day>) ---------------------------------
+
+
+@register
+class DailyReportSent(Event):
+    event_type: ClassVar[str] = "report.sent"
+    stream_category: ClassVar[str] = "report"
+    description: ClassVar[str] = (
+        "The daily statistics email of a day went out (the server answered 250). Recorded so "
+        "that a projection rebuilt from the events, after a restore too, never sends it again."
+    )
+
+    day: date = Field(description="The local day (in REPORT_TZ) the email reports on")
+    sent_at: datetime
+    attempts: int = Field(ge=1, description="Times the day had been claimed for sending")
+    message_id: str = Field(description="The email's Message-ID")
+
+    def _stream_key(self) -> str:
+        return self.day.isoformat()

@@ -42,12 +42,13 @@ from sms_events.store import Checkpoint, EventStore
 from sms_events.tracing import new_correlation_id
 from sms_events.waits import wait_any
 
-__all__ = ["OutboxRelay"]
+__all__ = ["RELAY_READER", "OutboxRelay"]
 
 log = structlog.get_logger(__name__)
 
 _LEADER_LOCK_KEY = 0x5E5_0002
-_READER = "outbox-relay"
+RELAY_READER = "outbox-relay"
+"""The relay's ``event_checkpoints`` reader: the last event it published."""
 _NOTIFY_CHANNEL = "sms_events_appended"
 
 # The first committed event after the checkpoint (an index-backed LIMIT 1 on the reader's order)
@@ -128,7 +129,7 @@ class OutboxRelay:
         # that session dies (network, restart, pg_terminate_backend), PostgreSQL frees the lock
         # and a standby takes over, and this loop must fail at once instead of publishing on
         # from the pool beside the new leader.
-        checkpoint = await self._store.load_checkpoint(_READER)
+        checkpoint = await self._store.load_checkpoint(RELAY_READER)
         backoff = 0.1
         while not stop.is_set() and self.is_leader:
             self._wake.clear()
@@ -153,7 +154,7 @@ class OutboxRelay:
                     continue
             backoff = 0.1
             checkpoint = events[-1].checkpoint
-            await self._store.save_checkpoint(_READER, checkpoint, conn=lock_conn)
+            await self._store.save_checkpoint(RELAY_READER, checkpoint, conn=lock_conn)
             OUTBOX_PUBLISHED.inc(len(events))
             self._wake.set()  # more may be waiting (a batch is cut by count or bytes): look again
             await self._update_gauges(checkpoint, lock_conn)

@@ -51,7 +51,7 @@ transaction has no backend to show its xid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -162,30 +162,37 @@ FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 """
 
 
-_READ_ALL = f"""
-    SELECT {_COLUMNS} FROM events
+# {types} is empty, or a filter on the event types (a replay reads only what it folds).
+_READ_ALL = """
+    SELECT {columns} FROM events
     WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-      AND transaction_id < $3::text::xid8
+      AND transaction_id < $3::text::xid8{types}
     ORDER BY transaction_id, global_position
     LIMIT $4
 """
 
 # The same, cut where the running size of the events' JSON passes $5 bytes (the first event
 # always comes, however large).
-_READ_ALL_BOUNDED = f"""
-    SELECT {_COLUMNS} FROM (
+_READ_ALL_BOUNDED = """
+    SELECT {columns} FROM (
         SELECT e.*, sum(octet_length(data::text) + octet_length(metadata::text))
                     OVER (ORDER BY transaction_id, global_position) AS upto,
                octet_length(data::text) + octet_length(metadata::text) AS size
         FROM (SELECT * FROM events
               WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-                AND transaction_id < $3::text::xid8
+                AND transaction_id < $3::text::xid8{types}
               ORDER BY transaction_id, global_position
               LIMIT $4) e
     ) sized
     WHERE upto - size < $5
     ORDER BY transaction_id, global_position
 """
+
+
+def _read_all_query(bounded: bool, typed: bool) -> str:
+    template = _READ_ALL_BOUNDED if bounded else _READ_ALL
+    types = f" AND type = ANY(${6 if bounded else 5}::text[])" if typed else ""
+    return template.format(columns=_COLUMNS, types=types)
 
 
 class _OutOfOrder(WrongExpectedVersion):
@@ -342,6 +349,7 @@ class EventStore:
         *,
         limit: int = 1000,
         max_bytes: int | None = None,
+        types: Collection[str] | None = None,
         conn: Connection | None = None,
     ) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in an order that never skips an
@@ -349,17 +357,21 @@ class EventStore:
         ``checkpoint``. With ``max_bytes``, the events stop where their data and metadata (as
         JSON text) would pass that many bytes, but at least one comes: a reader's memory is
         bounded by bytes, not only by count (batch events of hundreds of messages are large).
+        With ``types``, only events of those types come (a replay reads what it folds).
         ``conn`` must not be in a transaction: the horizon and the read need a snapshot
         each, the read's taken after the horizon's."""
         if conn is None:
             async with self._pool.acquire() as own:
-                return await self.read_all(after, limit=limit, max_bytes=max_bytes, conn=own)
+                return await self.read_all(
+                    after, limit=limit, max_bytes=max_bytes, types=types, conn=own
+                )
         horizon = await read_horizon(conn)
-        args = (str(after.transaction_id), after.global_position, str(horizon), limit)
-        if max_bytes is None:
-            rows = await conn.fetch(_READ_ALL, *args)
-        else:
-            rows = await conn.fetch(_READ_ALL_BOUNDED, *args, max_bytes)
+        args: list[Any] = [str(after.transaction_id), after.global_position, str(horizon), limit]
+        if max_bytes is not None:
+            args.append(max_bytes)
+        if types is not None:
+            args.append(list(types))
+        rows = await conn.fetch(_read_all_query(max_bytes is not None, types is not None), *args)
         return [_record(r) for r in rows]
 
     async def load_checkpoint(self, reader: str) -> Checkpoint:

@@ -44,6 +44,7 @@ import asyncpg
 import structlog
 
 from gateway.domain import InvalidInput, apply_change, parse_change
+from gateway.projection import READ_MODELS
 from gateway.repository import (
     PHONE_CONSTRAINT,
     ClientRow,
@@ -56,6 +57,7 @@ from gateway.repository import (
 )
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
+from sms_events.replay import writing
 from sms_events.store import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion, appending
 
 __all__ = [
@@ -130,6 +132,7 @@ async def with_retries(
     for n in range(1, ATTEMPTS + 1):
         try:
             async with pool.acquire() as conn, appending(conn):
+                await writing(conn, READ_MODELS)
                 return await attempt(conn)
         except _RETRYABLE as exc:
             log.warning("command_conflict", subject=subject, attempt=n, error=type(exc).__name__)

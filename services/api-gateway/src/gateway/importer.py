@@ -36,10 +36,12 @@ from gateway.domain import (
 )
 from gateway.import_limits import ImportTooLarge
 from gateway.metrics import IMPORT_ROWS
+from gateway.projection import READ_MODELS
 from gateway.repository import ClientRow, import_batch, written_after_us
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ClientsImported, ImportedClient
 from sms_events.db import Connection
+from sms_events.replay import writing
 from sms_events.store import WrongExpectedVersion, append_new_streams, appending
 
 __all__ = [
@@ -298,6 +300,7 @@ class _Batches:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn, appending(conn):
+                    await writing(conn, READ_MODELS)
                     created, updated = await import_batch(conn, rows)
                     await self._check_order(conn, updated)
                     await append_new_streams(conn, _imported_events(created, updated))

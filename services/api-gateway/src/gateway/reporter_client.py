@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import httpx
@@ -193,17 +194,24 @@ class ReporterClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise self._garbled("messages", exc) from None
 
-    async def overall_stats(self) -> dict[str, Any]:
-        """Figures over every mailing (read from the reporter's projections)."""
-        body = await self._get("stats", STATS_PATH, {})
+    async def overall_stats(self, *, as_of: datetime | None = None) -> dict[str, Any]:
+        """Figures over every mailing (read from the reporter's projections, or from the
+        event history as they were at ``as_of``)."""
+        body = await self._get("stats", STATS_PATH, _as_of_params(as_of))
         if not isinstance(body, dict):
             raise self._garbled("stats", ValueError("not an object"))
         return body
 
-    async def mailing_stats(self, mailing_id: int) -> dict[str, Any] | None:
-        """One mailing's figures; None when the reporter has seen nothing of it yet."""
+    async def mailing_stats(
+        self, mailing_id: int, *, as_of: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """One mailing's figures (as they were at ``as_of``); None when the reporter has seen
+        nothing of it yet (by then)."""
         body = await self._get(
-            "mailing_stats", MAILING_STATS_PATH.format(mailing_id=mailing_id), {}, missing_ok=True
+            "mailing_stats",
+            MAILING_STATS_PATH.format(mailing_id=mailing_id),
+            _as_of_params(as_of),
+            missing_ok=True,
         )
         if body is not None and not isinstance(body, dict):
             raise self._garbled("mailing_stats", ValueError("not an object"))
@@ -246,3 +254,7 @@ class ReporterClient:
     def _garbled(endpoint: str, exc: Exception) -> ReporterUnavailable:
         log.error("reporter_answer_garbled", endpoint=endpoint, error=type(exc).__name__)
         return ReporterUnavailable(f"reporter answer to {endpoint} is garbled")
+
+
+def _as_of_params(as_of: datetime | None) -> dict[str, str]:
+    return {} if as_of is None else {"as_of": as_of.isoformat()}

@@ -3,11 +3,13 @@ projections (never a scan of messages), so they answer in milliseconds at any vo
 
 from __future__ import annotations
 
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from gateway.domain import InvalidInput
 from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_repository import get_mailing
 from gateway.mailing_schemas import documented_errors
@@ -15,6 +17,7 @@ from gateway.mailings import Reporter
 from gateway.responses import JSON
 from gateway.routing import Pool, path_id, slash_routes
 from gateway.schemas import responses
+from sms_events.replay import parse_moment
 
 __all__ = ["router"]
 
@@ -81,6 +84,25 @@ class MailingStats(BaseModel):
     sends_per_minute: list[MinuteSends]
 
 
+AsOfParam = Annotated[
+    str | None,
+    Query(
+        description="Answer as the figures were at this moment (ISO 8601 with an offset, not "
+        "in the future; taken to the second), from the event history: what the platform had "
+        "recorded by then"
+    ),
+]
+
+
+def _moment(as_of: str | None) -> datetime | None:
+    if as_of is None:
+        return None
+    try:
+        return parse_moment(as_of, datetime.now(UTC))
+    except ValueError as exc:
+        raise InvalidInput({"as_of": [f"as_of {exc}."]}) from None
+
+
 def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
     return {
         "mailing_id": mailing_id,
@@ -101,11 +123,12 @@ def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
     summary="Overall statistics",
     name="get_overall_stats",
     description="Clients, mailings by state, messages by status, delivery rate and sends per "
-    "hour over the last 24 hours. 503 when the statistics service cannot be reached.",
+    "hour over the last 24 hours (up to `as_of` with it). 400 for a bad `as_of`, 503 when the "
+    "statistics service cannot be reached.",
     responses=responses(200, OVERALL_EXAMPLE, OverallStats, 503, documented=_ERRORS),
 )
-async def overall(reporter: Reporter) -> Response:
-    return JSON(await reporter.overall_stats())
+async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
+    return JSON(await reporter.overall_stats(as_of=_moment(as_of)))
 
 
 @route(
@@ -114,12 +137,16 @@ async def overall(reporter: Reporter) -> Response:
     summary="Statistics of one mailing",
     name="get_mailing_stats",
     description="Messages by status, delivery rate, attempts, failures grouped by reason, time "
-    "to complete and sends per minute over the mailing's life.",
+    "to complete and sends per minute over the mailing's life (as they were at `as_of` with "
+    "it). 400 for a bad `as_of`.",
     responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),
 )
-async def mailing(mailing_id: str, pool: Pool, reporter: Reporter) -> Response:
+async def mailing(
+    mailing_id: str, pool: Pool, reporter: Reporter, as_of: AsOfParam = None
+) -> Response:
     wanted = path_id(mailing_id, MailingNotFound)
+    moment = _moment(as_of)
     if await get_mailing(pool, wanted) is None:
         raise MailingNotFound(wanted)
-    stats = await reporter.mailing_stats(wanted)
+    stats = await reporter.mailing_stats(wanted, as_of=moment)
     return JSON(stats if stats is not None else _empty_mailing_stats(wanted))

@@ -112,11 +112,12 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
         """
         WITH wanted(message_id) AS (SELECT unnest($1::bigint[]))
         SELECT m.message_id, m.mailing_id, m.client_id, m.status::text AS status,
-               m.datetime_send, m.attempts, m.last_error, m.cancelled_at
+               m.datetime_send, m.attempts, m.last_error, m.cancelled_at, m.created_at,
+               m.updated_at
           FROM wanted JOIN reporter_messages m USING (message_id)
         UNION ALL
         SELECT w.message_id, w.mailing_id, w.client_id, 'WD', w.datetime_send, w.attempts,
-               w.last_error, NULL
+               w.last_error, NULL, coalesce(w.created_at, w.withdrawn_at), w.withdrawn_at
           FROM wanted JOIN reporter_withdrawn_messages w USING (message_id)
         """,
         list(message_ids),
@@ -131,6 +132,8 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
             attempts=r["attempts"],
             last_error=r["last_error"],
             cancelled_at=r["cancelled_at"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
         )
         for r in rows
     }
@@ -172,12 +175,14 @@ async def save_states(
         await conn.execute(
             """
             INSERT INTO reporter_withdrawn_messages AS w
-                (message_id, mailing_id, client_id, datetime_send, attempts, last_error)
+                (message_id, mailing_id, client_id, datetime_send, attempts, last_error,
+                 created_at, withdrawn_at)
             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[],
-                                 $5::integer[], $6::text[])
+                                 $5::integer[], $6::text[], $7::timestamptz[], $8::timestamptz[])
             ON CONFLICT (message_id) DO UPDATE SET
                 client_id = EXCLUDED.client_id, datetime_send = EXCLUDED.datetime_send,
-                attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error
+                attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+                created_at = EXCLUDED.created_at, withdrawn_at = EXCLUDED.withdrawn_at
             """,
             [s.message_id for s in tombstones],
             [s.mailing_id for s in tombstones],
@@ -185,6 +190,8 @@ async def save_states(
             [s.datetime_send for s in tombstones],
             [s.attempts for s in tombstones],
             [s.last_error for s in tombstones],
+            [s.created_at for s in tombstones],
+            [s.updated_at for s in tombstones],
         )
     if inserts:
         # No ON CONFLICT: under the mailing lock a row we did not load cannot exist, and if it
@@ -193,9 +200,10 @@ async def save_states(
             """
             INSERT INTO reporter_messages
                 (message_id, mailing_id, client_id, status, datetime_send, attempts, last_error,
-                 cancelled_at)
+                 cancelled_at, created_at, updated_at)
             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                                 $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[])
+                                 $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
+                                 $9::timestamptz[], $10::timestamptz[])
             """,
             *_columns(inserts),
         )
@@ -205,11 +213,12 @@ async def save_states(
             UPDATE reporter_messages m SET
                 client_id = u.client_id, status = u.status, datetime_send = u.datetime_send,
                 attempts = u.attempts, last_error = u.last_error, cancelled_at = u.cancelled_at,
-                updated_at = now()
+                created_at = u.created_at, updated_at = u.updated_at
             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                        $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[])
+                        $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
+                        $9::timestamptz[], $10::timestamptz[])
                  AS u(message_id, mailing_id, client_id, status, datetime_send, attempts,
-                      last_error, cancelled_at)
+                      last_error, cancelled_at, created_at, updated_at)
             WHERE m.message_id = u.message_id
             """,
             *_columns(updates),
@@ -226,6 +235,8 @@ def _columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
         [s.attempts for s in states],
         [s.last_error for s in states],
         [s.cancelled_at for s in states],
+        [s.created_at for s in states],
+        [s.updated_at for s in states],
     )
 
 

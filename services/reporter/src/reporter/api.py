@@ -12,8 +12,10 @@ from aiohttp import web
 
 from reporter import queries
 from reporter.domain import Status
+from reporter.history import History
 from reporter.message_pages import MAX_MESSAGE_ID, Newer, Older, PageNumber, Position, messages_page
 from sms_events.bearer import bearer_matches
+from sms_events.replay import parse_moment
 from sms_events.runtime import RUNTIME
 
 __all__ = ["MAX_IDS", "MAX_PAGE_SIZE", "ROUTES"]
@@ -142,17 +144,50 @@ async def mailing_messages(request: web.Request) -> web.Response:
     )
 
 
+def _as_of(request: web.Request, now: datetime) -> datetime | None:
+    text = request.query.get("as_of")
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, now)
+    except ValueError as exc:
+        raise _BadParameter("as_of", str(exc)) from None
+
+
+# One History (and its cache) per pool, that is per reporter process.
+_HISTORIES: dict[int, History] = {}
+
+
+def _history(request: web.Request) -> History:
+    pool = request.app[RUNTIME].pool
+    found = _HISTORIES.get(id(pool))
+    if found is None:
+        found = _HISTORIES[id(pool)] = History(pool)
+    return found
+
+
+@_answers_400
 async def stats(request: web.Request) -> web.Response:
-    """GET /internal/v1/stats -> clients, mailings by state, messages by status, delivery rate,
-    sends per hour of the last 24 hours (oldest first)."""
-    return _json(await queries.overview(request.app[RUNTIME].pool, datetime.now(UTC)))
+    """GET /internal/v1/stats[?as_of=] -> clients, mailings by state, messages by status,
+    delivery rate, sends per hour of the 24 hours up to now (or ``as_of``), oldest first."""
+    now = datetime.now(UTC)
+    moment = _as_of(request, now)
+    if moment is not None:
+        return _json(await _history(request).overview(moment, now))
+    return _json(await queries.overview(request.app[RUNTIME].pool, now))
 
 
 @_answers_400
 async def mailing_stats(request: web.Request) -> web.Response:
-    """GET /internal/v1/mailings/{id}/stats -> one mailing's statistics; 404 if unknown."""
+    """GET /internal/v1/mailings/{id}/stats[?as_of=] -> one mailing's statistics (as they were
+    at ``as_of``); 404 if unknown (then)."""
     mailing_id = _id("mailing_id", request.match_info["mailing_id"])
-    found = await queries.mailing_stats(request.app[RUNTIME].pool, mailing_id)
+    now = datetime.now(UTC)
+    moment = _as_of(request, now)
+    if moment is not None:
+        found = await _history(request).mailing_stats(mailing_id, moment, now)
+    else:
+        found = await queries.mailing_stats(request.app[RUNTIME].pool, mailing_id)
     if found is None:
         return _json({"error": "not_found", "mailing_id": mailing_id}, 404)
     return _json(found)

@@ -12,6 +12,7 @@ from reporter.config import Settings
 from reporter.daily_report import DailyReporter, ReportConfig
 from reporter.gauges import refresh_gauges
 from reporter.handlers import handle_batch
+from reporter.projection import PROJECTION
 from sms_events.consumer import Consumer, QueueSpec
 from sms_events.runtime import Runtime
 
@@ -29,6 +30,7 @@ QUEUE = QueueSpec(
         "client.created",
         "client.deleted",
         "clients.imported",
+        "report.sent",
     ],
 )
 
@@ -43,6 +45,7 @@ async def start(rt: Runtime) -> None:
         rt.broker,
         handle_batch,
         appends=False,
+        projection=PROJECTION.name,
         # Events carry up to 500 messages each: 100 of them keep one transaction well under a
         # second (at most ~50,000 rows), however deep the queue after a large mailing.
         batch_size=100,

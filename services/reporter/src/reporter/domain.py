@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+PROJECTION_NAME = "reporter"
+"""The reporter's projection (``sms-replay reporter``): its writers announce themselves by it."""
+
+
 class Status(StrEnum):
     SCHEDULED = "SC"
     WITHDRAWN = "WD"  # never shown: the row is gone from every list and counter
@@ -101,6 +105,10 @@ class MessageState:
     last_error: str | None
     # When it was cancelled (the earliest cancel's event time); set only while status is CA.
     cancelled_at: datetime | None = None
+    # When the platform recorded the first fact about it, and the last that changed it (event
+    # times, not the projection's clock: a rebuild from the events finds the same).
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def visible(self) -> bool:
@@ -113,16 +121,39 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     status = join(old.status if old else None, _TARGET[fact.kind])
     old_attempts = old.attempts if old else 0
     client_id = old.client_id if old and old.client_id is not None else fact.client_id
+    # A message never changes mailing; the first one seen is kept.
+    mailing_id = old.mailing_id if old else fact.mailing_id
+    datetime_send = _datetime_send(old, fact, status)
+    attempts = max(old_attempts, fact.attempts)
+    last_error = _last_error(old, fact, status)
+    cancelled_at = _cancelled_at(old, fact, status)
+    # Event times: created at the earliest fact, updated at the latest that changed anything.
+    at = fact.event_time
+    created_at: datetime | None = at
+    updated_at: datetime | None = at
+    if old is not None:
+        created_at = min(old.created_at or at, at)
+        updated_at = old.updated_at
+        if (client_id, status, datetime_send, attempts, last_error, cancelled_at) != (
+            old.client_id,
+            old.status,
+            old.datetime_send,
+            old.attempts,
+            old.last_error,
+            old.cancelled_at,
+        ):
+            updated_at = max(updated_at or at, at)
     return MessageState(
         message_id=fact.message_id,
-        # A message never changes mailing; the first one seen is kept.
-        mailing_id=old.mailing_id if old else fact.mailing_id,
+        mailing_id=mailing_id,
         client_id=client_id,
         status=status,
-        datetime_send=_datetime_send(old, fact, status),
-        attempts=max(old_attempts, fact.attempts),
-        last_error=_last_error(old, fact, status),
-        cancelled_at=_cancelled_at(old, fact, status),
+        datetime_send=datetime_send,
+        attempts=attempts,
+        last_error=last_error,
+        cancelled_at=cancelled_at,
+        created_at=created_at,
+        updated_at=updated_at,
     )
 
 

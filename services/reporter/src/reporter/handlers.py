@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from reporter import adapters, stats_adapters
+from reporter import adapters, report_adapters, stats_adapters
 from reporter.domain import Fact, Kind, MailingPatch
 from reporter.metrics import EVENTS_IGNORED, MESSAGES_PROJECTED
 from reporter.stats import GlobalDelta, tally_batch
@@ -25,6 +25,7 @@ from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
     ClientsImported,
+    DailyReportSent,
     Event,
     MailingAudienceResolved,
     MailingCancelled,
@@ -69,6 +70,7 @@ PROJECTED_TYPES = frozenset(
         MessagesDelivered.event_type,
         MessageAttemptsFailed.event_type,
         MessagesUndelivered.event_type,
+        DailyReportSent.event_type,
     }
 )
 
@@ -80,14 +82,20 @@ async def handle_batch(conn: Connection, envelopes: Sequence[Envelope]) -> None:
     facts: list[Fact] = []
     patches: dict[int, MailingPatch] = {}
     clients = _Clients()
+    reports: list[DailyReportSent] = []
     ignored = 0
     for env in envelopes:
         if env.type not in PROJECTED_TYPES:
             ignored += 1  # messages.due and whatever a newer producer adds
             continue
-        _collect(env.payload(), env.time, facts, patches, clients)
+        event = env.payload()
+        if isinstance(event, DailyReportSent):
+            reports.append(event)
+            continue
+        _collect(event, env.time, facts, patches, clients)
     if ignored:
         EVENTS_IGNORED.inc(ignored)
+    await report_adapters.record_sent(conn, reports)
     mailing_ids = {f.mailing_id for f in facts} | patches.keys()
     if not mailing_ids and not clients.created and not clients.deleted:
         return
@@ -166,7 +174,7 @@ class _Clients:
 
     def __init__(self) -> None:
         self.created: set[int] = set()
-        self.deleted: set[int] = set()
+        self.deleted: dict[int, datetime] = {}
 
 
 def _collect(
@@ -185,7 +193,7 @@ def _collect(
             # Only the count matters here: an imported update is no new client.
             clients.created.update(c.client_id for c in event.clients if c.created)
         case ClientDeleted():
-            clients.deleted.add(event.client_id)
+            clients.deleted.setdefault(event.client_id, event.deleted_at)
         case MessagesScheduled() | MessagesRescheduled():
             kind = Kind.SCHEDULED if isinstance(event, MessagesScheduled) else Kind.RESCHEDULED
             facts.extend(

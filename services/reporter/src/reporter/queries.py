@@ -11,6 +11,7 @@ import asyncpg
 
 from reporter.domain import Status
 from reporter.stats import MailingState, delivery_rate, floor_hour, floor_minute
+from sms_events.db import Connection
 
 __all__ = [
     "COUNTER_FIELDS",
@@ -20,7 +21,9 @@ __all__ = [
     "counters",
     "gauge_figures",
     "mailing_stats",
+    "mailing_stats_on",
     "overview",
+    "overview_on",
 ]
 
 COUNTER_FIELDS = (
@@ -70,21 +73,26 @@ _STATUSES = [s.value for s in Status if s is not Status.WITHDRAWN]
 async def overview(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
     """Clients, mailings by state, messages by status, delivery rate and sends per hour of the
     last 24 hours (the current hour last), from one snapshot of the aggregates."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        return await overview_on(conn, now)
+
+
+async def overview_on(conn: Connection, now: datetime) -> dict[str, Any]:
+    """``overview`` on ``conn``, in its transaction (the tables it finds on its search path)."""
     last_hour = floor_hour(now)
     first_hour = last_hour - timedelta(hours=HOURS - 1)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        totals = {r["name"]: r["value"] for r in await conn.fetch("SELECT * FROM reporter_totals")}
-        states = await conn.fetch(
-            f"SELECT {MAILING_STATE_SQL} AS state, count(*) AS n FROM reporter_mailings"
-            " WHERE deleted_at IS NULL GROUP BY 1",
-            now,
-        )
-        quarters = await conn.fetch(
-            "SELECT quarter, delivered, failed FROM reporter_quarters"
-            " WHERE quarter >= $1 AND quarter < $2",
-            first_hour,
-            last_hour + timedelta(hours=1),
-        )
+    totals = {r["name"]: r["value"] for r in await conn.fetch("SELECT * FROM reporter_totals")}
+    states = await conn.fetch(
+        f"SELECT {MAILING_STATE_SQL} AS state, count(*) AS n FROM reporter_mailings"
+        " WHERE deleted_at IS NULL GROUP BY 1",
+        now,
+    )
+    quarters = await conn.fetch(
+        "SELECT quarter, delivered, failed FROM reporter_quarters"
+        " WHERE quarter >= $1 AND quarter < $2",
+        first_hour,
+        last_hour + timedelta(hours=1),
+    )
     hours = {first_hour + timedelta(hours=i): [0, 0] for i in range(HOURS)}
     for r in quarters:
         counts = hours[floor_hour(r["quarter"])]
@@ -125,36 +133,41 @@ async def mailing_stats(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any] |
     deleted). Reads the mailing's counter row, its failure reasons and at most the last 1440
     minutes that had sends."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        row = await conn.fetchrow(
-            "SELECT * FROM reporter_mailings WHERE mailing_id = $1 AND deleted_at IS NULL",
+        return await mailing_stats_on(conn, mailing_id)
+
+
+async def mailing_stats_on(conn: Connection, mailing_id: int) -> dict[str, Any] | None:
+    """``mailing_stats`` on ``conn``, in its transaction (the tables on its search path)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM reporter_mailings WHERE mailing_id = $1 AND deleted_at IS NULL",
+        mailing_id,
+    )
+    if row is None:
+        return None
+    failures = await conn.fetch(
+        "SELECT reason, attempts, final FROM reporter_mailing_failures"
+        " WHERE mailing_id = $1 AND (attempts <> 0 OR final <> 0)"
+        " ORDER BY attempts + final DESC, reason LIMIT $2",
+        mailing_id,
+        TOP_FAILURES,
+    )
+    span = await conn.fetchrow(
+        "SELECT min(minute) AS first, max(minute) AS last FROM reporter_mailing_minutes"
+        " WHERE mailing_id = $1 AND (delivered <> 0 OR failed <> 0)",
+        mailing_id,
+    )
+    minutes: list[asyncpg.Record] = []
+    first = last = None
+    if span is not None and span["last"] is not None:
+        last = span["last"]
+        first = max(span["first"], last - timedelta(minutes=MAX_MINUTES - 1))
+        minutes = await conn.fetch(
+            "SELECT minute, delivered, failed FROM reporter_mailing_minutes"
+            " WHERE mailing_id = $1 AND minute >= $2 AND minute <= $3",
             mailing_id,
+            first,
+            last,
         )
-        if row is None:
-            return None
-        failures = await conn.fetch(
-            "SELECT reason, attempts, final FROM reporter_mailing_failures"
-            " WHERE mailing_id = $1 AND (attempts <> 0 OR final <> 0)"
-            " ORDER BY attempts + final DESC, reason LIMIT $2",
-            mailing_id,
-            TOP_FAILURES,
-        )
-        span = await conn.fetchrow(
-            "SELECT min(minute) AS first, max(minute) AS last FROM reporter_mailing_minutes"
-            " WHERE mailing_id = $1 AND (delivered <> 0 OR failed <> 0)",
-            mailing_id,
-        )
-        minutes: list[asyncpg.Record] = []
-        first = last = None
-        if span is not None and span["last"] is not None:
-            last = span["last"]
-            first = max(span["first"], last - timedelta(minutes=MAX_MINUTES - 1))
-            minutes = await conn.fetch(
-                "SELECT minute, delivered, failed FROM reporter_mailing_minutes"
-                " WHERE mailing_id = $1 AND minute >= $2 AND minute <= $3",
-                mailing_id,
-                first,
-                last,
-            )
     delivered, undelivered = row["delivered_messages"], row["undelivered_messages"]
     started_at = row["first_sent_at"] or (span["first"] if span is not None else None)
     completed_at, start = row["completed_at"], row["datetime_start"]

@@ -3,14 +3,20 @@ delivery record, ``reporter_daily_reports`` (claims, leases, outcomes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from reporter.domain import PROJECTION_NAME
 from reporter.report import MAX_TABLE_ROWS, DailyReport, Figures, MailingLine, day_bounds
 from reporter.stats import mailing_state
+from sms_events.contracts import DailyReportSent
+from sms_events.db import Connection
+from sms_events.replay import writing
+from sms_events.store import EventStore, appending
 
 __all__ = [
     "Claim",
@@ -147,21 +153,24 @@ async def claim(
     """Take ``day`` for sending, atomically: one statement, so of several replicas (or a
     replica and the command) at most one gets a row back. None if someone else holds it,
     it is waiting out a backoff, or it was sent already."""
-    row = await pool.fetchrow(
-        f"""
-        INSERT INTO reporter_daily_reports AS r (day, state, attempts, claimed_by, claimed_until)
-        VALUES ($1, 'sending', 1, $2, now() + make_interval(secs => $3))
-        ON CONFLICT (day) DO UPDATE SET
-            state = 'sending', attempts = r.attempts + 1, claimed_by = EXCLUDED.claimed_by,
-            claimed_until = EXCLUDED.claimed_until, updated_at = now()
-        WHERE {_BY_HAND if by_hand else _SCHEDULED}
-        RETURNING r.attempts, r.sent_at IS NOT NULL AS was_sent
-        """,
-        day,
-        owner,
-        lease_s,
-        *([force] if by_hand else []),
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        await writing(conn, PROJECTION_NAME)  # a rebuild's swap carries the claim over
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO reporter_daily_reports AS r
+                (day, state, attempts, claimed_by, claimed_until)
+            VALUES ($1, 'sending', 1, $2, now() + make_interval(secs => $3))
+            ON CONFLICT (day) DO UPDATE SET
+                state = 'sending', attempts = r.attempts + 1, claimed_by = EXCLUDED.claimed_by,
+                claimed_until = EXCLUDED.claimed_until, updated_at = now()
+            WHERE {_BY_HAND if by_hand else _SCHEDULED}
+            RETURNING r.attempts, r.sent_at IS NOT NULL AS was_sent
+            """,
+            day,
+            owner,
+            lease_s,
+            *([force] if by_hand else []),
+        )
     if row is None:
         return None
     resend = row["attempts"] if row["was_sent"] else 0
@@ -169,19 +178,58 @@ async def claim(
 
 
 async def mark_sent(pool: asyncpg.Pool, claim: Claim, message_id: str) -> bool:
-    """Record the send right after the server's 250; False if the claim was lost meanwhile
-    (the lease ran out and another took it over)."""
-    result = await pool.execute(
+    """Record the send right after the server's 250, with the ``report.sent`` event that
+    makes it part of the history (a rebuild or a restore never sends the day again); False if
+    the claim was lost meanwhile (the lease ran out and another took it over)."""
+    async with pool.acquire() as conn, appending(conn):
+        await writing(conn, PROJECTION_NAME)
+        row = await conn.fetchrow(
+            """
+            UPDATE reporter_daily_reports SET state = 'sent', sent_at = now(), message_id = $3,
+                   claimed_until = NULL, last_error = NULL, updated_at = now()
+             WHERE day = $1 AND claimed_by = $2 AND state = 'sending'
+            RETURNING sent_at, attempts
+            """,
+            claim.day,
+            claim.owner,
+            message_id,
+        )
+        if row is None:
+            return False
+        event = DailyReportSent(
+            day=claim.day, sent_at=row["sent_at"], attempts=row["attempts"], message_id=message_id
+        )
+        await EventStore(pool).append(event.stream_id(), [event], conn=conn)
+    return True
+
+
+async def record_sent(conn: Connection, reports: Sequence[DailyReportSent]) -> None:
+    """Fold ``report.sent`` events: each day sent, the newest send winning (a day being sent
+    again by hand stays claimed until its own event comes)."""
+    if not reports:
+        return
+    newest: dict[date, DailyReportSent] = {}
+    for r in reports:  # one row per day in the statement: the newest send of each
+        if r.day not in newest or newest[r.day].sent_at < r.sent_at:
+            newest[r.day] = r
+    reports = list(newest.values())
+    await conn.execute(
         """
-        UPDATE reporter_daily_reports SET state = 'sent', sent_at = now(), message_id = $3,
-               claimed_until = NULL, last_error = NULL, updated_at = now()
-         WHERE day = $1 AND claimed_by = $2 AND state = 'sending'
+        INSERT INTO reporter_daily_reports AS r (day, state, attempts, sent_at, message_id)
+        SELECT day, 'sent', attempts, sent_at, message_id
+          FROM unnest($1::date[], $2::int[], $3::timestamptz[], $4::text[])
+               AS e(day, attempts, sent_at, message_id)
+         ORDER BY day
+        ON CONFLICT (day) DO UPDATE SET
+            state = 'sent', attempts = EXCLUDED.attempts, sent_at = EXCLUDED.sent_at,
+            message_id = EXCLUDED.message_id, claimed_until = NULL, last_error = NULL
+        WHERE r.sent_at IS NULL OR r.sent_at < EXCLUDED.sent_at
         """,
-        claim.day,
-        claim.owner,
-        message_id,
+        [r.day for r in reports],
+        [r.attempts for r in reports],
+        [r.sent_at for r in reports],
+        [r.message_id for r in reports],
     )
-    return result.endswith(" 1")
 
 
 async def mark_failed(pool: asyncpg.Pool, claim: Claim, error: str, retry_in_s: float) -> None:

@@ -8,7 +8,7 @@ between that statement and the commit, and two replicas can never hold them cros
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from reporter.domain import MailingDelta
@@ -114,7 +114,7 @@ async def forget_mailings(conn: Connection, mailing_ids: Collection[int]) -> Glo
 
 
 async def track_clients(
-    conn: Connection, created: Collection[int], deleted: Collection[int]
+    conn: Connection, created: Collection[int], deleted: Mapping[int, datetime]
 ) -> int:
     """Record client creations and deletions; returns how the number of clients moves.
 
@@ -134,16 +134,20 @@ async def track_clients(
         )
         change += len(rows)
     if deleted:
+        ids = sorted(deleted)
+        # The deletion's own time (not the clock's: a rebuild must find the same).
         # Updated rows were counted clients (created = true); inserted ones are tombstones.
         rows = await conn.fetch(
             """
             INSERT INTO reporter_clients AS c (client_id, created, deleted_at)
-            SELECT id, false, now() FROM unnest($1::bigint[]) AS u(id) ORDER BY id
+            SELECT id, false, at FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, at)
+            ORDER BY id
             ON CONFLICT (client_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at
                 WHERE c.deleted_at IS NULL
             RETURNING c.created
             """,
-            sorted(set(deleted)),
+            ids,
+            [deleted[i] for i in ids],
         )
         change -= sum(1 for r in rows if r["created"])
     return change

@@ -33,14 +33,17 @@ from smtp_sink import Received, SmtpSink
 from reporter.config import Settings
 from reporter.daily_report import DailyReporter, Outcome, ReportConfig, deliver
 from reporter.mailer import SmtpConfig
+from reporter.projection import PROJECTION
 from reporter.report import day_bounds
 from sms_events.contracts import (
     MailingScheduled,
     MessagesCancelled,
 )
 from sms_events.db import create_pool
+from sms_events.replay import replay
 from sms_events.settings import ServiceSettings
 from sms_events.testing.environment import TestEnvironment
+from sms_events.testing.restore import restore_events
 
 _today = itertools.count()
 
@@ -454,3 +457,33 @@ async def test_a_replica_that_died_while_sending_is_taken_over_after_its_lease(
     assert (row["state"], row["attempts"]) == ("sent", 2)
     # The same Message-ID the dead replica used, had it got as far as the server.
     assert row["message_id"] == f"<daily-report.{yesterday.isoformat()}.utc@example.com>"
+
+
+async def test_a_day_sent_before_a_restore_is_not_sent_again_after_it(
+    pool: asyncpg.Pool, smtp: SmtpSink, settings: ServiceSettings
+) -> None:
+    today = fresh_today()
+    yesterday = today - timedelta(days=1)
+    await some_activity(pool, yesterday)
+    clock = Clock(at_local(today, "UTC", 6, 0))
+    cfg = config_for(smtp, catch_up_days=1)
+    assert await DailyReporter(pool, cfg, now=clock, owner="before").tick() == [yesterday]
+    sent = len(smtp.received)
+
+    restored = TestEnvironment.create(["reporter"])  # migrated, empty
+    try:
+        await asyncio.to_thread(restore_events, settings.database_url, restored.database_url)
+        other = await create_pool(restored.database_url, min_size=2, max_size=2)
+        try:
+            await replay(other, PROJECTION)
+            row = await other.fetchrow(
+                "SELECT state, attempts FROM reporter_daily_reports WHERE day = $1", yesterday
+            )
+            assert (row["state"], row["attempts"]) == ("sent", 1)
+            again = DailyReporter(other, cfg, now=clock, owner="after-restore")
+            assert await again.tick() == []
+            assert len(smtp.received) == sent
+        finally:
+            await other.close()
+    finally:
+        restored.destroy()

@@ -24,6 +24,8 @@ from reporter.domain import (
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MAILING = 7
+# Every fact below is recorded at T0: the message's event times.
+AT_T0 = {"created_at": T0, "updated_at": T0}
 
 
 def fact(kind: Kind, message_id: int = 1, **kw: object) -> Fact:
@@ -74,7 +76,7 @@ def test_delivery_that_raced_a_cancel_wins() -> None:
 
 def test_scheduled_creates_a_scheduled_message_due_at_its_time() -> None:
     state = run(fact(Kind.SCHEDULED, client_id=5, at=T0))
-    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, T0, 0, None)
+    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, T0, 0, None, **AT_T0)
 
 
 def test_rescheduled_moves_the_due_time() -> None:
@@ -89,7 +91,7 @@ def test_failed_attempt_keeps_it_scheduled_with_attempts_error_and_retry_time() 
         fact(Kind.SCHEDULED, client_id=5, at=T0),
         fact(Kind.ATTEMPT_FAILED, at=retry, attempts=1, error="timeout"),
     )
-    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, retry, 1, "timeout")
+    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, retry, 1, "timeout", **AT_T0)
 
 
 def test_undelivered_records_the_final_error_and_attempts() -> None:
@@ -99,7 +101,9 @@ def test_undelivered_records_the_final_error_and_attempts() -> None:
         fact(Kind.ATTEMPT_FAILED, at=T0, attempts=1, error="timeout"),
         fact(Kind.UNDELIVERED, at=failed, attempts=2, error="rejected: 400"),
     )
-    assert state == MessageState(1, MAILING, 5, Status.UNDELIVERED, failed, 2, "rejected: 400")
+    assert state == MessageState(
+        1, MAILING, 5, Status.UNDELIVERED, failed, 2, "rejected: 400", **AT_T0
+    )
 
 
 def test_delivered_after_retries_keeps_the_last_error_and_counts_every_attempt() -> None:
@@ -109,7 +113,7 @@ def test_delivered_after_retries_keeps_the_last_error_and_counts_every_attempt()
         fact(Kind.ATTEMPT_FAILED, at=T0, attempts=1, error="timeout"),
         fact(Kind.DELIVERED, at=sent, attempts=2),
     )
-    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 2, "timeout")
+    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 2, "timeout", **AT_T0)
 
 
 def test_cancel_keeps_the_due_time() -> None:
@@ -131,9 +135,20 @@ def test_withdrawal_does_not_touch_a_message_already_settled() -> None:
 def test_event_before_the_schedule_creates_the_row_and_the_schedule_fills_in_the_client() -> None:
     sent = T0 + timedelta(minutes=1)
     early = run(fact(Kind.DELIVERED, at=sent, attempts=1))
-    assert early == MessageState(1, MAILING, None, Status.DELIVERED, sent, 1, None)
+    assert early == MessageState(1, MAILING, None, Status.DELIVERED, sent, 1, None, **AT_T0)
     state = run(fact(Kind.SCHEDULED, client_id=5, at=T0), start=early)
-    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 1, None)
+    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 1, None, **AT_T0)
+
+
+def test_event_times_are_the_first_fact_and_the_last_fact_that_changed_it() -> None:
+    t1, t2, t3 = (T0 + timedelta(minutes=m) for m in (1, 2, 3))
+    state = run(
+        fact(Kind.SCHEDULED, client_id=5, at=T0, event_time=t1),
+        fact(Kind.DELIVERED, at=t2, attempts=1, event_time=t2),
+        fact(Kind.CANCELLED, event_time=t3),  # changes nothing: a delivery outranks it
+        fact(Kind.SCHEDULED, client_id=5, at=T0, event_time=T0),  # redelivered, older
+    )
+    assert (state.created_at, state.updated_at) == (T0, t2)
 
 
 def test_two_deliveries_keep_the_first_send_time() -> None:
