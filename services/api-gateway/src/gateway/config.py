@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from gateway.admin.config import AdminSettings
 from gateway.auth import ApiKeys, parse_key
 from gateway.import_limits import ImportLimits
+from sms_events.bearer import is_loopback
 from sms_events.settings import ServiceSettings
 
 __all__ = ["Settings"]
@@ -72,6 +73,15 @@ class Settings(ServiceSettings, AdminSettings):
                 raise ValueError(f"API_KEYS names {name!r} twice")
             names.add(name)
         return keys
+
+    @model_validator(mode="after")
+    def _dev_login_on_loopback(self) -> Settings:
+        # The dev login needs no password: reachable only from this machine.
+        if self.admin_dev_login and not is_loopback(self.gateway_host):
+            raise ValueError(
+                f"ADMIN_DEV_LOGIN works only on a loopback GATEWAY_HOST, not {self.gateway_host}"
+            )
+        return self
 
     def import_limits(self) -> ImportLimits:
         return ImportLimits(self.import_max_bytes, self.import_max_rows, self.import_max_concurrent)

@@ -85,6 +85,7 @@ async def oidc(provider: Provider) -> AsyncIterator[OidcClient]:
         oidc_client_id=CLIENT_ID,
         oidc_client_secret=provider.client_secret,
         admin_session_secret=SESSION_SECRET,
+        admin_allow_any_user=True,
     )
     async with httpx.AsyncClient(timeout=10) as http:
         yield OidcClient(settings, http)

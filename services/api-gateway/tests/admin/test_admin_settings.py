@@ -25,6 +25,7 @@ def oidc(**values: Any) -> AdminSettings:
         "oidc_client_id": "admin",
         "oidc_client_secret": CLIENT_SECRET,
         "admin_session_secret": SECRET,
+        "admin_allowed_emails": "ops@example.com",
     }
     return settings(**(base | values))
 
@@ -47,6 +48,7 @@ def test_auth0_names_are_accepted_as_the_oidc_ones(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AUTH0_CLIENT_ID", "abc")
     monkeypatch.setenv("AUTH0_CLIENT_SECRET", CLIENT_SECRET)
     monkeypatch.setenv("ADMIN_SESSION_SECRET", SECRET)
+    monkeypatch.setenv("ADMIN_ALLOWED_EMAILS", "ops@example.com")
     s = settings()
     assert s.oidc_issuer == "https://tenant.eu.auth0.com/"
     assert s.oidc_client_id == "abc"
@@ -76,6 +78,7 @@ def test_oidc_needs_a_real_session_secret(secret: str | None) -> None:
             oidc_client_id="admin",
             oidc_client_secret=CLIENT_SECRET,
             admin_session_secret=secret,
+            admin_allow_any_user=True,
         )
 
 
@@ -120,3 +123,11 @@ def test_the_time_zone_must_exist() -> None:
 def test_the_secrets_do_not_show_in_the_settings_repr() -> None:
     text = repr(oidc()) + str(oidc().model_dump())
     assert SECRET not in text and CLIENT_SECRET not in text
+
+
+def test_oidc_without_an_access_rule_is_refused_unless_said_explicitly() -> None:
+    with pytest.raises(ValidationError, match="no access rule"):
+        oidc(admin_allowed_emails="")
+    assert oidc(admin_allowed_emails="", admin_allow_any_user=True).oidc_enabled
+    assert oidc(admin_allowed_emails="", admin_role_claim="roles",
+                admin_required_role="admin").oidc_enabled  # fmt: skip

@@ -77,3 +77,12 @@ def test_reporter_url_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPORTER_TIMEOUT_S", "0")
     with pytest.raises(ValidationError):
         _settings()
+
+
+def test_the_dev_login_only_on_a_loopback_bind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_DEV_LOGIN", "true")
+    monkeypatch.setenv("GATEWAY_HOST", "0.0.0.0")
+    with pytest.raises(ValidationError, match="loopback GATEWAY_HOST"):
+        _settings()
+    monkeypatch.setenv("GATEWAY_HOST", "127.0.0.1")
+    assert _settings().admin_dev_login

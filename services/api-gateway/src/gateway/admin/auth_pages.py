@@ -17,6 +17,7 @@ from gateway.admin.sessions import (
     safe_next,
 )
 from gateway.admin.web import Admin, AdminRoute, admin_of, render, see_other
+from sms_events.bearer import is_loopback
 
 __all__ = ["DEV_USER", "router"]
 
@@ -101,7 +102,9 @@ async def callback(request: Request) -> Response:
 @router.post("/auth/dev-login")
 async def dev_login(request: Request) -> Response:
     admin = admin_of(request)
-    if not admin.settings.admin_dev_login:
+    # Loopback Host too, not only a loopback bind: a page of another site whose name resolves
+    # to 127.0.0.1 (DNS rebinding) reaches the port but names its own host.
+    if not admin.settings.admin_dev_login or not is_loopback(request.url.hostname or ""):
         return render(request, "closed.html", status=403)
     form = await request.form(max_files=0, max_fields=10)
     token = form.get(CSRF_FIELD)

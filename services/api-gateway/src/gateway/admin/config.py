@@ -69,6 +69,11 @@ class AdminSettings(BaseSettings):
     admin_required_role: str | None = Field(
         default=None, description="Role that ADMIN_ROLE_CLAIM must contain"
     )
+    admin_allow_any_user: bool = Field(
+        default=False,
+        description="With OIDC and no access rule, let every account the provider "
+        "authenticates in (otherwise the gateway refuses to start)",
+    )
     admin_session_secret: SecretStr | None = Field(
         default=None,
         description=f"Key signing the session cookie (at least {MIN_SECRET_LENGTH} characters); "
@@ -157,6 +162,14 @@ class AdminSettings(BaseSettings):
     def _check_roles(self) -> None:
         if bool(self.admin_role_claim) != bool(self.admin_required_role):
             raise ValueError("ADMIN_ROLE_CLAIM and ADMIN_REQUIRED_ROLE must be set together")
+        ruled = self.admin_allowed_emails or self.admin_role_claim
+        if self.oidc_enabled and not ruled and not self.admin_allow_any_user:
+            # Public sign-up or social login would make anyone a full admin.
+            raise ValueError(
+                "OIDC login has no access rule: every account the provider authenticates "
+                "would be an admin. Set ADMIN_ALLOWED_EMAILS, or ADMIN_ROLE_CLAIM with "
+                "ADMIN_REQUIRED_ROLE, or ADMIN_ALLOW_ANY_USER=true to mean exactly that"
+            )
 
     def _check_session_secret(self) -> None:
         secret = self.admin_session_secret
