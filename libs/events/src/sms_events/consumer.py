@@ -46,7 +46,7 @@ from aio_pika.abc import (
 )
 
 from sms_events.broker import Broker, declare_exchange
-from sms_events.db import Connection, is_transient
+from sms_events.db import Connection, error_label, is_transient
 from sms_events.envelope import Envelope, EnvelopeError
 from sms_events.horizon import appending
 from sms_events.metrics import (
@@ -270,12 +270,14 @@ class Consumer:
                     if stop.is_set():
                         return  # unacked: back to the queue when the channel closes
                     # Not the event's fault: waited out, not counted as one of its attempts.
-                    log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
+                    log.warning(
+                        "consumer_transient_error", queue=self.queue_name, error=error_label(exc)
+                    )
                 else:
                     failures += 1
                     CONSUMER_FAILURES.labels(self.spec.name).inc()
                     if failures >= self._attempts:
-                        await self._dead_letter(message, repr(exc), event_type=env.type)
+                        await self._dead_letter(message, error_label(exc), event_type=env.type)
                         return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
@@ -335,7 +337,7 @@ class Consumer:
                 return  # stopping: the unacked deliveries return to the queue
         except Exception as exc:
             CONSUMER_FAILURES.labels(self.spec.name).inc()
-            log.warning("consumer_batch_failed", queue=self.queue_name, error=repr(exc))
+            log.warning("consumer_batch_failed", queue=self.queue_name, error=error_label(exc))
             await self._one_by_one(parsed, stop)
             return
         await self._settle(parsed[-1][0].ack(multiple=True))
@@ -423,7 +425,9 @@ class Consumer:
                     raise
                 if stop.is_set():
                     return False
-                log.warning("consumer_transient_error", queue=self.queue_name, error=str(exc))
+                log.warning(
+                    "consumer_transient_error", queue=self.queue_name, error=error_label(exc)
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 5.0)
@@ -475,7 +479,7 @@ class Consumer:
                 CONSUMER_HANDLED.labels(self.spec.name).inc()
                 self._observe_ages((env,))
             else:
-                await self._dead_letter(message, repr(error), event_type=env.type)
+                await self._dead_letter(message, error_label(error), event_type=env.type)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, event_type: str | None = None

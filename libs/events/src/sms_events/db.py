@@ -23,6 +23,7 @@ __all__ = [
     "Connection",
     "PoolTimeout",
     "create_pool",
+    "error_label",
     "init_connection",
     "is_transient",
     "pool_for",
@@ -62,6 +63,15 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
         return False
     return isinstance(exc, _TRANSIENT)
+
+
+def error_label(exc: BaseException) -> str:
+    """What a log line says of an error: a database error by its class and SQLSTATE, never its
+    message or detail (they quote the rows: 'invalid input syntax for type bigint: "7999..."');
+    any other error as its repr (phones in it are masked by the log scrubber)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate})"
+    return repr(exc)
 
 
 def _dumps(value: Any) -> str:

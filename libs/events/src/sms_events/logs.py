@@ -17,11 +17,20 @@ _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 # The password runs to the last "@" before the host: a raw "@" in it must not leak the rest.
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^/\s]*@")
 _MASK = "***"
+# Phones (7, a three-digit operator code, seven digits) wherever they appear: in a message, in
+# a database error's detail ("Key (phone)=(79991234567) already exists"), in a traceback.
+# The operator code stays: it says which network without saying who.
+_PHONE = re.compile(r"(?<![0-9])(\+?7[0-9]{3})[0-9]{7}(?![0-9])")
+_PHONE_KEYS = re.compile(r"phone|msisdn", re.I)
+_PHONE_INTS = range(70_000_000_000, 80_000_000_000)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\1{_MASK}@", _BEARER.sub(rf"\1{_MASK}", value))
+        value = _URL_PASSWORD.sub(rf"\1{_MASK}@", _BEARER.sub(rf"\1{_MASK}", value))
+        return _PHONE.sub(rf"\1{_MASK}", value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in _PHONE_INTS:
+        return _PHONE.sub(rf"\1{_MASK}", str(value))
     if isinstance(value, Mapping):
         return {k: _MASK if _is_secret(k) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -30,14 +39,17 @@ def _scrub(value: Any) -> Any:
 
 
 def _is_secret(key: object) -> bool:
-    return isinstance(key, str) and _SECRET_KEYS.search(key) is not None
+    return isinstance(key, str) and (
+        _SECRET_KEYS.search(key) is not None or _PHONE_KEYS.search(key) is not None
+    )
 
 
 def scrub_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Last line of defence: mask values under secret-looking keys, bearer tokens and URL
-    passwords, whatever a caller passed in (nested dicts and lists included)."""
+    """Last line of defence: mask values under secret- or phone-looking keys, bearer tokens,
+    URL passwords and phone numbers, whatever a caller passed in (nested dicts and lists, and
+    exception text, included)."""
     for key, value in list(event_dict.items()):
         event_dict[key] = _MASK if _is_secret(key) else _scrub(value)
     return event_dict

@@ -30,7 +30,7 @@ import asyncpg
 import structlog
 
 from sms_events.broker import Broker, envelope_of
-from sms_events.db import Connection
+from sms_events.db import Connection, error_label
 from sms_events.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
@@ -88,7 +88,7 @@ class OutboxRelay:
             try:
                 await self._lead(stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("relay_database_error", error=str(exc))
+                log.warning("relay_database_error", error=error_label(exc))
                 await _sleep_unless(stop, self._poll_interval)
             except Exception:
                 # A relay that dies leaves every later event stored but unpublished while the
@@ -147,7 +147,7 @@ class OutboxRelay:
                     await self._broker.publish([envelope_of(e, self._source) for e in events])
                 except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
                     OUTBOX_PUBLISH_FAILURES.inc()
-                    log.warning("relay_publish_failed", error=str(exc), batch=len(events))
+                    log.warning("relay_publish_failed", error=error_label(exc), batch=len(events))
                     await self._update_gauges(checkpoint, lock_conn)
                     await _sleep_unless(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -193,7 +193,7 @@ async def _give_up_lock(lock_conn: Connection, on_notify: Any) -> None:
         await lock_conn.remove_listener(_NOTIFY_CHANNEL, on_notify)
         released = bool(await lock_conn.fetchval("SELECT pg_advisory_unlock($1)", _LEADER_LOCK_KEY))
     except Exception as exc:
-        log.warning("relay_unlock_failed", error=str(exc))
+        log.warning("relay_unlock_failed", error=error_label(exc))
     finally:
         if not released and not lock_conn.is_closed():
             lock_conn.terminate()

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_events.broker import Broker
-from sms_events.db import pool_for
+from sms_events.db import error_label, pool_for
 from sms_events.logs import configure_logging
 from sms_events.migrate import apply_migrations_async
 from sms_events.relay import OutboxRelay
@@ -52,7 +52,7 @@ class Runtime:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or (exc := task.exception()) is None:
             return
-        log.error("task_failed", task=task.get_name(), error=repr(exc))
+        log.error("task_failed", task=task.get_name(), error=error_label(exc))
         self.failed.append(task.get_name())
         self.stop.set()
 

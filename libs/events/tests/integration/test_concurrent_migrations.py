@@ -59,6 +59,7 @@ _ALL = [
     "events_0001_event_store",
     "events_0002_announced_appenders",
     "events_0003_processed_events_pruning",
+    "events_0004_audit",
     "zz_0001_slow",
     "zz_0002_row",
 ]
@@ -126,6 +127,6 @@ def test_the_migrate_command_applies_the_event_store(fresh_database: str, tmp_pa
     )
 
     assert result.stdout.strip() == (
-        "applied 3 migration(s): events_0001_event_store, events_0002_announced_appenders,"
-        " events_0003_processed_events_pruning"
+        "applied 4 migration(s): events_0001_event_store, events_0002_announced_appenders,"
+        " events_0003_processed_events_pruning, events_0004_audit"
     )

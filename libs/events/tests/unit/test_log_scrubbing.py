@@ -77,6 +77,24 @@ def test_masks_secrets_nested_in_dicts_and_lists() -> None:
     assert out["attempts"] == [{"token": "***"}, "Bearer ***"]
 
 
+def test_masks_phones_anywhere_keeping_the_operator_code() -> None:
+    out = _scrub(
+        event="import failed",
+        error="duplicate key: Key (phone)=(79991234567) already exists",
+        exception="Traceback ...\nUniqueViolationError: (phone)=(+79001112233)",
+        phone="79991234567",
+        recipient={"client_phone": 79991234567},
+        number=79991234567,
+        message_id=123456789012,  # 12 digits: not a phone
+        count=42,
+    )
+    assert out["error"] == "duplicate key: Key (phone)=(7999***) already exists"
+    assert out["exception"].endswith("(phone)=(+7900***)")
+    assert out["phone"] == out["recipient"]["client_phone"] == "***"
+    assert out["number"] == "7999***"
+    assert (out["message_id"], out["count"]) == (123456789012, 42)
+
+
 def test_leaves_ordinary_values_alone() -> None:
     out = _scrub(event="message_sent", status=200, mailing_id=4, note="no secrets: a:b@c")
 

@@ -13,6 +13,7 @@ import structlog
 
 from reporter.metrics import MAILINGS, MESSAGES
 from reporter.queries import gauge_figures
+from sms_events.db import error_label
 
 __all__ = ["refresh", "refresh_gauges"]
 
@@ -38,7 +39,7 @@ async def refresh_gauges(pool: asyncpg.Pool, stop: asyncio.Event, every: float =
                 failing = False
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if not failing:
-                    log.warning("gauges_refresh_failed", error=str(exc))
+                    log.warning("gauges_refresh_failed", error=error_label(exc))
                 failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
