@@ -300,6 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
         ],
         swagger_ui_parameters={"persistAuthorization": True},
     )
+    app.state.settings = settings  # what endpoints read (caps, prices, the send rate)
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
     app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])

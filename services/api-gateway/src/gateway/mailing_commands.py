@@ -83,9 +83,11 @@ async def _append(conn: Connection, store: EventStore, event: Event, version: in
     await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
 
 
-async def create(pool: asyncpg.Pool, data: Any, *, now: datetime) -> MailingRow:
+async def create(
+    pool: asyncpg.Pool, data: Any, *, now: datetime, max_segments: int = 0
+) -> MailingRow:
     """``POST``: a new mailing (``mailing.scheduled``); raises ``InvalidInput``."""
-    mailing = new_mailing(parse_change(data, require=True), now)
+    mailing = new_mailing(parse_change(data, require=True), now, max_segments=max_segments)
     store = EventStore(pool)
 
     async def attempt(conn: Connection) -> MailingRow:
@@ -105,6 +107,7 @@ async def update(
     partial: bool,
     now: datetime,
     all_messages_final: bool,
+    max_segments: int = 0,
 ) -> MailingRow:
     """``PATCH`` (``partial``) or ``PUT``; raises ``MailingNotFound``, ``InvalidInput`` or
     ``EditRefused``."""
@@ -114,7 +117,7 @@ async def update(
     async def attempt(conn: Connection) -> MailingRow:
         current = await _locked(conn, mailing_id)
         state = state_of(current, now, all_messages_final)
-        mailing = edit(current.fields, change, now=now, state=state)
+        mailing = edit(current.fields, change, now=now, state=state, max_segments=max_segments)
         if mailing == current.fields:
             return current
         row = await update_mailing(conn, mailing_id, mailing)

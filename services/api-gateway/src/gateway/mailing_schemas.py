@@ -62,6 +62,9 @@ MAILING_EXAMPLE: Final[dict[str, Any]] = {
     "created_at": "2024-02-14T08:47:43.458076Z",
     "updated_at": "2024-02-14T08:47:43.458082Z",
     "state": "running",
+    "encoding": "GSM-7",
+    "characters": 9,
+    "segments": 1,
 }
 _DELIVERED: Final[dict[str, Any]] = {
     **MAILING_EXAMPLE,
@@ -87,10 +90,12 @@ PAGE_EXAMPLE: Final[dict[str, Any]] = {
     "previous": None,
     "results": [
         {**_DELIVERED, "id": 3, "datetime_start": "2024-03-12T12:14:00Z",
-         "datetime_end": "2024-03-12T20:15:00Z", "text": "Text", "scheduled_messages": 3,
+         "datetime_end": "2024-03-12T20:15:00Z", "text": "Text", "characters": 4,
+         "scheduled_messages": 3,
          "delivered_messages": 0, "created_at": "2024-02-14T08:49:17.021904Z",
          "updated_at": "2024-02-14T08:49:17.021909Z", "state": "scheduled"},
         {**_DELIVERED, "id": 2, "datetime_end": "2024-03-12T20:15:00Z", "text": "Text",
+         "characters": 4,
          "created_at": "2024-02-14T08:48:46.213404Z", "updated_at": "2024-02-14T08:48:46.213410Z"},
         _DELIVERED,
     ],
@@ -156,6 +161,16 @@ class Mailing(BaseModel):
     state: MailingState = Field(
         description="scheduled (before the start), running, paused, finished (end reached, "
         "or every message final), cancelled"
+    )
+    encoding: Literal["GSM-7", "UCS-2"] = Field(
+        description="How the text is sent: GSM-7 when the GSM 03.38 alphabet writes it all"
+    )
+    characters: int = Field(
+        description="The text's length in its encoding: GSM-7 septets (the extension table "
+        "^{}[]~|\\€ counts double) or UTF-16 code units"
+    )
+    segments: int = Field(
+        description="SMS parts each message takes: 160/153 septets or 70/67 units per part"
     )
 
 

@@ -18,6 +18,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from gateway import mailing_commands, mailing_repository
+from gateway.config import Settings
 from gateway.domain import InvalidInput
 from gateway.lifecycle import Command
 from gateway.mailing_commands import MailingNotFound, state_of
@@ -55,6 +56,7 @@ from gateway.reporter_client import (
 from gateway.responses import JSON
 from gateway.routing import Pool, log_fields, path_id, read_json, slash_routes
 from gateway.schemas import responses
+from sms_events.segments import measure
 
 __all__ = ["DETAIL_MESSAGES", "STATUSES", "router"]
 
@@ -88,6 +90,12 @@ def get_reporter(request: Request) -> ReporterClient:
 Reporter = Annotated[ReporterClient, Depends(get_reporter)]
 
 
+def max_segments(request: Request) -> int:
+    """The cap on a mailing text's SMS segments (``MAILING_MAX_SEGMENTS``; 0: none)."""
+    settings: Settings = request.app.state.settings
+    return settings.mailing_max_segments
+
+
 def _mailing_id(raw: str) -> int:
     return path_id(raw, MailingNotFound)
 
@@ -110,6 +118,7 @@ def to_json(row: MailingRow, counters: Counters, now: datetime) -> dict[str, Any
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "state": state_of(row, now, counters.all_messages_final).value,
+        **measure(row.text).to_json(),
     }
 
 
@@ -215,7 +224,9 @@ async def list_mailings(
 )
 async def create_mailing(request: Request, pool: Pool) -> Response:
     now = _now()
-    row = await mailing_commands.create(pool, await read_json(request), now=now)
+    row = await mailing_commands.create(
+        pool, await read_json(request), now=now, max_segments=max_segments(request)
+    )
     log_fields(request, mailing_id=row.id, command="create")
     return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
 
@@ -326,7 +337,13 @@ async def _update(
         now = _now()
         final = counters.all_messages_final
         row = await mailing_commands.update(
-            pool, mid, data, partial=partial, now=now, all_messages_final=final
+            pool,
+            mid,
+            data,
+            partial=partial,
+            now=now,
+            all_messages_final=final,
+            max_segments=max_segments(request),
         )
         return JSON(to_json(row, counters, now))
 
