@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, clients, mailings, stats
+from gateway import admin, clients, mailings, preview, stats
 from gateway.auth import ApiKeys, require_api_key
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
@@ -303,6 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings  # what endpoints read (caps, prices, the send rate)
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
     app.include_router(clients.router, dependencies=[Depends(require_api_key(keys))])
+    app.include_router(preview.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(mailings.router, dependencies=[Depends(require_api_key(keys))])
     app.include_router(stats.router, dependencies=[Depends(require_api_key(keys))])
     admin.install(app, settings)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from scheduler.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
+from sms_events.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
 
 __all__ = [
     "NO_SEND_MOMENT",

@@ -20,7 +20,6 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from scheduler.audience import parse_client_filter
 from scheduler.domain import (
     NO_SEND_MOMENT,
     Mailing,
@@ -29,6 +28,7 @@ from scheduler.domain import (
     Unsent,
     settled_state,
 )
+from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     Event,
@@ -93,7 +93,7 @@ def _in_scope(alias: str, n: int, by_ids: bool) -> str:
 
 def _matches(n: int) -> str:
     """SQL: client ``c`` matches the filter items in $n (``audience.matches_filter``)."""
-    return f"(cardinality(${n}::text[]) = 0 OR c.operator_code = ANY(${n}) OR c.tag = ANY(${n}))"
+    return matches_sql(n, "c")
 
 
 def _target(by_ids: bool) -> str:
