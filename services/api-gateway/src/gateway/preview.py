@@ -28,7 +28,7 @@ from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.segments import measure
 from sms_events.window import send_window
 
-__all__ = ["TOP_TAGS", "audience_groups", "router"]
+__all__ = ["TOP_TAGS", "audience_groups", "forecast", "router"]
 
 router = APIRouter(prefix="/api/v1/mailings", tags=["mailings"])
 route = slash_routes(router)
@@ -229,10 +229,17 @@ def _audience(
     openapi_extra=mailing_body(partial=False),
 )
 async def preview_mailing(request: Request, pool: Pool) -> Response:
-    settings: Settings = request.app.state.settings
-    now = datetime.now(UTC)
-    change = parse_change(await read_json(request), require=True)
-    mailing = new_mailing(change, now, max_segments=settings.mailing_max_segments)
     log_fields(request, command="preview")
+    settings: Settings = request.app.state.settings
+    return JSON(await forecast(pool, await read_json(request), settings, datetime.now(UTC)))
+
+
+async def forecast(
+    pool: asyncpg.Pool, data: Any, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """The forecast of a mailing created from ``data`` now; raises ``InvalidInput`` as a
+    create would."""
+    change = parse_change(data, require=True)
+    mailing = new_mailing(change, now, max_segments=settings.mailing_max_segments)
     groups = await audience_groups(pool, mailing.client_filter)
-    return JSON(render(mailing, groups, settings, now))
+    return render(mailing, groups, settings, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
 import structlog
@@ -38,10 +38,14 @@ from gateway.lifecycle import (
 from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
 from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
+from gateway.preview import forecast
 from gateway.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from gateway.routing import MAX_ID
 
 __all__ = ["MailingView", "load_views", "router"]
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -233,12 +237,40 @@ async def create_mailing(page: current_page) -> Response:
     try:
         if errors:
             raise InvalidInput(errors)
-        row = await mailing_commands.create(page.pool, body, now=datetime.now(UTC))
+        row = await mailing_commands.create(
+            page.pool,
+            body,
+            now=datetime.now(UTC),
+            max_segments=_settings(page).mailing_max_segments,
+        )
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
         return _form_page(page, values=values, errors=fields, general=general, status=400)
     log.info("admin_mailing_created", mailing_id=row.id, sub=page.user.sub)
     return see_other(f"/admin/mailings/{row.id}?notice=created")
+
+
+def _settings(page: Page) -> Settings:
+    settings: Settings = page.request.app.state.settings
+    return settings
+
+
+@router.post("/preview")
+async def preview_mailing(page: current_page) -> Response:
+    """The forecast of the new-mailing form as it stands (a fragment the form's script shows
+    as the operator types); a form that would be refused shows why instead."""
+    form = await posted_form(page)
+    body, errors = mailing_body(form, page.admin.zone)
+    answer: dict[str, Any] | None = None
+    try:
+        if errors:
+            raise InvalidInput(errors)
+        answer = await forecast(page.pool, body, _settings(page), datetime.now(UTC))
+    except InvalidInput as exc:
+        errors = exc.errors
+    return render(
+        page.request, "_mailing_preview.html", session=page.session, f=answer, errors=errors
+    )
 
 
 @router.get("/{mailing_id}/edit")
@@ -268,6 +300,7 @@ async def update_mailing(page: current_page, mailing_id: str) -> Response:
             partial=True,
             now=datetime.now(UTC),
             all_messages_final=view.counters.all_messages_final if view.counters else False,
+            max_segments=_settings(page).mailing_max_segments,
         )
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
