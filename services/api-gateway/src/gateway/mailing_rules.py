@@ -26,6 +26,7 @@ from gateway.domain import (
     Unset,
 )
 from gateway.lifecycle import DomainError, MailingState, can_move_end, editable
+from sms_events.contracts import RESENDABLE_STATUSES
 from sms_events.segments import measure
 
 __all__ = [
@@ -43,8 +44,10 @@ __all__ = [
     "MailingFields",
     "check_deletable",
     "edit",
+    "follow_up",
     "new_mailing",
     "parse_change",
+    "parse_resend",
     "too_many_segments",
 ]
 
@@ -281,6 +284,56 @@ def edit(
     started = not editable(now, current.datetime_start)
     if started and _changed(current, mailing) != {"datetime_end"}:
         raise EditRefused(STARTED)
+    _check(mailing, now, max_segments)
+    return mailing
+
+
+STATUSES_MESSAGE: Final = (
+    f"Expected a non-empty list of statuses among {', '.join(RESENDABLE_STATUSES)}."
+)
+
+
+def parse_resend(data: Any) -> tuple[list[str], MailingChange]:
+    """A resend request: the statuses of the original's messages to send again (default
+    ``["ND"]``) and the fields it overrides (``client_filter`` is not one: the audience is
+    the original's recipients). Raises ``InvalidInput`` with every broken rule at once."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict | Mapping):
+        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
+    errors: Errors = {}
+    statuses: list[str] = ["ND"]
+    if "statuses" in data:
+        raw = data["statuses"]
+        if not isinstance(raw, list) or not raw or any(s not in RESENDABLE_STATUSES for s in raw):
+            errors["statuses"] = [STATUSES_MESSAGE]
+        else:
+            statuses = [s for s in RESENDABLE_STATUSES if s in raw]
+    fields = {k: v for k, v in data.items() if k in _PARSERS and k != "client_filter"}
+    try:
+        change = parse_change(fields, require=False)
+    except InvalidInput as exc:
+        errors |= exc.errors
+        change = MailingChange()
+    if errors:
+        raise InvalidInput(errors)
+    return statuses, change
+
+
+def follow_up(
+    original: MailingFields, change: MailingChange, *, now: datetime, max_segments: int = 0
+) -> MailingFields:
+    """The fields of a follow-up of ``original``: what ``change`` gives, else the original's
+    text and window, a start now and an end after the original's duration from the start;
+    every client of the base (the audience is chosen by the original's outcome instead)."""
+    start = change.datetime_start if isinstance(change.datetime_start, datetime) else now
+    base = replace(
+        original,
+        datetime_start=start,
+        datetime_end=start + (original.datetime_end - original.datetime_start),
+        client_filter=None,
+    )
+    mailing = _merge(base, change)
     _check(mailing, now, max_segments)
     return mailing
 

@@ -27,6 +27,7 @@ __all__ = [
     "PAGE_EXAMPLE",
     "PATCHED_EXAMPLE",
     "STATISTICS_UNAVAILABLE",
+    "FollowUp",
     "Mailing",
     "MailingCreate",
     "MailingDetail",
@@ -35,6 +36,7 @@ __all__ = [
     "MailingPage",
     "MailingPatch",
     "MessageStatus",
+    "ResendRequest",
     "documented_errors",
     "mailing_body",
 ]
@@ -65,6 +67,8 @@ MAILING_EXAMPLE: Final[dict[str, Any]] = {
     "encoding": "GSM-7",
     "characters": 9,
     "segments": 1,
+    "source_mailing_id": None,
+    "source_statuses": None,
 }
 _DELIVERED: Final[dict[str, Any]] = {
     **MAILING_EXAMPLE,
@@ -83,6 +87,7 @@ DETAIL_EXAMPLE: Final[dict[str, Any]] = {
     **_DELIVERED,
     "mailing_messages": _MESSAGES,
     "messages_url": "http://localhost:8000/api/v1/mailings/1/messages/",
+    "follow_ups": [],
 }
 PAGE_EXAMPLE: Final[dict[str, Any]] = {
     "count": 3,
@@ -172,6 +177,27 @@ class Mailing(BaseModel):
     segments: int = Field(
         description="SMS parts each message takes: 160/153 septets or 70/67 units per part"
     )
+    source_mailing_id: int | None = Field(
+        default=None, description="A follow-up (resend): the mailing whose recipients it retries"
+    )
+    source_statuses: list[Literal["ND", "CA"]] | None = Field(
+        default=None, description="A follow-up: the statuses of the original's messages it retries"
+    )
+
+
+class FollowUp(BaseModel):
+    """A follow-up of a mailing, with its own outcome."""
+
+    id: int
+    source_statuses: list[Literal["ND", "CA"]]
+    datetime_start: datetime
+    state: MailingState
+    clients_count: int
+    scheduled_messages: int
+    created_messages: int
+    delivered_messages: int
+    undelivered_messages: int
+    cancelled_messages: int
 
 
 class MailingDetail(Mailing):
@@ -179,6 +205,26 @@ class MailingDetail(Mailing):
 
     mailing_messages: list[MailingMessage] = Field(description="The newest 100 messages")
     messages_url: str = Field(description="Every message, paginated and filterable by status")
+    follow_ups: list[FollowUp] = Field(
+        description="Its first 100 follow-ups (POST .../resend/), oldest first, with their outcome"
+    )
+
+
+class ResendRequest(BaseModel):
+    """Body of POST /{id}/resend/ (may be empty): which recipients, and what to change."""
+
+    statuses: list[Literal["ND", "CA"]] = Field(
+        default=["ND"], description="Final statuses of the original's messages to send again"
+    )
+    text: str | None = Field(default=None, description="Default: the original's text")
+    datetime_start: datetime | None = Field(default=None, description="Default: now")
+    datetime_end: datetime | None = Field(
+        default=None, description="Default: the start plus the original's duration"
+    )
+    send_interval_time_start: time | None = Field(
+        default=None, description="Default (with the end): the original's window"
+    )
+    send_interval_time_end: time | None = None
 
 
 class MailingPage(BaseModel):
