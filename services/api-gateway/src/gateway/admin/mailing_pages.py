@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Response
 
-from gateway import mailing_commands
+from gateway import mailing_commands, mailing_repository
 from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
 from gateway.admin.stats import MailingStats
@@ -41,6 +41,7 @@ from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
 from gateway.preview import forecast
 from gateway.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from gateway.routing import MAX_ID
+from sms_events.segments import measure
 
 __all__ = ["MailingView", "load_views", "router"]
 
@@ -66,7 +67,9 @@ NOTICES: Final = {
     "pause": "Mailing paused: nothing more is sent until it is resumed.",
     "resume": "Mailing resumed.",
     "deleted": "Mailing deleted.",
+    "resent": "Follow-up created: it sends again to the original's chosen recipients.",
 }
+FOLLOW_UPS_SHOWN: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +389,7 @@ async def _detail(
     code: int = 200,
 ) -> Response:
     stats = await page.admin.stats.mailing(view.row.id) if page.admin.stats else None
+    follow_ups = await mailing_repository.follow_ups(page.pool, view.row.id, FOLLOW_UPS_SHOWN)
     return render(
         page.request,
         "mailing_detail.html",
@@ -394,6 +398,8 @@ async def _detail(
         nav="mailings",
         notice=NOTICES.get(notice or ""),
         error=error,
+        length=measure(view.row.text),
+        follow_ups=follow_ups,
         **(await _messages(page, view, query) | _live_context(page, view, stats)),
     )
 
@@ -460,12 +466,35 @@ async def mailing_messages(
     return render(page.request, "_messages.html", session=page.session, **context)
 
 
+async def _resend(page: Page, view: MailingView) -> Response:
+    """A follow-up to the recipients whose messages ended in the ticked statuses."""
+    form = await page.request.form()
+    statuses = [s for s in form.getlist("statuses") if isinstance(s, str)]
+    try:
+        row = await mailing_commands.resend(
+            page.pool,
+            view.row.id,
+            {"statuses": statuses},
+            now=datetime.now(UTC),
+            max_segments=_settings(page).mailing_max_segments,
+        )
+    except MailingNotFound:
+        return _not_found(page)
+    except InvalidInput as exc:
+        message = "; ".join(m for messages in exc.errors.values() for m in messages)
+        return await _detail(page, view, MessagesQuery(None, 1, None), error=message, code=400)
+    log.info("admin_mailing_resent", mailing_id=view.row.id, follow_up=row.id, sub=page.user.sub)
+    return see_other(f"/admin/mailings/{row.id}?notice=resent")
+
+
 @router.post("/{mailing_id}/{action}")
 async def mailing_action(page: current_page, mailing_id: str, action: str) -> Response:
     await posted_form(page)
     view = await _one(page, mailing_id)
-    if view is None or action not in ("cancel", "pause", "resume", "delete"):
+    if view is None or action not in ("cancel", "pause", "resume", "delete", "resend"):
         return _not_found(page)
+    if action == "resend":
+        return await _resend(page, view)
     now = datetime.now(UTC)
     final = view.counters.all_messages_final if view.counters else False
     try:
