@@ -17,6 +17,7 @@ def test_three_clients_and_a_started_mailing_end_with_three_delivered(system: Sy
             "send_interval_time_end", "text", "client_filter", "clients_count",
             "scheduled_messages", "created_messages", "delivered_messages",
             "undelivered_messages", "cancelled_messages", "created_at", "updated_at", "state",
+            "encoding", "characters", "segments",
         }  # fmt: skip
 
         def delivered() -> dict[str, object]:
@@ -72,6 +73,7 @@ def test_statistics_overall_and_per_mailing(system: System) -> None:
         assert body["failures"] == []
         assert sum(m["delivered"] for m in body["sends_per_minute"]) == 3  # type: ignore[attr-defined]
         assert body["time_to_complete_s"] is not None
+        assert (body["segments_per_message"], body["segments_sent"]) == (1, 3)  # "Some text"
 
         overall = api.get("/api/v1/stats/").json()
         assert overall["clients"] >= 3
@@ -79,4 +81,6 @@ def test_statistics_overall_and_per_mailing(system: System) -> None:
         assert overall["mailings"]["finished"] >= 1
         assert len(overall["sends_per_hour"]) == 24
         assert sum(h["delivered"] for h in overall["sends_per_hour"]) >= 3
+        assert len(overall["segments_per_day"]) == 7
+        assert overall["segments_per_day"][-1]["segments"] >= 3
         assert api.get("/api/v1/mailings/999999999/stats/").status_code == 404

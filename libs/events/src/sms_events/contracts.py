@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, time
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "RESENDABLE_STATUSES",
     "ClientCreated",
     "ClientDeleted",
     "ClientUpdated",
     "ClientsImported",
     "Event",
     "ImportedClient",
+    "ResendableStatus",
     "UnknownEventType",
     "event_class",
     "registered_events",
@@ -198,6 +200,13 @@ class _MailingEvent(Event):
         return str(self.mailing_id)
 
 
+# The final statuses whose recipients a follow-up mailing may send to again: ND (not
+# delivered) and CA (cancelled). The gateway validates requests with them and the scheduler
+# maps them to its message states.
+ResendableStatus = Literal["ND", "CA"]
+RESENDABLE_STATUSES: Final[tuple[ResendableStatus, ...]] = ("ND", "CA")
+
+
 class _MailingState(_MailingEvent):
     text: str = Field(min_length=1)
     datetime_start: datetime
@@ -212,6 +221,14 @@ class _MailingState(_MailingEvent):
         default=None, description="Comma-separated operator codes and tags; empty means all"
     )
     updated_at: datetime
+    source_mailing_id: int | None = Field(
+        default=None,
+        description="A follow-up: its audience is this mailing's recipients whose messages "
+        "ended in source_statuses (not a filter on the base); null for an ordinary mailing",
+    )
+    source_statuses: list[ResendableStatus] | None = Field(
+        default=None, description="With source_mailing_id: ND and/or CA"
+    )
 
 
 @register

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, audit, clients, mailings, stats
+from gateway import admin, audit, clients, mailings, preview, stats
 from gateway.auth import Scope, require_scope, scope_by_method
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
@@ -320,9 +320,13 @@ def create_app(settings: Settings) -> FastAPI:
         ],
         swagger_ui_parameters={"persistAuthorization": True},
     )
+    app.state.settings = settings  # what endpoints read (caps, prices, the send rate)
     keys = settings.api_key_set()
     for router, scope in (
         (clients.router, scope_by_method(Scope.CLIENTS_WRITE)),
+        # The forecast stores nothing: whoever may read may ask for it (before mailings, whose
+        # /{mailing_id}/ would otherwise take "preview").
+        (preview.router, Scope.READ),
         (mailings.router, scope_by_method(Scope.MAILINGS_WRITE)),
         (stats.router, Scope.READ),
         (audit.router, Scope.ADMIN),

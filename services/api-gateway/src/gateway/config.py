@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -47,6 +48,27 @@ class Settings(ServiceSettings, AdminSettings):
     # reporter_url (the reporter's internal read API) comes from AdminSettings.
     reporter_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="Timeout of each call to the reporter, in seconds"
+    )
+
+    mailing_max_segments: int = Field(
+        default=0,
+        ge=0,
+        description="Most SMS segments a mailing's text may take (a longer text is refused "
+        "with 400); 0: no cap",
+    )
+    sms_price_per_segment: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="What one SMS segment costs, for the forecast before a launch",
+    )
+    sms_price_currency: str = Field(
+        default="RUB", max_length=8, description="Currency of SMS_PRICE_PER_SEGMENT"
+    )
+    dispatch_rate_limit: float = Field(
+        default=0,
+        ge=0,
+        description="Messages per second across all replicas (0: unlimited); the forecast "
+        "reads the dispatchers' value",
     )
 
     @field_validator("api_keys", mode="before")

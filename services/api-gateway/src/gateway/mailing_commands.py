@@ -24,13 +24,21 @@ from gateway.mailing_repository import (
     MailingRow,
     cancel_mailing,
     delete_mailing,
+    get_mailing,
     insert_mailing,
     lock_mailing,
     lock_stream,
     set_paused,
     update_mailing,
 )
-from gateway.mailing_rules import check_deletable, edit, new_mailing, parse_change
+from gateway.mailing_rules import (
+    check_deletable,
+    edit,
+    follow_up,
+    new_mailing,
+    parse_change,
+    parse_resend,
+)
 from sms_events.contracts import (
     Event,
     MailingCancelled,
@@ -43,7 +51,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.store import NO_STREAM, EventStore
 
-__all__ = ["MailingNotFound", "create", "delete", "run", "state_of", "update"]
+__all__ = ["MailingNotFound", "create", "delete", "resend", "run", "state_of", "update"]
 
 SUBJECT = "mailing"
 
@@ -68,6 +76,8 @@ def _state_event(cls: type[MailingScheduled | MailingUpdated], row: MailingRow) 
         send_interval_time_end=row.send_interval_time_end,
         client_filter=row.client_filter,
         updated_at=row.updated_at,
+        source_mailing_id=row.source_mailing_id,
+        source_statuses=row.source_statuses,
     )
 
 
@@ -83,14 +93,38 @@ async def _append(conn: Connection, store: EventStore, event: Event, version: in
     await store.append(event.stream_id(), [event], expected_version=version, conn=conn)
 
 
-async def create(pool: asyncpg.Pool, data: Any, *, now: datetime) -> MailingRow:
+async def create(
+    pool: asyncpg.Pool, data: Any, *, now: datetime, max_segments: int = 0
+) -> MailingRow:
     """``POST``: a new mailing (``mailing.scheduled``); raises ``InvalidInput``."""
-    mailing = new_mailing(parse_change(data, require=True), now)
+    mailing = new_mailing(parse_change(data, require=True), now, max_segments=max_segments)
     store = EventStore(pool)
 
     async def attempt(conn: Connection) -> MailingRow:
         # A new id from the sequence: nobody else can write this stream yet, no lock needed.
         row = await insert_mailing(conn, mailing)
+        await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
+        return row
+
+    return await with_retries(pool, attempt, SUBJECT)
+
+
+async def resend(
+    pool: asyncpg.Pool, source_id: int, data: Any, *, now: datetime, max_segments: int = 0
+) -> MailingRow:
+    """``POST /{id}/resend/``: a follow-up mailing to the original's recipients whose messages
+    ended in the requested statuses (``mailing.scheduled`` with ``source_mailing_id``); raises
+    ``MailingNotFound`` or ``InvalidInput``."""
+    statuses, change = parse_resend(data)
+    store = EventStore(pool)
+
+    async def attempt(conn: Connection) -> MailingRow:
+        # The original is only read: a follow-up changes nothing of it.
+        original = await get_mailing(conn, source_id)
+        if original is None:
+            raise MailingNotFound(source_id)
+        mailing = follow_up(original.fields, change, now=now, max_segments=max_segments)
+        row = await insert_mailing(conn, mailing, source_id, statuses)
         await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
         return row
 
@@ -105,6 +139,7 @@ async def update(
     partial: bool,
     now: datetime,
     all_messages_final: bool,
+    max_segments: int = 0,
 ) -> MailingRow:
     """``PATCH`` (``partial``) or ``PUT``; raises ``MailingNotFound``, ``InvalidInput`` or
     ``EditRefused``."""
@@ -114,7 +149,7 @@ async def update(
     async def attempt(conn: Connection) -> MailingRow:
         current = await _locked(conn, mailing_id)
         state = state_of(current, now, all_messages_final)
-        mailing = edit(current.fields, change, now=now, state=state)
+        mailing = edit(current.fields, change, now=now, state=state, max_segments=max_segments)
         if mailing == current.fields:
             return current
         row = await update_mailing(conn, mailing_id, mailing)

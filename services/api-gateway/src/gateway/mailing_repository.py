@@ -16,6 +16,7 @@ __all__ = [
     "MailingRow",
     "cancel_mailing",
     "delete_mailing",
+    "follow_ups",
     "get_mailing",
     "insert_mailing",
     "list_mailings",
@@ -30,7 +31,8 @@ _STREAM_LOCK_CLASS: Final = 0x67770002
 
 _COLUMNS: Final = (
     "id, text, datetime_start, datetime_end, send_interval_time_start, send_interval_time_end,"
-    " client_filter, paused, cancelled_at, version, created_at, updated_at"
+    " client_filter, paused, cancelled_at, version, created_at, updated_at, source_mailing_id,"
+    " source_statuses"
 )
 
 
@@ -50,6 +52,8 @@ class MailingRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    source_mailing_id: int | None = None  # a follow-up (resend) of this mailing
+    source_statuses: list[str] | None = None  # ... to its recipients in these statuses
 
     @property
     def fields(self) -> MailingFields:
@@ -107,16 +111,24 @@ async def lock_mailing(conn: Connection, mailing_id: int) -> MailingRow | None:
     return _row(record) if record else None
 
 
-async def insert_mailing(conn: Connection, mailing: MailingFields) -> MailingRow:
-    """Insert a new mailing at version 1."""
+async def insert_mailing(
+    conn: Connection,
+    mailing: MailingFields,
+    source_mailing_id: int | None = None,
+    source_statuses: list[str] | None = None,
+) -> MailingRow:
+    """Insert a new mailing (a follow-up of ``source_mailing_id``) at version 1."""
     record = await conn.fetchrow(
         f"""
         INSERT INTO gateway_mailings (text, datetime_start, datetime_end,
-            send_interval_time_start, send_interval_time_end, client_filter, version)
-        VALUES ($1, $2, $3, $4, $5, $6, 1)
+            send_interval_time_start, send_interval_time_end, client_filter, version,
+            source_mailing_id, source_statuses)
+        VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)
         RETURNING {_COLUMNS}
         """,
         *_values(mailing),
+        source_mailing_id,
+        source_statuses,
     )
     assert record is not None
     return _row(record)
@@ -162,6 +174,19 @@ async def delete_mailing(conn: Connection, mailing_id: int) -> datetime:
         "DELETE FROM gateway_mailings WHERE id = $1 RETURNING now()", mailing_id
     )
     return deleted_at
+
+
+async def follow_ups(
+    conn: Connection | asyncpg.Pool, mailing_id: int, limit: int
+) -> list[MailingRow]:
+    """The first ``limit`` follow-ups of a mailing, oldest first."""
+    records = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM gateway_mailings WHERE source_mailing_id = $1"
+        " ORDER BY id LIMIT $2",
+        mailing_id,
+        limit,
+    )
+    return [_row(r) for r in records]
 
 
 async def list_mailings(pool: asyncpg.Pool, page: PageRequest) -> tuple[int, int, list[MailingRow]]:

@@ -26,6 +26,8 @@ from gateway.domain import (
     Unset,
 )
 from gateway.lifecycle import DomainError, MailingState, can_move_end, editable
+from sms_events.contracts import RESENDABLE_STATUSES
+from sms_events.segments import measure
 
 __all__ = [
     "CLIENT_FILTER_MAX_LENGTH",
@@ -42,8 +44,11 @@ __all__ = [
     "MailingFields",
     "check_deletable",
     "edit",
+    "follow_up",
     "new_mailing",
     "parse_change",
+    "parse_resend",
+    "too_many_segments",
 ]
 
 TEXT_MAX_LENGTH: Final = 1000
@@ -197,9 +202,23 @@ def parse_change(data: Any, *, require: bool) -> MailingChange:
     return MailingChange(**values)
 
 
-def _check(mailing: MailingFields, now: datetime) -> None:
-    """The rules between fields: end after start and in the future, a whole window or none."""
+def too_many_segments(text: str, max_segments: int) -> str | None:
+    """Why ``text`` is refused under a cap of ``max_segments`` SMS segments (0: no cap)."""
+    length = measure(text)
+    if max_segments and length.segments > max_segments:
+        return (
+            f"Ensure this text fits in {max_segments} SMS segments; it needs {length.segments} "
+            f"({length.encoding.value}, {length.characters} characters)."
+        )
+    return None
+
+
+def _check(mailing: MailingFields, now: datetime, max_segments: int) -> None:
+    """The rules between fields: end after start and in the future, a whole window or none,
+    and the text within the segment cap."""
     errors: Errors = {}
+    if (too_long := too_many_segments(mailing.text, max_segments)) is not None:
+        errors["text"] = [too_long]
     end: list[str] = []
     if mailing.datetime_end <= mailing.datetime_start:
         end.append(END_BEFORE_START)
@@ -230,20 +249,26 @@ def _changed(before: MailingFields, after: MailingFields) -> set[str]:
     return {f.name for f in fields(after) if getattr(after, f.name) != getattr(before, f.name)}
 
 
-def new_mailing(change: MailingChange, now: datetime) -> MailingFields:
-    """The fields of a mailing created from ``change`` (parsed with ``require=True``)."""
+def new_mailing(change: MailingChange, now: datetime, *, max_segments: int = 0) -> MailingFields:
+    """The fields of a mailing created from ``change`` (parsed with ``require=True``); a text
+    longer than ``max_segments`` SMS segments is refused (0: any length)."""
     if any(isinstance(getattr(change, name), Unset) for name in _REQUIRED_FIELDS):
         raise InvalidInput(
             {n: [REQUIRED] for n in _REQUIRED_FIELDS if isinstance(getattr(change, n), Unset)}
         )
     placeholder = MailingFields(text="", datetime_start=now, datetime_end=now)
     mailing = _merge(placeholder, change)
-    _check(mailing, now)
+    _check(mailing, now, max_segments)
     return mailing
 
 
 def edit(
-    current: MailingFields, change: MailingChange, *, now: datetime, state: MailingState
+    current: MailingFields,
+    change: MailingChange,
+    *,
+    now: datetime,
+    state: MailingState,
+    max_segments: int = 0,
 ) -> MailingFields:
     """The fields after ``change`` (fields left out keep their value); ``current`` itself when
     nothing changes, whatever the state.
@@ -259,7 +284,57 @@ def edit(
     started = not editable(now, current.datetime_start)
     if started and _changed(current, mailing) != {"datetime_end"}:
         raise EditRefused(STARTED)
-    _check(mailing, now)
+    _check(mailing, now, max_segments)
+    return mailing
+
+
+STATUSES_MESSAGE: Final = (
+    f"Expected a non-empty list of statuses among {', '.join(RESENDABLE_STATUSES)}."
+)
+
+
+def parse_resend(data: Any) -> tuple[list[str], MailingChange]:
+    """A resend request: the statuses of the original's messages to send again (default
+    ``["ND"]``) and the fields it overrides (``client_filter`` is not one: the audience is
+    the original's recipients). Raises ``InvalidInput`` with every broken rule at once."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict | Mapping):
+        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
+    errors: Errors = {}
+    statuses: list[str] = ["ND"]
+    if "statuses" in data:
+        raw = data["statuses"]
+        if not isinstance(raw, list) or not raw or any(s not in RESENDABLE_STATUSES for s in raw):
+            errors["statuses"] = [STATUSES_MESSAGE]
+        else:
+            statuses = [s for s in RESENDABLE_STATUSES if s in raw]
+    fields = {k: v for k, v in data.items() if k in _PARSERS and k != "client_filter"}
+    try:
+        change = parse_change(fields, require=False)
+    except InvalidInput as exc:
+        errors |= exc.errors
+        change = MailingChange()
+    if errors:
+        raise InvalidInput(errors)
+    return statuses, change
+
+
+def follow_up(
+    original: MailingFields, change: MailingChange, *, now: datetime, max_segments: int = 0
+) -> MailingFields:
+    """The fields of a follow-up of ``original``: what ``change`` gives, else the original's
+    text and window, a start now and an end after the original's duration from the start;
+    every client of the base (the audience is chosen by the original's outcome instead)."""
+    start = change.datetime_start if isinstance(change.datetime_start, datetime) else now
+    base = replace(
+        original,
+        datetime_start=start,
+        datetime_end=start + (original.datetime_end - original.datetime_start),
+        client_filter=None,
+    )
+    mailing = _merge(base, change)
+    _check(mailing, now, max_segments)
     return mailing
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "PAGE_EXAMPLE",
     "PATCHED_EXAMPLE",
     "STATISTICS_UNAVAILABLE",
+    "FollowUp",
     "Mailing",
     "MailingCreate",
     "MailingDetail",
@@ -35,6 +36,7 @@ __all__ = [
     "MailingPage",
     "MailingPatch",
     "MessageStatus",
+    "ResendRequest",
     "documented_errors",
     "mailing_body",
 ]
@@ -62,6 +64,11 @@ MAILING_EXAMPLE: Final[dict[str, Any]] = {
     "created_at": "2024-02-14T08:47:43.458076Z",
     "updated_at": "2024-02-14T08:47:43.458082Z",
     "state": "running",
+    "encoding": "GSM-7",
+    "characters": 9,
+    "segments": 1,
+    "source_mailing_id": None,
+    "source_statuses": None,
 }
 _DELIVERED: Final[dict[str, Any]] = {
     **MAILING_EXAMPLE,
@@ -80,6 +87,7 @@ DETAIL_EXAMPLE: Final[dict[str, Any]] = {
     **_DELIVERED,
     "mailing_messages": _MESSAGES,
     "messages_url": "http://localhost:8000/api/v1/mailings/1/messages/",
+    "follow_ups": [],
 }
 PAGE_EXAMPLE: Final[dict[str, Any]] = {
     "count": 3,
@@ -87,10 +95,12 @@ PAGE_EXAMPLE: Final[dict[str, Any]] = {
     "previous": None,
     "results": [
         {**_DELIVERED, "id": 3, "datetime_start": "2024-03-12T12:14:00Z",
-         "datetime_end": "2024-03-12T20:15:00Z", "text": "Text", "scheduled_messages": 3,
+         "datetime_end": "2024-03-12T20:15:00Z", "text": "Text", "characters": 4,
+         "scheduled_messages": 3,
          "delivered_messages": 0, "created_at": "2024-02-14T08:49:17.021904Z",
          "updated_at": "2024-02-14T08:49:17.021909Z", "state": "scheduled"},
         {**_DELIVERED, "id": 2, "datetime_end": "2024-03-12T20:15:00Z", "text": "Text",
+         "characters": 4,
          "created_at": "2024-02-14T08:48:46.213404Z", "updated_at": "2024-02-14T08:48:46.213410Z"},
         _DELIVERED,
     ],
@@ -157,6 +167,37 @@ class Mailing(BaseModel):
         description="scheduled (before the start), running, paused, finished (end reached, "
         "or every message final), cancelled"
     )
+    encoding: Literal["GSM-7", "UCS-2"] = Field(
+        description="How the text is sent: GSM-7 when the GSM 03.38 alphabet writes it all"
+    )
+    characters: int = Field(
+        description="The text's length in its encoding: GSM-7 septets (the extension table "
+        "^{}[]~|\\€ counts double) or UTF-16 code units"
+    )
+    segments: int = Field(
+        description="SMS parts each message takes: 160/153 septets or 70/67 units per part"
+    )
+    source_mailing_id: int | None = Field(
+        default=None, description="A follow-up (resend): the mailing whose recipients it retries"
+    )
+    source_statuses: list[Literal["ND", "CA"]] | None = Field(
+        default=None, description="A follow-up: the statuses of the original's messages it retries"
+    )
+
+
+class FollowUp(BaseModel):
+    """A follow-up of a mailing, with its own outcome."""
+
+    id: int
+    source_statuses: list[Literal["ND", "CA"]]
+    datetime_start: datetime
+    state: MailingState
+    clients_count: int
+    scheduled_messages: int
+    created_messages: int
+    delivered_messages: int
+    undelivered_messages: int
+    cancelled_messages: int
 
 
 class MailingDetail(Mailing):
@@ -164,6 +205,26 @@ class MailingDetail(Mailing):
 
     mailing_messages: list[MailingMessage] = Field(description="The newest 100 messages")
     messages_url: str = Field(description="Every message, paginated and filterable by status")
+    follow_ups: list[FollowUp] = Field(
+        description="Its first 100 follow-ups (POST .../resend/), oldest first, with their outcome"
+    )
+
+
+class ResendRequest(BaseModel):
+    """Body of POST /{id}/resend/ (may be empty): which recipients, and what to change."""
+
+    statuses: list[Literal["ND", "CA"]] = Field(
+        default=["ND"], description="Final statuses of the original's messages to send again"
+    )
+    text: str | None = Field(default=None, description="Default: the original's text")
+    datetime_start: datetime | None = Field(default=None, description="Default: now")
+    datetime_end: datetime | None = Field(
+        default=None, description="Default: the start plus the original's duration"
+    )
+    send_interval_time_start: time | None = Field(
+        default=None, description="Default (with the end): the original's window"
+    )
+    send_interval_time_end: time | None = None
 
 
 class MailingPage(BaseModel):

@@ -18,6 +18,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from gateway import mailing_commands, mailing_repository
+from gateway.config import Settings
 from gateway.domain import InvalidInput
 from gateway.lifecycle import Command
 from gateway.mailing_commands import MailingNotFound, state_of
@@ -32,6 +33,7 @@ from gateway.mailing_schemas import (
     MailingDetail,
     MailingMessagePage,
     MailingPage,
+    ResendRequest,
     documented_errors,
     mailing_body,
 )
@@ -54,13 +56,15 @@ from gateway.reporter_client import (
 )
 from gateway.responses import JSON
 from gateway.routing import Pool, log_fields, path_id, read_json, slash_routes
-from gateway.schemas import responses
+from gateway.schemas import json_body, responses
+from sms_events.segments import measure
 
 __all__ = ["DETAIL_MESSAGES", "STATUSES", "router"]
 
 log = structlog.get_logger(__name__)
 
 DETAIL_MESSAGES: Final = 100
+DETAIL_FOLLOW_UPS: Final = 100
 STATUSES: Final = ("SC", "DL", "ND", "CA")
 A = TypeVar("A")
 B = TypeVar("B")
@@ -88,6 +92,12 @@ def get_reporter(request: Request) -> ReporterClient:
 Reporter = Annotated[ReporterClient, Depends(get_reporter)]
 
 
+def max_segments(request: Request) -> int:
+    """The cap on a mailing text's SMS segments (``MAILING_MAX_SEGMENTS``; 0: none)."""
+    settings: Settings = request.app.state.settings
+    return settings.mailing_max_segments
+
+
 def _mailing_id(raw: str) -> int:
     return path_id(raw, MailingNotFound)
 
@@ -110,6 +120,20 @@ def to_json(row: MailingRow, counters: Counters, now: datetime) -> dict[str, Any
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "state": state_of(row, now, counters.all_messages_final).value,
+        **measure(row.text).to_json(),
+        "source_mailing_id": row.source_mailing_id,
+        "source_statuses": row.source_statuses,
+    }
+
+
+def follow_up_json(row: MailingRow, counters: Counters, now: datetime) -> dict[str, Any]:
+    """A follow-up as its original's detail shows it: its outcome, from its own counters."""
+    return {
+        "id": row.id,
+        "source_statuses": row.source_statuses,
+        "datetime_start": row.datetime_start,
+        "state": state_of(row, now, counters.all_messages_final).value,
+        **counters.to_json(),
     }
 
 
@@ -215,7 +239,9 @@ async def list_mailings(
 )
 async def create_mailing(request: Request, pool: Pool) -> Response:
     now = _now()
-    row = await mailing_commands.create(pool, await read_json(request), now=now)
+    row = await mailing_commands.create(
+        pool, await read_json(request), now=now, max_segments=max_segments(request)
+    )
     log_fields(request, mailing_id=row.id, command="create")
     return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
 
@@ -237,15 +263,18 @@ async def get_mailing(
     row = await mailing_repository.get_mailing(pool, mid)
     if row is None:
         raise MailingNotFound(mailing_id)
+    follow_ups = await mailing_repository.follow_ups(pool, mid, DETAIL_FOLLOW_UPS)
     counters, newest = await _both(
-        reporter.counters([mid]),
+        reporter.counters([mid, *(f.id for f in follow_ups)]),
         reporter.messages(mid, status=None, at=1, page_size=DETAIL_MESSAGES),
     )
+    now = _now()
     return JSON(
         {
-            **to_json(row, counters[mid], _now()),
+            **to_json(row, counters[mid], now),
             "mailing_messages": newest.results,
             "messages_url": str(request.url_for("list_mailing_messages", mailing_id=str(mid))),
+            "follow_ups": [follow_up_json(f, counters[f.id], now) for f in follow_ups],
         }
     )
 
@@ -326,7 +355,13 @@ async def _update(
         now = _now()
         final = counters.all_messages_final
         row = await mailing_commands.update(
-            pool, mid, data, partial=partial, now=now, all_messages_final=final
+            pool,
+            mid,
+            data,
+            partial=partial,
+            now=now,
+            all_messages_final=final,
+            max_segments=max_segments(request),
         )
         return JSON(to_json(row, counters, now))
 
@@ -336,6 +371,54 @@ _EDIT_RULES: Final = (
     "(after the start and into the future), until the mailing is finished or cancelled. "
     "Anything else is 400 with `detail` saying why."
 )
+
+
+@route(
+    "/{mailing_id}/resend",
+    ["POST"],
+    summary="Send again to the recipients a mailing failed",
+    description=(
+        "Creates a follow-up mailing whose audience is exactly the recipients of this one whose "
+        'messages ended in `statuses` (default `["ND"]`; `"CA"` may be added), not a new '
+        "filter on the base; clients deleted since are left out. Optional `text`, "
+        "`datetime_start`, `datetime_end`, `send_interval_time_start`/`_end` override the "
+        "original's; left out: its text and window, a start now and an end after the "
+        "original's duration. The follow-up has its own counters and statistics and names the "
+        "original in `source_mailing_id`; the original's detail lists it in `follow_ups`. "
+        "Answers 201 with zero counters, as a create."
+    ),
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(
+        201,
+        {**MAILING_EXAMPLE, "id": 2, "source_mailing_id": 1, "source_statuses": ["ND"]},
+        Mailing,
+        400,
+        404,
+        409,
+        413,
+        415,
+        documented=_ERRORS,
+    ),
+    openapi_extra=json_body(
+        ResendRequest,
+        {
+            "the undelivered, as they were": {"value": {}},
+            "undelivered and cancelled, new text": {
+                "value": {"statuses": ["ND", "CA"], "text": "Last chance: 20% off today"}
+            },
+        },
+        required=False,
+    ),
+)
+async def resend_mailing(mailing_id: str, request: Request, pool: Pool) -> Response:
+    mid = _mailing_id(mailing_id)
+    with _command(request, mid, "resend"):
+        now = _now()
+        row = await mailing_commands.resend(
+            pool, mid, await read_json(request), now=now, max_segments=max_segments(request)
+        )
+        log_fields(request, follow_up_id=row.id)
+        return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
 
 
 @route(

@@ -18,6 +18,7 @@ from gateway.responses import JSON
 from gateway.routing import Pool, path_id, slash_routes
 from gateway.schemas import responses
 from sms_events.replay import parse_moment
+from sms_events.segments import measure
 
 __all__ = ["router"]
 
@@ -31,6 +32,7 @@ OVERALL_EXAMPLE: Final = {
     "messages": {"SC": 3, "DL": 5, "ND": 1, "CA": 0},
     "delivery_rate": 0.8333,
     "sends_per_hour": [{"hour": "2024-02-14T08:00:00Z", "delivered": 5, "failed": 1}],
+    "segments_per_day": [{"day": "2024-02-14", "segments": 7}],
 }
 MAILING_EXAMPLE: Final = {
     "mailing_id": 1,
@@ -43,6 +45,8 @@ MAILING_EXAMPLE: Final = {
     "completed_at": "2024-02-14T08:47:46.100000Z",
     "time_to_complete_s": 2.05,
     "sends_per_minute": [{"minute": "2024-02-14T08:47:00Z", "delivered": 3, "failed": 1}],
+    "segments_per_message": 2,
+    "segments_sent": 6,
 }  # fmt: skip
 
 
@@ -58,6 +62,11 @@ class MinuteSends(BaseModel):
     failed: int
 
 
+class DailySegments(BaseModel):
+    day: str = Field(description="A UTC day, YYYY-MM-DD")
+    segments: int = Field(description="SMS segments of the messages delivered that day")
+
+
 class FailureReason(BaseModel):
     reason: str = Field(description="Normalised provider answer, e.g. `HTTP 503`, `timeout`")
     attempts: int = Field(description="Failed attempts with this reason (retried or not)")
@@ -70,6 +79,9 @@ class OverallStats(BaseModel):
     messages: dict[str, int] = Field(description="Messages by status: SC, DL, ND, CA")
     delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
     sends_per_hour: list[HourlySends] = Field(description="The last 24 hours, oldest first")
+    segments_per_day: list[DailySegments] = Field(
+        description="SMS segments delivered on each of the last 7 days (UTC), today last"
+    )
 
 
 class MailingStats(BaseModel):
@@ -82,6 +94,12 @@ class MailingStats(BaseModel):
     completed_at: str | None
     time_to_complete_s: float | None = Field(description="From datetime_start to completion")
     sends_per_minute: list[MinuteSends]
+    segments_per_message: int | None = Field(
+        description="SMS segments each message takes (its text's encoding and length)"
+    )
+    segments_sent: int | None = Field(
+        description="SMS segments of the delivered messages: DL times segments_per_message"
+    )
 
 
 AsOfParam = Annotated[
@@ -103,7 +121,7 @@ def _moment(as_of: str | None) -> datetime | None:
         raise InvalidInput({"as_of": [f"as_of {exc}."]}) from None
 
 
-def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
+def _empty_mailing_stats(mailing_id: int, text: str) -> dict[str, Any]:
     return {
         "mailing_id": mailing_id,
         "messages": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
@@ -114,6 +132,8 @@ def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
         "completed_at": None,
         "time_to_complete_s": None,
         "sends_per_minute": [],
+        "segments_per_message": measure(text).segments,
+        "segments_sent": 0,
     }
 
 
@@ -122,8 +142,9 @@ def _empty_mailing_stats(mailing_id: int) -> dict[str, Any]:
     ["GET"],
     summary="Overall statistics",
     name="get_overall_stats",
-    description="Clients, mailings by state, messages by status, delivery rate and sends per "
-    "hour over the last 24 hours (up to `as_of` with it). 400 for a bad `as_of`, 503 when the "
+    description="Clients, mailings by state, messages by status, delivery rate, sends per "
+    "hour over the last 24 hours and SMS segments per day over the last 7 (up to `as_of` with "
+    "it). 400 for a bad `as_of`, 503 when the "
     "statistics service cannot be reached.",
     responses=responses(200, OVERALL_EXAMPLE, OverallStats, 503, documented=_ERRORS),
 )
@@ -137,8 +158,8 @@ async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     summary="Statistics of one mailing",
     name="get_mailing_stats",
     description="Messages by status, delivery rate, attempts, failures grouped by reason, time "
-    "to complete and sends per minute over the mailing's life (as they were at `as_of` with "
-    "it). 400 for a bad `as_of`.",
+    "to complete, sends per minute over the mailing's life, and SMS segments sent (as they "
+    "were at `as_of` with it). 400 for a bad `as_of`.",
     responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),
 )
 async def mailing(
@@ -146,7 +167,8 @@ async def mailing(
 ) -> Response:
     wanted = path_id(mailing_id, MailingNotFound)
     moment = _moment(as_of)
-    if await get_mailing(pool, wanted) is None:
+    row = await get_mailing(pool, wanted)
+    if row is None:
         raise MailingNotFound(wanted)
     stats = await reporter.mailing_stats(wanted, as_of=moment)
-    return JSON(stats if stats is not None else _empty_mailing_stats(wanted))
+    return JSON(stats if stats is not None else _empty_mailing_stats(wanted, row.text))

@@ -13,9 +13,10 @@ MAILING_KEYS = [
     "id", "datetime_start", "datetime_end", "send_interval_time_start", "send_interval_time_end",
     "text", "client_filter", "clients_count", "scheduled_messages", "created_messages",
     "delivered_messages", "undelivered_messages", "cancelled_messages", "created_at",
-    "updated_at", "state",
+    "updated_at", "state", "encoding", "characters", "segments", "source_mailing_id",
+    "source_statuses",
 ]  # fmt: skip
-DETAIL_KEYS = [*MAILING_KEYS, "mailing_messages", "messages_url"]
+DETAIL_KEYS = [*MAILING_KEYS, "mailing_messages", "messages_url", "follow_ups"]
 MESSAGE_KEYS = ["id", "datetime_send", "status", "mailing_id", "client_id", "attempts",
                 "last_error", "created_at", "updated_at"]  # fmt: skip
 COUNTERS = ["clients_count", "scheduled_messages", "created_messages", "delivered_messages",

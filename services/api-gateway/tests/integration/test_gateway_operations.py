@@ -140,6 +140,8 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("delete", "/api/v1/clients/{client_id}/"),
         ("get", "/api/v1/mailings/"),
         ("post", "/api/v1/mailings/"),
+        ("post", "/api/v1/mailings/preview/"),
+        ("post", "/api/v1/mailings/{mailing_id}/resend/"),
         ("get", "/api/v1/mailings/{mailing_id}/"),
         ("patch", "/api/v1/mailings/{mailing_id}/"),
         ("put", "/api/v1/mailings/{mailing_id}/"),

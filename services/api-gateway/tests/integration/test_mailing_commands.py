@@ -70,6 +70,7 @@ async def test_create_edit_delete_append_events_with_the_request_id(
         "mailing_id": mid, "text": "Some text", "datetime_start": first["datetime_start"],
         "datetime_end": first["datetime_end"], "send_interval_time_start": "09:00:00",
         "send_interval_time_end": "21:00:00", "client_filter": "956, vip", "updated_at": None,
+        "source_mailing_id": None, "source_statuses": None,
     }  # fmt: skip
     assert _utc(first["datetime_start"]) == _utc(mailing["datetime_start"])
     assert events[1]["data"]["text"] == "New text"

@@ -33,6 +33,8 @@ async def test_create_mailing_answers_like_the_seed(client: httpx.AsyncClient) -
         "clients_count": 0, "scheduled_messages": 0, "created_messages": 0,
         "delivered_messages": 0, "undelivered_messages": 0, "cancelled_messages": 0,
         "created_at": "", "updated_at": "", "state": "running",
+        "encoding": "GSM-7", "characters": 9, "segments": 1, "source_mailing_id": None,
+        "source_statuses": None,
     }  # fmt: skip
 
 

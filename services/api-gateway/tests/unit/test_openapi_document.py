@@ -28,6 +28,8 @@ OPERATION_IDS = {
     ("delete", "/api/v1/clients/{client_id}/"): "delete_client",
     ("get", "/api/v1/mailings/"): "list_mailings",
     ("post", "/api/v1/mailings/"): "create_mailing",
+    ("post", "/api/v1/mailings/preview/"): "preview_mailing",
+    ("post", "/api/v1/mailings/{mailing_id}/resend/"): "resend_mailing",
     ("get", "/api/v1/mailings/{mailing_id}/"): "get_mailing",
     ("patch", "/api/v1/mailings/{mailing_id}/"): "patch_mailing",
     ("put", "/api/v1/mailings/{mailing_id}/"): "put_mailing",

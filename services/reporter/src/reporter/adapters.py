@@ -55,6 +55,9 @@ async def apply_mailing_patches(conn: Connection, patches: Sequence[MailingPatch
             datetime_end   = CASE WHEN p.state_at >= r.state_updated_at
                                     OR (p.state_at IS NOT NULL AND r.state_updated_at IS NULL)
                              THEN p.datetime_end ELSE r.datetime_end END,
+            segments       = CASE WHEN p.state_at >= r.state_updated_at
+                                    OR (p.state_at IS NOT NULL AND r.state_updated_at IS NULL)
+                             THEN p.segments ELSE r.segments END,
             state_updated_at = GREATEST(r.state_updated_at, p.state_at),
             paused = CASE WHEN p.paused_changed_at >= r.paused_changed_at
                             OR (p.paused_changed_at IS NOT NULL AND r.paused_changed_at IS NULL)
@@ -66,9 +69,9 @@ async def apply_mailing_patches(conn: Connection, patches: Sequence[MailingPatch
             updated_at = now()
         FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[],
                     $5::boolean[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],
-                    $9::timestamptz[])
+                    $9::timestamptz[], $10::integer[])
              AS p(mailing_id, datetime_start, datetime_end, state_at,
-                  paused, paused_changed_at, cancelled_at, deleted_at, resolved_at)
+                  paused, paused_changed_at, cancelled_at, deleted_at, resolved_at, segments)
         WHERE r.mailing_id = p.mailing_id
         RETURNING r.mailing_id, p.deleted_at IS NOT NULL AS deleting
         """,
@@ -81,6 +84,7 @@ async def apply_mailing_patches(conn: Connection, patches: Sequence[MailingPatch
         [p.cancelled_at for p in patches],
         [p.deleted_at for p in patches],
         [p.resolved_at for p in patches],
+        [p.segments for p in patches],
     )
     deleted = sorted(r["mailing_id"] for r in rows if r["deleting"])
     if deleted:

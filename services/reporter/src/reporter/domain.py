@@ -308,15 +308,17 @@ class MailingPatch:
     datetime_start: datetime | None = None
     datetime_end: datetime | None = None
     state_at: datetime | None = None  # updated_at of the mailing state the dates come from
+    segments: int | None = None  # SMS segments of each message (its text's, at state_at)
     paused: bool | None = None
     paused_changed_at: datetime | None = None
     cancelled_at: datetime | None = None
     deleted_at: datetime | None = None
     resolved_at: datetime | None = None
 
-    def state(self, start: datetime, end: datetime, updated_at: datetime) -> None:
+    def state(self, start: datetime, end: datetime, updated_at: datetime, segments: int) -> None:
         if self.state_at is None or updated_at >= self.state_at:
             self.datetime_start, self.datetime_end, self.state_at = start, end, updated_at
+            self.segments = segments
 
     def pause(self, paused: bool, at: datetime) -> None:
         if self.paused_changed_at is None or at >= self.paused_changed_at:

@@ -44,6 +44,7 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
+from sms_events.segments import measure
 
 __all__ = ["PROJECTED_TYPES", "handle_batch"]
 
@@ -243,7 +244,10 @@ def _collect(
             )
         case MailingScheduled() | MailingUpdated():
             _patch(patches, event.mailing_id).state(
-                event.datetime_start, event.datetime_end, event.updated_at
+                event.datetime_start,
+                event.datetime_end,
+                event.updated_at,
+                measure(event.text).segments,
             )
         case MailingPaused():
             _patch(patches, event.mailing_id).pause(True, event.paused_at)

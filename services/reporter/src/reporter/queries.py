@@ -24,6 +24,7 @@ __all__ = [
     "mailing_stats_on",
     "overview",
     "overview_on",
+    "segments_per_day",
 ]
 
 COUNTER_FIELDS = (
@@ -65,9 +66,15 @@ MAILING_STATE_SQL = """
     END
 """
 HOURS = 24
+DAYS = 7  # days of segments_per_day, today last
 TOP_FAILURES = 20
 MAX_MINUTES = 1440
 _STATUSES = [s.value for s in Status if s is not Status.WITHDRAWN]
+
+
+def floor_day(moment: datetime) -> datetime:
+    """Midnight of ``moment``'s day (UTC)."""
+    return floor_hour(moment).replace(hour=0)
 
 
 async def overview(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
@@ -93,6 +100,8 @@ async def overview_on(conn: Connection, now: datetime) -> dict[str, Any]:
         first_hour,
         last_hour + timedelta(hours=1),
     )
+    first_day = floor_day(now) - timedelta(days=DAYS - 1)
+    days = await segments_per_day(conn, first_day, floor_day(now) + timedelta(days=1))
     hours = {first_hour + timedelta(hours=i): [0, 0] for i in range(HOURS)}
     for r in quarters:
         counts = hours[floor_hour(r["quarter"])]
@@ -109,7 +118,35 @@ async def overview_on(conn: Connection, now: datetime) -> dict[str, Any]:
         "sends_per_hour": [
             {"hour": hour, "delivered": d, "failed": f} for hour, (d, f) in hours.items()
         ],
+        "segments_per_day": [
+            {
+                "day": (first_day + timedelta(days=i)).date(),
+                "segments": days.get(first_day + timedelta(days=i), 0),
+            }
+            for i in range(DAYS)
+        ],
     }
+
+
+async def segments_per_day(
+    conn: Connection, start: datetime, end: datetime, tz: str = "UTC"
+) -> dict[datetime, int]:
+    """SMS segments delivered per local day (in ``tz``) of [start, end): each mailing's
+    deliveries per quarter hour times its segments per message. Reads the quarters of the
+    range (by the primary key), never a message."""
+    rows = await conn.fetch(
+        """
+        SELECT date_trunc('day', q.quarter, $3) AS day, sum(q.delivered * r.segments) AS n
+          FROM reporter_mailing_quarters q JOIN reporter_mailings r USING (mailing_id)
+         WHERE q.quarter >= $1 AND q.quarter < $2 AND q.delivered <> 0
+           AND r.deleted_at IS NULL AND r.segments IS NOT NULL
+         GROUP BY 1
+        """,
+        start,
+        end,
+        tz,
+    )
+    return {r["day"]: int(r["n"]) for r in rows}
 
 
 async def gauge_figures(pool: asyncpg.Pool, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
@@ -189,6 +226,8 @@ async def mailing_stats_on(conn: Connection, mailing_id: int) -> dict[str, Any] 
         "completed_at": completed_at,
         "time_to_complete_s": to_complete if to_complete is None or to_complete >= 0 else None,
         "sends_per_minute": _minutes(minutes, first, last),
+        "segments_per_message": row["segments"],
+        "segments_sent": None if row["segments"] is None else delivered * row["segments"],
     }
 
 

@@ -33,6 +33,7 @@ class Figures:
     undelivered: int = 0  # final failures (ND)
     cancelled: int = 0
     attempts: int = 0
+    segments: int = 0  # SMS segments of the delivered messages
 
     @property
     def delivery_rate(self) -> float | None:
@@ -112,8 +113,8 @@ def _when(t: datetime | None, zone: ZoneInfo) -> str:
 
 
 _COLUMNS: tuple[str, ...] = (
-    "Mailing", "State", "Start", "End", "Delivered", "Undelivered", "Cancelled", "Attempts",
-    "Delivery rate",
+    "Mailing", "State", "Start", "End", "Delivered", "Segments", "Undelivered", "Cancelled",
+    "Attempts", "Delivery rate",
 )  # fmt: skip
 
 
@@ -125,6 +126,7 @@ def _row(line: MailingLine, zone: ZoneInfo) -> tuple[str, ...]:
         _when(line.datetime_start, zone),
         _when(line.datetime_end, zone),
         str(f.delivered),
+        str(f.segments),
         str(f.undelivered),
         str(f.cancelled),
         str(f.attempts),
@@ -136,6 +138,7 @@ def _totals(report: DailyReport) -> list[tuple[str, str]]:
     t = report.totals
     return [
         ("Delivered", str(t.delivered)),
+        ("SMS segments sent", str(t.segments)),
         ("Undelivered (final)", str(t.undelivered)),
         ("Cancelled", str(t.cancelled)),
         ("Attempts", str(t.attempts)),

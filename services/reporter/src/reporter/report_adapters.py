@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from reporter.domain import PROJECTION_NAME
+from reporter.queries import segments_per_day
 from reporter.report import MAX_TABLE_ROWS, DailyReport, Figures, MailingLine, day_bounds
 from reporter.stats import mailing_state
 from sms_events.contracts import DailyReportSent
@@ -52,6 +53,7 @@ async def load_report(pool: asyncpg.Pool, day: date, tz: str, now: datetime) -> 
             start,
             end,
         )
+        segments = sum((await segments_per_day(conn, start, end, tz)).values())
         rows = await conn.fetch(
             """
             WITH day AS (
@@ -63,7 +65,8 @@ async def load_report(pool: asyncpg.Pool, day: date, tz: str, now: datetime) -> 
                 HAVING sum(delivered) <> 0 OR sum(failed) <> 0 OR sum(cancelled) <> 0
                     OR sum(attempts) <> 0
             )
-            SELECT d.*, r.datetime_start, r.datetime_end, r.paused, r.cancelled_at,
+            SELECT d.*, d.delivered * coalesce(r.segments, 0) AS segments,
+                   r.datetime_start, r.datetime_end, r.paused, r.cancelled_at,
                    r.resolved_at, r.scheduled_messages, count(*) OVER () AS active
               FROM day d JOIN reporter_mailings r USING (mailing_id)
              WHERE r.deleted_at IS NULL
@@ -90,7 +93,11 @@ async def load_report(pool: asyncpg.Pool, day: date, tz: str, now: datetime) -> 
             datetime_start=r["datetime_start"],
             datetime_end=r["datetime_end"],
             figures=Figures(
-                int(r["delivered"]), int(r["failed"]), int(r["cancelled"]), int(r["attempts"])
+                int(r["delivered"]),
+                int(r["failed"]),
+                int(r["cancelled"]),
+                int(r["attempts"]),
+                int(r["segments"]),
             ),
         )
         for r in rows
@@ -107,6 +114,7 @@ async def load_report(pool: asyncpg.Pool, day: date, tz: str, now: datetime) -> 
             int(totals["failed"]),
             int(totals["cancelled"]),
             int(totals["attempts"]),
+            segments,
         ),
         mailings=lines,
         more_mailings=active - len(lines),

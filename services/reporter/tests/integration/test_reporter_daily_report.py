@@ -165,12 +165,13 @@ async def test_the_report_of_a_local_day_with_totals_and_a_table(
     assert "Delivery rate:       66.7%" in text
     assert "Mailings active that day (2)" in text
     row_one = next(line for line in text.splitlines() if line.strip().startswith(str(one)))
-    assert row_one.split() == [str(one), "running", *_dates(start, end, tz), "2", "1", "0", "4",
-                               "66.7%"]  # fmt: skip
+    assert row_one.split() == [str(one), "running", *_dates(start, end, tz), "2", "2", "1", "0",
+                               "4", "66.7%"]  # fmt: skip
     row_two = next(line for line in text.splitlines() if line.strip().startswith(str(two)))
-    assert row_two.split() == [str(two), "running", "-", "-", "0", "0", "1", "2", "n/a"]
+    assert row_two.split() == [str(two), "running", "-", "-", "0", "0", "0", "1", "2", "n/a"]
+    assert "SMS segments sent:   2" in text  # "hi": one segment each
     assert "<table" in page and "<td" in page and str(one) in page and "66.7%" in page
-    assert page.count("<tr>") == 5 + 1 + 2  # totals, header, two mailings
+    assert page.count("<tr>") == 6 + 1 + 2  # totals (segments among them), header, two mailings
 
 
 def _dates(start: datetime, end: datetime, tz: str) -> list[str]:

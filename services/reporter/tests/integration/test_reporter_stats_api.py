@@ -107,6 +107,8 @@ async def test_mailing_stats_shape_and_figures(client: Client, pool: asyncpg.Poo
             {"minute": iso(start + timedelta(minutes=3)), "delivered": 0, "failed": 0},
             {"minute": iso(start + timedelta(minutes=4)), "delivered": 1, "failed": 1},
         ],
+        "segments_per_message": 1,
+        "segments_sent": 2,
     }
     # The rest go out an hour later: complete, with the time it took.
     done = start + timedelta(hours=1)
@@ -193,7 +195,11 @@ async def test_overview_counts_and_its_http_shape(client: Client, pool: asyncpg.
     resp = await client.get("/internal/v1/stats")
     assert resp.status == 200
     after = await resp.json()
-    assert set(after) == {"clients", "mailings", "messages", "delivery_rate", "sends_per_hour"}
+    assert set(after) == {
+        "clients", "mailings", "messages", "delivery_rate", "sends_per_hour", "segments_per_day"
+    }  # fmt: skip
+    assert len(after["segments_per_day"]) == 7
+    assert after["segments_per_day"][-1]["day"] == datetime.now(UTC).date().isoformat()
     assert set(after["mailings"]) == {"scheduled", "running", "paused", "finished", "cancelled"}
     moved = {k: after["messages"][k] - before["messages"][k] for k in ("SC", "DL", "ND", "CA")}
     assert moved == {"SC": 2, "DL": 1, "ND": 0 + 1, "CA": 0}

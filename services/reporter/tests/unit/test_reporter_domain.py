@@ -265,8 +265,8 @@ def test_delta_tracks_first_and_last_delivery() -> None:
 
 def test_newest_mailing_state_wins_whatever_the_order() -> None:
     patch = MailingPatch(1)
-    patch.state(T0 + timedelta(days=2), T0 + timedelta(days=3), updated_at=T0 + timedelta(hours=1))
-    patch.state(T0, T0 + timedelta(days=1), updated_at=T0)  # older, arrives late
+    patch.state(T0 + timedelta(days=2), T0 + timedelta(days=3), T0 + timedelta(hours=1), 2)
+    patch.state(T0, T0 + timedelta(days=1), T0, 1)  # older, arrives late
     assert (patch.datetime_start, patch.datetime_end) == (
         T0 + timedelta(days=2),
         T0 + timedelta(days=3),

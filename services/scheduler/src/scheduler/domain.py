@@ -9,16 +9,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from scheduler.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
+from sms_events.contracts import ResendableStatus
+from sms_events.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
 
 __all__ = [
     "NO_SEND_MOMENT",
+    "RESEND_STATES",
     "Mailing",
     "MailingStatus",
     "MessageState",
     "ResolutionMode",
     "Unsent",
     "settled_state",
+    "source_states",
 ]
 
 # Why a message is settled, or a client left out, when its window has no moment before the end.
@@ -58,6 +61,18 @@ class Unsent:
     error: str
 
 
+# The message state each resendable status (sms_events.contracts.RESENDABLE_STATUSES) is.
+RESEND_STATES: dict[ResendableStatus, MessageState] = {
+    "ND": MessageState.UNDELIVERED,
+    "CA": MessageState.CANCELLED,
+}
+
+
+def source_states(statuses: Iterable[ResendableStatus] | None) -> list[str] | None:
+    """The scheduler's states of a follow-up's chosen statuses (None: not a follow-up)."""
+    return None if statuses is None else sorted({RESEND_STATES[s].value for s in statuses})
+
+
 class ResolutionMode(enum.StrEnum):
     """What a resolution of a mailing's audience may change, widest first.
 
@@ -94,6 +109,8 @@ class Mailing:
     window_end: time | None
     client_filter: str | None
     status: str
+    source_mailing_id: int | None = None  # a follow-up: the mailing it sends to again
+    source_states: list[str] | None = None  # ... to those of its messages in these states
 
     def started(self, now: datetime) -> bool:
         return now >= self.datetime_start

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from scheduler.domain import MailingStatus, MessageState, ResolutionMode, Unsent, settled_state
+from scheduler.domain import (
+    MailingStatus,
+    MessageState,
+    ResolutionMode,
+    Unsent,
+    settled_state,
+    source_states,
+)
 from scheduler.resolution import (
     Scope,
     cancelled_events,
@@ -235,13 +242,14 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
     row = await conn.fetchrow(
         """
         INSERT INTO scheduler_mailings AS g (mailing_id, text, datetime_start, datetime_end,
-            window_start, window_end, client_filter, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            window_start, window_end, client_filter, version, source_mailing_id, source_states)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (mailing_id) DO UPDATE
            SET text = excluded.text, datetime_start = excluded.datetime_start,
                datetime_end = excluded.datetime_end, window_start = excluded.window_start,
                window_end = excluded.window_end, client_filter = excluded.client_filter,
-               version = excluded.version, updated_at = now()
+               version = excluded.version, source_mailing_id = excluded.source_mailing_id,
+               source_states = excluded.source_states, updated_at = now()
          WHERE g.version < excluded.version
         RETURNING mailing_id
         """,
@@ -253,6 +261,8 @@ async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> N
         event.send_interval_time_end,
         event.client_filter,
         env.sequence or 0,
+        event.source_mailing_id,
+        source_states(event.source_statuses),
     )
     if row is None:
         return  # an older version than we already have

@@ -20,7 +20,6 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from scheduler.audience import parse_client_filter
 from scheduler.domain import (
     NO_SEND_MOMENT,
     Mailing,
@@ -29,6 +28,7 @@ from scheduler.domain import (
     Unsent,
     settled_state,
 )
+from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     Event,
@@ -93,19 +93,31 @@ def _in_scope(alias: str, n: int, by_ids: bool) -> str:
 
 def _matches(n: int) -> str:
     """SQL: client ``c`` matches the filter items in $n (``audience.matches_filter``)."""
-    return f"(cardinality(${n}::text[]) = 0 OR c.operator_code = ANY(${n}) OR c.tag = ANY(${n}))"
+    return matches_sql(n, "c")
+
+
+def _from_source(n: int) -> str:
+    """SQL: client ``c`` is in a follow-up's audience: a recipient of the mailing $n whose
+    message is in one of the states $n+1 (always true when $n is NULL: not a follow-up). One
+    probe of ``UNIQUE (mailing_id, client_id)`` per client of the chunk."""
+    return (
+        f"(${n}::bigint IS NULL OR EXISTS (SELECT 1 FROM scheduler_messages s"
+        f" WHERE s.mailing_id = ${n} AND s.client_id = c.client_id"
+        f" AND s.state = ANY(${n + 1}::text[])))"
+    )
 
 
 def _target(by_ids: bool) -> str:
     """The recipients among the clients in scope, with their send slot (NULL: no send
-    moment). $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope."""
+    moment). $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope, $10-$11
+    a follow-up's source mailing and states."""
     return f"""
     WITH zones(zone, due, closes) AS (
         SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
     target AS (
         SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
-        WHERE {_matches(5)} AND {_in_scope("c", 6, by_ids)}
+        WHERE {_matches(5)} AND {_in_scope("c", 6, by_ids)} AND {_from_source(10)}
     )
 """
 
@@ -134,7 +146,7 @@ class Scope:
 
 _MAILING_COLUMNS = (
     "g.mailing_id, g.text, g.datetime_start, g.datetime_end, g.window_start, g.window_end,"
-    " g.client_filter, g.status"
+    " g.client_filter, g.status, g.source_mailing_id, g.source_states"
 )
 
 
@@ -197,7 +209,16 @@ async def resolve(
     scope = scope or Scope()
     items = sorted(parse_client_filter(mailing.client_filter))
     zones, opens, closes = await _zone_slots(conn, mailing, items, scope, now)
-    args = (mailing.mailing_id, zones, opens, closes, items, *scope.args())
+    args = (
+        mailing.mailing_id,
+        zones,
+        opens,
+        closes,
+        items,
+        *scope.args(),
+        mailing.source_mailing_id,
+        mailing.source_states,
+    )
     target = _target(scope.by_ids)
     events: list[Event] = []
     added = await conn.fetch(
@@ -259,7 +280,7 @@ async def _remember_left_out(conn: Connection, args: tuple[object, ...], by_ids:
                   SELECT 1 FROM target t WHERE t.client_id = o.client_id AND t.due IS NULL)
         )
         INSERT INTO scheduler_left_out (mailing_id, client_id, reason)
-        SELECT $1, t.client_id, $10 FROM target t
+        SELECT $1, t.client_id, $12 FROM target t
         WHERE t.due IS NULL
           AND NOT EXISTS (SELECT 1 FROM scheduler_messages m
                           WHERE m.mailing_id = $1 AND m.client_id = t.client_id)

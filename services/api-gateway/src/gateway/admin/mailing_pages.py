@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Response
 
-from gateway import mailing_commands
+from gateway import mailing_commands, mailing_repository
 from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
 from gateway.admin.stats import MailingStats
@@ -38,10 +38,15 @@ from gateway.lifecycle import (
 from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
 from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
+from gateway.preview import forecast
 from gateway.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from gateway.routing import MAX_ID
+from sms_events.segments import measure
 
 __all__ = ["MailingView", "load_views", "router"]
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +67,9 @@ NOTICES: Final = {
     "pause": "Mailing paused: nothing more is sent until it is resumed.",
     "resume": "Mailing resumed.",
     "deleted": "Mailing deleted.",
+    "resent": "Follow-up created: it sends again to the original's chosen recipients.",
 }
+FOLLOW_UPS_SHOWN: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,12 +240,40 @@ async def create_mailing(page: current_page) -> Response:
     try:
         if errors:
             raise InvalidInput(errors)
-        row = await mailing_commands.create(page.pool, body, now=datetime.now(UTC))
+        row = await mailing_commands.create(
+            page.pool,
+            body,
+            now=datetime.now(UTC),
+            max_segments=_settings(page).mailing_max_segments,
+        )
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
         return _form_page(page, values=values, errors=fields, general=general, status=400)
     log.info("admin_mailing_created", mailing_id=row.id, sub=page.user.sub)
     return see_other(f"/admin/mailings/{row.id}?notice=created")
+
+
+def _settings(page: Page) -> Settings:
+    settings: Settings = page.request.app.state.settings
+    return settings
+
+
+@router.post("/preview")
+async def preview_mailing(page: current_page) -> Response:
+    """The forecast of the new-mailing form as it stands (a fragment the form's script shows
+    as the operator types); a form that would be refused shows why instead."""
+    form = await posted_form(page)
+    body, errors = mailing_body(form, page.admin.zone)
+    answer: dict[str, Any] | None = None
+    try:
+        if errors:
+            raise InvalidInput(errors)
+        answer = await forecast(page.pool, body, _settings(page), datetime.now(UTC))
+    except InvalidInput as exc:
+        errors = exc.errors
+    return render(
+        page.request, "_mailing_preview.html", session=page.session, f=answer, errors=errors
+    )
 
 
 @router.get("/{mailing_id}/edit")
@@ -268,6 +303,7 @@ async def update_mailing(page: current_page, mailing_id: str) -> Response:
             partial=True,
             now=datetime.now(UTC),
             all_messages_final=view.counters.all_messages_final if view.counters else False,
+            max_segments=_settings(page).mailing_max_segments,
         )
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
@@ -353,6 +389,7 @@ async def _detail(
     code: int = 200,
 ) -> Response:
     stats = await page.admin.stats.mailing(view.row.id) if page.admin.stats else None
+    follow_ups = await mailing_repository.follow_ups(page.pool, view.row.id, FOLLOW_UPS_SHOWN)
     return render(
         page.request,
         "mailing_detail.html",
@@ -361,6 +398,8 @@ async def _detail(
         nav="mailings",
         notice=NOTICES.get(notice or ""),
         error=error,
+        length=measure(view.row.text),
+        follow_ups=follow_ups,
         **(await _messages(page, view, query) | _live_context(page, view, stats)),
     )
 
@@ -427,12 +466,35 @@ async def mailing_messages(
     return render(page.request, "_messages.html", session=page.session, **context)
 
 
+async def _resend(page: Page, view: MailingView) -> Response:
+    """A follow-up to the recipients whose messages ended in the ticked statuses."""
+    form = await page.request.form()
+    statuses = [s for s in form.getlist("statuses") if isinstance(s, str)]
+    try:
+        row = await mailing_commands.resend(
+            page.pool,
+            view.row.id,
+            {"statuses": statuses},
+            now=datetime.now(UTC),
+            max_segments=_settings(page).mailing_max_segments,
+        )
+    except MailingNotFound:
+        return _not_found(page)
+    except InvalidInput as exc:
+        message = "; ".join(m for messages in exc.errors.values() for m in messages)
+        return await _detail(page, view, MessagesQuery(None, 1, None), error=message, code=400)
+    log.info("admin_mailing_resent", mailing_id=view.row.id, follow_up=row.id, sub=page.user.sub)
+    return see_other(f"/admin/mailings/{row.id}?notice=resent")
+
+
 @router.post("/{mailing_id}/{action}")
 async def mailing_action(page: current_page, mailing_id: str, action: str) -> Response:
     await posted_form(page)
     view = await _one(page, mailing_id)
-    if view is None or action not in ("cancel", "pause", "resume", "delete"):
+    if view is None or action not in ("cancel", "pause", "resume", "delete", "resend"):
         return _not_found(page)
+    if action == "resend":
+        return await _resend(page, view)
     now = datetime.now(UTC)
     final = view.counters.all_messages_final if view.counters else False
     try:

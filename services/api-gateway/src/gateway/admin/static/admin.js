@@ -101,5 +101,47 @@
     }
   });
 
+  // Forms with data-preview-url post themselves there as they are edited (debounced; only
+  // the latest answer is shown) and show the returned fragment in data-preview-target.
+  function preview(form) {
+    var target = document.getElementById(form.getAttribute("data-preview-target"));
+    var url = form.getAttribute("data-preview-url");
+    var timer = null;
+    var asked = 0;
+
+    function ask() {
+      timer = null;
+      var mine = ++asked;
+      fetch(url, { method: "POST", credentials: "same-origin", body: new FormData(form) })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error("HTTP " + response.status);
+          }
+          return response.text();
+        })
+        .then(function (html) {
+          if (mine === asked) {
+            target.innerHTML = html;
+            target.classList.remove("stale");
+          }
+        })
+        .catch(function () {
+          target.classList.add("stale");
+        });
+    }
+
+    function later() {
+      if (timer !== null) {
+        window.clearTimeout(timer);
+      }
+      timer = window.setTimeout(ask, 400);
+    }
+
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+    ask();
+  }
+
   document.querySelectorAll("[data-live-url]").forEach(poll);
+  document.querySelectorAll("form[data-preview-url]").forEach(preview);
 })();

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from scheduler.window import SendWindow, send_time, send_times_by_zone, send_window
+from sms_events.window import SendWindow, send_time, send_times_by_zone, send_window
 
 DAY = timedelta(days=1)
 

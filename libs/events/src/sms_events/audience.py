@@ -1,10 +1,13 @@
-"""Who gets a mailing: the mailing's ``client_filter`` against a client's operator code and tag."""
+"""Who gets a mailing: the mailing's ``client_filter`` against a client's operator code and tag.
+
+Shared by the scheduler (which resolves audiences) and the gateway (which forecasts them): both
+run ``matches_sql``, the set-based form of ``matches_filter``."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-__all__ = ["matches_filter", "parse_client_filter"]
+__all__ = ["matches_filter", "matches_sql", "parse_client_filter"]
 
 
 def parse_client_filter(text: str | None) -> frozenset[str]:
@@ -28,3 +31,13 @@ def matches_filter(items: Collection[str], operator_code: str, tag: str | None) 
     if not items:
         return True
     return operator_code in items or (tag is not None and tag in items)
+
+
+def matches_sql(n: int, alias: str = "c") -> str:
+    """SQL: the row ``alias`` (with ``operator_code`` and ``tag`` columns) matches the filter
+    items bound as ``$n`` (a ``text[]``, sorted ``parse_client_filter`` items), as
+    ``matches_filter`` says."""
+    return (
+        f"(cardinality(${n}::text[]) = 0 OR {alias}.operator_code = ANY(${n})"
+        f" OR {alias}.tag = ANY(${n}))"
+    )

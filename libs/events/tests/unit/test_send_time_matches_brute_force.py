@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.window import SendSlot, SendWindow, send_slot, send_time, send_times_by_zone
+from sms_events.window import SendSlot, SendWindow, send_slot, send_time, send_times_by_zone
 
 MINUTE = timedelta(minutes=1)
 MINUTES_PER_DAY = 24 * 60

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.audience import matches_filter, parse_client_filter
+from sms_events.audience import matches_filter, parse_client_filter
 
 
 @pytest.mark.parametrize("text", [None, "", "   ", ",", " , ,, "])
