@@ -149,3 +149,16 @@ def system(
         if proxies is not None:
             proxies.stop()
         env.destroy()
+
+
+# Every fault the tests turn on at the fake provider, and its off value.
+PROVIDER_FAULTS_OFF = {"failure_rate": 0, "reject_rate": 0, "timeout_rate": 0, "429_rate": 0,
+                       "throttle_rps": 0, "down": False, "seed": None}  # fmt: skip
+
+
+@pytest.fixture
+def provider(system: System) -> Iterator[httpx.Client]:
+    """The fake provider's control API; every fault a test turned on is off again after it."""
+    with system.provider() as client:
+        yield client
+        client.post("/_control", json=PROVIDER_FAULTS_OFF)

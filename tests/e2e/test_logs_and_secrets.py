@@ -5,7 +5,6 @@ followed across the services by its id."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -42,13 +41,6 @@ FOLLOW = {
     "dispatcher": {"message_sent"},
     "reporter": {"message_projected"},
 }
-
-
-@pytest.fixture
-def provider(system: System) -> Iterator[httpx.Client]:
-    with system.provider() as client:
-        yield client
-        client.post("/_control", json={"failure_rate": 0})
 
 
 def test_logs_are_json_traced_free_of_secrets_and_follow_a_message(

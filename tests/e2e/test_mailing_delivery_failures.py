@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import System
 from tests.e2e.helpers import (
@@ -19,14 +17,6 @@ from tests.e2e.helpers import (
     now,
     unique_tag,
 )
-
-
-@pytest.fixture
-def provider(system: System) -> Iterator[httpx.Client]:
-    with system.provider() as client:
-        yield client
-        client.post("/_control", json={"failure_rate": 0, "reject_rate": 0, "down": False,
-                                       "timeout_rate": 0, "429_rate": 0})  # fmt: skip
 
 
 def test_provider_failing_30_percent_still_delivers_every_message(

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import System
@@ -71,13 +70,6 @@ def _import(api: httpx.Client, tag: str) -> None:
                     headers={"Content-Type": "text/csv"})  # fmt: skip
     assert resp.status_code == 200, resp.text
     assert resp.json()["created"] == N
-
-
-@pytest.fixture
-def provider(system: System) -> Iterable[httpx.Client]:
-    with system.provider() as client:
-        yield client
-        client.post("/_control", json={"failure_rate": 0, "seed": None})
 
 
 def test_metrics_follow_a_mailing_with_provider_failures(

@@ -4,11 +4,9 @@ each mailing keeps its own counters, and the two are linked both ways."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import System
 from tests.e2e.helpers import (
@@ -22,13 +20,6 @@ from tests.e2e.helpers import (
     now,
     unique_tag,
 )
-
-
-@pytest.fixture
-def provider(system: System) -> Iterator[httpx.Client]:
-    with system.provider() as client:
-        yield client
-        client.post("/_control", json={"reject_rate": 0})
 
 
 def test_a_follow_up_retries_exactly_the_failed_recipients(

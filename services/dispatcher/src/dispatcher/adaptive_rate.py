@@ -6,13 +6,13 @@ limiter to the result."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import asyncpg
 import structlog
 
 from dispatcher import metrics
+from dispatcher.periodic import repeat
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.send_rate import CutReason, RatePolicy, cut, cut_reason, raised
 
@@ -114,14 +114,4 @@ class AdaptiveRate:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop``; database errors are waited out (the limiter keeps its rate)."""
-        failing = False
-        while not stop.is_set():
-            try:
-                await self.tick()
-                failing = False
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                if not failing:  # once per outage
-                    log.warning("send_rate_not_shared", error=type(exc).__name__)
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._tick_s)
+        await repeat(self.tick, self._tick_s, stop, failing="send_rate_not_shared")

@@ -5,11 +5,12 @@ a second and keeps it in memory, so the check at the start of a call costs nothi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
 
 import asyncpg
 import structlog
+
+from dispatcher.periodic import DB_ERRORS, repeat
 
 __all__ = ["ProviderHold"]
 
@@ -47,7 +48,7 @@ class ProviderHold:
                 _BUCKET,
                 until,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DB_ERRORS as exc:
             log.warning("provider_hold_not_shared", error=type(exc).__name__)
 
     async def refresh(self) -> None:
@@ -58,14 +59,4 @@ class ProviderHold:
             self._until = until
 
     async def run(self, stop: asyncio.Event) -> None:
-        failing = False
-        while not stop.is_set():
-            try:
-                await self.refresh()
-                failing = False
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                if not failing:  # once per outage
-                    log.warning("provider_hold_refresh_failed", error=type(exc).__name__)
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._refresh_s)
+        await repeat(self.refresh, self._refresh_s, stop, failing="provider_hold_refresh_failed")
