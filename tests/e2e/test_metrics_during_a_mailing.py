@@ -18,7 +18,8 @@ N = 200
 CONSUMERS = {"scheduler": "scheduler", "dispatcher": "dispatcher", "reporter": "reporter"}
 SERVICES = ("api-gateway", "scheduler", "dispatcher", "reporter")
 # Every label name a platform metric may carry: all bounded (no id of anything).
-LABELS = {"method", "route", "status", "type", "consumer", "outcome", "endpoint", "state", "le"}
+LABELS = {"method", "route", "status", "type", "consumer", "outcome", "endpoint", "state", "le",
+          "reason"}  # fmt: skip
 # The default collectors' own labels (python_info, python_gc_*).
 DEFAULT_LABELS = {"implementation", "major", "minor", "patchlevel", "version", "generation"}
 
