@@ -14,7 +14,7 @@ import structlog
 from dispatcher import metrics
 from dispatcher.periodic import repeat
 from dispatcher.ratelimit import RateLimiter
-from dispatcher.send_rate import CutReason, RatePolicy, cut, cut_reason, raised
+from dispatcher.send_rate import Answers, RatePolicy, cut, cut_reason, raised, verdict
 
 __all__ = ["AdaptiveRate"]
 
@@ -38,8 +38,7 @@ class AdaptiveRate:
         self.policy = policy
         self._bucket = bucket
         self._tick_s = tick_s
-        self._cut_for: CutReason | None = None
-        self._accepted = 0  # answers since the last tick that were not a reason to cut
+        self._answers = Answers()  # since the last tick
         self._since = time.monotonic()
         self._waited = limiter.total_wait_s
         self.rate: float | None = policy.initial
@@ -47,19 +46,16 @@ class AdaptiveRate:
 
     def observe(self, status: int | None, retry_after: bool) -> None:
         """One provider answer (``status`` None: no answer)."""
-        reason = cut_reason(status, retry_after)
-        if reason is None:
-            self._accepted += 1
-        elif self._cut_for is None:
-            self._cut_for = reason
+        self._answers.add(cut_reason(status, retry_after))
 
     async def tick(self) -> None:
         """Apply what was observed since the last tick to the shared rate, and follow it."""
         now = time.monotonic()
-        accepted = self._accepted / max(now - self._since, 1e-3)
+        answers, self._answers = self._answers, Answers()
+        accepted = answers.accepted / max(now - self._since, 1e-3)
         binding = self._limiter.total_wait_s > self._waited
-        reason = self._cut_for
-        self._accepted, self._since, self._cut_for = 0, now, None
+        reason = verdict(answers, self.policy)
+        self._since = now
         self._waited = self._limiter.total_wait_s
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(

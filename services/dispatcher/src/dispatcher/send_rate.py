@@ -10,6 +10,8 @@ this rule under a row lock), so the provider sees one sender that backs off, not
   what was sent: a free dispatcher sends far above the provider's limit, and halving that
   would take many seconds of 429s to come down). One burst of throttled calls answers
   together, so at most one cut is made per ``cut_gap_s``.
+- Any throttle (429, Retry-After) cuts; 5xx cut only when they are a real share of the answers
+  (``error_share``): random failures of a healthy provider are the retry policy's business.
 - The rate rises by ``step`` per second, and only while it is what holds the calls back
   (callers waited for it): a limit nobody reaches says nothing about the provider, and raising
   it would let a later burst run straight into the provider's limit.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["CutReason", "RatePolicy", "cut", "cut_reason", "raised"]
+__all__ = ["Answers", "CutReason", "RatePolicy", "cut", "cut_reason", "raised", "verdict"]
 
 
 class CutReason(StrEnum):
@@ -40,6 +42,11 @@ class RatePolicy:
     """A cut multiplies the rate by this."""
     cut_gap_s: float = 1.0
     """At most one cut per this long: the throttled answers of one burst arrive together."""
+    error_share: float = 0.25
+    """5xx cut only when at least this share of the answers since the last look failed (and
+    ``min_errors`` of them): a provider failing a few calls at random is not overloaded, and
+    cutting on every such failure would keep the rate at the floor."""
+    min_errors: int = 3
 
     def __post_init__(self) -> None:
         if self.floor <= 0:
@@ -61,6 +68,35 @@ def cut_reason(status: int | None, retry_after: bool) -> CutReason | None:
     if status == 429 or retry_after:
         return CutReason.THROTTLED
     if status is not None and status >= 500:
+        return CutReason.SERVER_ERROR
+    return None
+
+
+@dataclass(slots=True)
+class Answers:
+    """Provider answers counted since the rate was last looked at."""
+
+    accepted: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+
+    def add(self, reason: CutReason | None) -> None:
+        if reason is None:
+            self.accepted += 1
+        elif reason is CutReason.THROTTLED:
+            self.throttled += 1
+        else:
+            self.server_errors += 1
+
+
+def verdict(answers: Answers, policy: RatePolicy) -> CutReason | None:
+    """Whether these answers call for a cut: any throttle does; server errors only when they
+    are a real share of the answers."""
+    if answers.throttled:
+        return CutReason.THROTTLED
+    total = answers.accepted + answers.server_errors
+    errors = answers.server_errors
+    if errors >= policy.min_errors and errors >= policy.error_share * total:
         return CutReason.SERVER_ERROR
     return None
 

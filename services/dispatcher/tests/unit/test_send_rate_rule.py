@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.send_rate import CutReason, RatePolicy, cut, cut_reason, raised
+from dispatcher.send_rate import Answers, CutReason, RatePolicy, cut, cut_reason, raised, verdict
 
 FREE = RatePolicy(floor=10, step=20)
 CAPPED = RatePolicy(floor=10, ceiling=500, step=20)
@@ -62,3 +62,14 @@ def test_a_policy_that_cannot_hold_is_refused() -> None:
     for bad in ({"floor": 0}, {"floor": 10, "ceiling": 5}, {"floor": 10, "factor": 1.0}):
         with pytest.raises(ValueError):
             RatePolicy(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("accepted", "throttled", "errors", "expected"),
+    [(100, 0, 0, None), (100, 1, 0, CutReason.THROTTLED), (95, 0, 5, None),
+     (6, 0, 2, None), (60, 0, 20, CutReason.SERVER_ERROR), (0, 0, 3, CutReason.SERVER_ERROR)],
+)  # fmt: skip
+def test_any_throttle_cuts_but_only_a_real_share_of_server_errors_does(
+    accepted: int, throttled: int, errors: int, expected: CutReason | None
+) -> None:
+    assert verdict(Answers(accepted, throttled, errors), FREE) == expected
