@@ -125,3 +125,6 @@ logs: ## docker compose: follow the logs
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+dashboard-png: $(STAMP) ## docs/dashboard.png: the dashboard's panel queries against a real Prometheus over a real run
+	$(UV) run --no-sync --with matplotlib python scripts/render_dashboard.py
