@@ -12,14 +12,18 @@ from eventlib_support import Observer, TcpProxy
 from sms_events.broker import Broker, declare_exchange
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
+from tests.support.tcp_proxy import url_target
 
 
 @pytest.fixture
-async def tcp_proxy() -> AsyncIterator[Callable[[int], Awaitable[TcpProxy]]]:
+async def tcp_proxy() -> AsyncIterator[Callable[[str], Awaitable[TcpProxy]]]:
+    """``await tcp_proxy(url)``: a proxy to the host and port ``url`` names (whatever the
+    settings say, default ports or not); ``proxied_url(url, proxy.port)`` goes through it."""
     proxies: list[TcpProxy] = []
 
-    async def start(target_port: int) -> TcpProxy:
-        proxy = TcpProxy(target_port)
+    async def start(url: str) -> TcpProxy:
+        host, port = url_target(url)
+        proxy = TcpProxy(port, host)
         await proxy.open()
         proxies.append(proxy)
         return proxy

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
+from tests.support.tcp_proxy import proxied_url
 
 
 async def eventually(
@@ -111,6 +112,8 @@ class Observer:
 
 def settings_via(settings: ServiceSettings, port: int, **query: Any) -> ServiceSettings:
     """The same settings with the AMQP URL pointing at a local proxy port."""
+    url = proxied_url(settings.amqp_url, port)
     params = "&".join(f"{k}={v}" for k, v in query.items())
-    url = f"amqp://guest:guest@127.0.0.1:{port}/" + (f"?{params}" if params else "")
+    if params:
+        url += ("&" if "?" in url else "?") + params
     return settings.model_copy(update={"amqp_url": url})

@@ -27,6 +27,7 @@ from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
 from sms_events.store import Checkpoint, EventStore, append_new_streams
 from sms_events.tracing import current_metadata
+from tests.support.tcp_proxy import proxied_url
 
 pytestmark = pytest.mark.usefixtures("rows_table")
 
@@ -352,8 +353,8 @@ async def test_a_database_outage_delays_handling_but_loses_and_dead_letters_noth
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
     run: Callable[[Consumer], Awaitable[Running]],
 ) -> None:
-    proxy = await tcp_proxy(5432)
-    dsn = settings.database_url.replace("localhost:5432", f"127.0.0.1:{proxy.port}")
+    proxy = await tcp_proxy(settings.database_url)
+    dsn = proxied_url(settings.database_url, proxy.port)
     flaky_pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         recorder = Recorder(setup.name)
@@ -388,7 +389,7 @@ async def test_a_consumer_survives_losing_its_broker_connection(
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
     run: Callable[[Consumer], Awaitable[Running]],
 ) -> None:
-    proxy = await tcp_proxy(5672)
+    proxy = await tcp_proxy(settings.amqp_url)
     flaky = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
     await flaky.connect()
     try:

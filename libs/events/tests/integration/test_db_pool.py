@@ -13,10 +13,11 @@ from eventlib_support import TcpProxy
 
 from sms_events.db import PoolTimeout, create_pool, is_transient
 from sms_events.settings import ServiceSettings
+from tests.support.tcp_proxy import proxied_url
 
 
 def _via(settings: ServiceSettings, proxy: TcpProxy) -> str:
-    return settings.database_url.replace("localhost:5432", f"127.0.0.1:{proxy.port}")
+    return proxied_url(settings.database_url, proxy.port)
 
 
 async def test_acquire_gives_up_after_its_timeout_when_every_connection_is_busy(
@@ -46,7 +47,7 @@ async def test_acquire_gives_up_after_its_timeout_when_every_connection_is_busy(
 async def test_acquire_gives_up_when_the_database_does_not_answer(
     settings: ServiceSettings, tcp_proxy: Callable[[int], Awaitable[TcpProxy]]
 ) -> None:
-    proxy = await tcp_proxy(5432)
+    proxy = await tcp_proxy(settings.database_url)
     pool = await create_pool(_via(settings, proxy), min_size=1, max_size=2, acquire_timeout=0.5)
     try:
         with pytest.raises(PoolTimeout, match="not released"):
@@ -88,7 +89,7 @@ async def test_a_statement_cancelled_by_the_servers_statement_timeout_is_not_tra
 async def test_a_connection_lost_mid_statement_is_transient(
     settings: ServiceSettings, tcp_proxy: Callable[[int], Awaitable[TcpProxy]]
 ) -> None:
-    proxy = await tcp_proxy(5432)
+    proxy = await tcp_proxy(settings.database_url)
     pool = await create_pool(_via(settings, proxy), min_size=1, max_size=1, acquire_timeout=0.5)
     try:
         query = asyncio.create_task(pool.execute("SELECT pg_sleep(5)"))
