@@ -96,7 +96,7 @@ async def test_an_event_appended_while_rabbitmq_is_unreachable_is_published_when
     start_relay: StartRelay,
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
 ) -> None:
-    proxy = await tcp_proxy(5672)
+    proxy = await tcp_proxy(settings.amqp_url)
     broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
     await broker.connect()
     try:
@@ -135,7 +135,7 @@ async def test_a_publish_into_a_silent_network_partition_times_out_and_is_retrie
     start_relay: StartRelay,
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
 ) -> None:
-    proxy = await tcp_proxy(5672)
+    proxy = await tcp_proxy(settings.amqp_url)
     broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2), publish_timeout=0.5)
     await broker.connect()
     try:
@@ -165,7 +165,7 @@ async def test_the_relay_stops_promptly_while_rabbitmq_is_unreachable(
     start_relay: StartRelay,
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
 ) -> None:
-    proxy = await tcp_proxy(5672)
+    proxy = await tcp_proxy(settings.amqp_url)
     broker = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
     await broker.connect()
     try:
