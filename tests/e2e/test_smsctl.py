@@ -129,6 +129,24 @@ def test_a_mailing_is_created_and_watched_to_the_end(system: System, tmp_path: P
     assert overall.returncode == 0 and "clients" in overall.stdout
 
 
+def test_a_mailing_is_forecast_before_it_is_created(system: System, tmp_path: Path) -> None:
+    _csv(tmp_path / "forecast.csv", "smsctl-f", 9_300_000_000, 30)
+    assert _smsctl(system, "clients", "import", str(tmp_path / "forecast.csv")).returncode == 0
+    with system.api() as api:
+        mailings_before = api.get("/api/v1/mailings/").json()["count"]
+    now = datetime.now(UTC)
+    forecast = _smsctl(
+        system, "mailings", "preview", "--text", "Hello from smsctl",
+        "--start", _iso(now + timedelta(hours=1)), "--end", _iso(now + timedelta(hours=2)),
+        "--client-filter", "smsctl-f",
+    )  # fmt: skip
+    assert forecast.returncode == 0, forecast.stderr
+    assert "audience 30 · unsendable 0 · GSM-7, 17 characters, 1 segment(s)" in forecast.stdout
+    assert "Messages leaving per hour" in forecast.stdout
+    with system.api() as api:  # a forecast stores nothing
+        assert api.get("/api/v1/mailings/").json()["count"] == mailings_before
+
+
 def test_pause_resume_and_cancel(system: System) -> None:
     later = datetime.now(UTC) + timedelta(days=1)
     created = _smsctl(

@@ -165,20 +165,57 @@ def _job_counts(job: ImportJob) -> str:
 # ---------------------------------------------------------------------------- mailings
 
 
-@mailings_app.command("create")
-def mailings_create(
-    ctx: typer.Context,
-    text: Annotated[str, typer.Option(help="The message")],
-    start: Annotated[str, typer.Option(help="ISO 8601 start, e.g. 2026-01-01T09:00:00Z")],
-    end: Annotated[str, typer.Option(help="ISO 8601 end")],
-    client_filter: Annotated[str | None, typer.Option(help="operator codes and tags")] = None,
-) -> None:
-    """Create a mailing."""
+TextOption = Annotated[str, typer.Option(help="The message")]
+StartOption = Annotated[str, typer.Option(help="ISO 8601 start, e.g. 2026-01-01T09:00:00Z")]
+EndOption = Annotated[str, typer.Option(help="ISO 8601 end")]
+FilterOption = Annotated[str | None, typer.Option(help="operator codes and tags")]
+
+
+def _mailing_fields(text: str, start: str, end: str, client_filter: str | None) -> dict[str, Any]:
     fields: dict[str, Any] = {"text": text, "datetime_start": start, "datetime_end": end}
     if client_filter:
         fields["client_filter"] = client_filter
+    return fields
+
+
+@mailings_app.command("create")
+def mailings_create(
+    ctx: typer.Context,
+    text: TextOption,
+    start: StartOption,
+    end: EndOption,
+    client_filter: FilterOption = None,
+) -> None:
+    """Create a mailing."""
+    fields = _mailing_fields(text, start, end, client_filter)
     mailing = _run(ctx, lambda c: c.create_mailing(**fields))
     console.print(f"mailing [bold]{mailing['id']}[/] created ({mailing['state']})")
+
+
+@mailings_app.command("preview")
+def mailings_preview(
+    ctx: typer.Context,
+    text: TextOption,
+    start: StartOption,
+    end: EndOption,
+    client_filter: FilterOption = None,
+) -> None:
+    """Forecast a mailing before creating it: audience, when it leaves, segments, cost."""
+    fields = _mailing_fields(text, start, end, client_filter)
+    forecast = _run(ctx, lambda c: c.preview_mailing(**fields))
+    audience, schedule = forecast["audience"], forecast["schedule"]
+    unsendable, cost = forecast["unsendable"], forecast["cost"]
+    console.print(
+        f"audience [bold]{audience['total']}[/] · unsendable {unsendable['total']} · "
+        f"{forecast['encoding']}, {forecast['characters']} characters, "
+        f"{forecast['segments']} segment(s) each · cost {cost['total']} {cost['currency']}"
+    )
+    for reason in unsendable["reasons"]:
+        console.print(f"  no send moment: {reason['reason']} ({reason['count']})")
+    hours = [h for h in schedule["hours"] if h["messages"]]
+    if hours:
+        rows = [{"hour": h["hour"], "messages": h["messages"]} for h in hours]
+        console.print(_table("Messages leaving per hour (UTC)", rows, ["hour", "messages"]))
 
 
 def _command(ctx: typer.Context, mailing_id: int, command: str) -> None:

@@ -206,6 +206,11 @@ class Client:
         result: dict[str, Any] = self._call("POST", "/api/v1/mailings/", json=fields)
         return result
 
+    def preview_mailing(self, **fields: Any) -> dict[str, Any]:
+        """The forecast of a mailing with these fields; nothing is stored."""
+        result: dict[str, Any] = self._call("POST", "/api/v1/mailings/preview/", json=fields)
+        return result
+
     def get_mailing(self, mailing_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/api/v1/mailings/{mailing_id}/")
         return result
