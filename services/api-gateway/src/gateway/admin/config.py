@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sms_events.bearer import is_loopback
+
 __all__ = ["MIN_SECRET_LENGTH", "AdminSettings"]
 
 MIN_SECRET_LENGTH: Final = 32
@@ -21,7 +23,6 @@ _PLACEHOLDERS: Final = frozenset(
     {"changeme", "change-me", "change_me", "secret", "your-secret", "your_secret", "xxx",
      "todo", "test", "password", "session-secret", "client-secret", "your-client-secret"}
 )  # fmt: skip
-_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _is_placeholder(value: str) -> bool:
@@ -33,7 +34,7 @@ def _origin(url: str, name: str, *, allow_http_locally: bool) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{name} must be an absolute http(s) URL")
-    if parts.scheme == "http" and not (allow_http_locally and parts.hostname in _LOCAL_HOSTS):
+    if parts.scheme == "http" and not (allow_http_locally and is_loopback(parts.hostname)):
         raise ValueError(f"{name} must use https (http only for localhost)")
     return url
 
