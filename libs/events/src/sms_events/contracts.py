@@ -16,6 +16,12 @@ __all__ = [
     "ClientsImported",
     "Event",
     "ImportedClient",
+    "ImportedOptOut",
+    "OPTED_OUT",
+    "OptOutRecorded",
+    "OptOutRemoved",
+    "OptOutSource",
+    "OptOutsImported",
     "ResendableStatus",
     "UnknownEventType",
     "event_class",
@@ -183,6 +189,80 @@ class ClientsImported(Event):
     batch_id: str = Field(description="Unique per batch (a UUID)")
     imported_at: datetime = Field(description="When the import wrote these clients")
     clients: list[ImportedClient]
+
+    def _stream_key(self) -> str:
+        return self.batch_id
+
+
+# --- opt-outs (appended by the gateway) ----------------------------------------------------
+# The suppression list: a phone on it gets no message. Each phone's changes are versioned like a
+# client's (the gateway's row counts them, on stream opt_out-<phone> for single changes and as
+# items of opt_outs.imported batches), so a projection keeps the newest version per phone and
+# needs no ordering across streams or replicas.
+
+OPTED_OUT: Final = "opted_out"
+"""The reason of messages.cancelled (status CA) for messages whose phone opted out."""
+
+OptOutSource = Literal["api", "admin", "import", "inbound"]
+
+
+class _OptOutEvent(Event):
+    stream_category: ClassVar[str] = "opt_out"
+
+    phone: _Phone
+
+    def _stream_key(self) -> str:
+        return self.phone
+
+
+@register
+class OptOutRecorded(_OptOutEvent):
+    event_type: ClassVar[str] = "opt_out.recorded"
+    description: ClassVar[str] = (
+        "A phone joined the suppression list: it is left out of every audience, and its "
+        "unsent messages end CA with reason opted_out before any call."
+    )
+
+    reason: str | None = Field(default=None, max_length=200, examples=["STOP"])
+    source: OptOutSource = Field(description="Who recorded it: api, admin, import or inbound")
+    opted_out_at: datetime
+
+
+@register
+class OptOutRemoved(_OptOutEvent):
+    event_type: ClassVar[str] = "opt_out.removed"
+    description: ClassVar[str] = (
+        "A phone left the suppression list: mailings not started yet take it in again."
+    )
+
+    removed_at: datetime
+
+
+class ImportedOptOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    phone: _Phone
+    version: int = Field(
+        ge=1,
+        description="The phone's opt-out version after the import (the opt_out-<phone> "
+        "stream's sequence: apply an item only over an older version)",
+    )
+    reason: str | None = Field(default=None, max_length=200)
+
+
+@register
+class OptOutsImported(Event):
+    event_type: ClassVar[str] = "opt_outs.imported"
+    stream_category: ClassVar[str] = "opt_out_import"
+    description: ClassVar[str] = (
+        "A bulk import put these phones on the suppression list (up to a few hundred per "
+        "event; phones already on it are not repeated). Not also published as "
+        "opt_out.recorded: consumers of opt_out.* bind this too."
+    )
+
+    batch_id: str = Field(description="Unique per batch (a UUID)")
+    opted_out_at: datetime
+    opt_outs: list[ImportedOptOut]
 
     def _stream_key(self) -> str:
         return self.batch_id
