@@ -28,6 +28,8 @@ from gateway.lifecycle import DomainError
 from gateway.mailing_commands import MailingNotFound
 from gateway.mailing_schemas import STATISTICS_UNAVAILABLE
 from gateway.middleware import REQUEST_ID_HEADER, RequestMiddleware
+from gateway.opt_outs import api as opt_outs
+from gateway.opt_outs.rules import StopWords
 from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.responses import JSON
 from gateway.schemas import Readiness, Status
@@ -215,6 +217,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(ClientNotFound, not_found)
     app.add_exception_handler(MailingNotFound, not_found)
+    app.add_exception_handler(opt_outs.OptOutNotFound, not_found)
     app.add_exception_handler(ConcurrentModification, conflict)
     app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(ReporterUnavailable, statistics_unavailable)
@@ -315,6 +318,11 @@ def create_app(settings: Settings) -> FastAPI:
                 "name": "statistics",
                 "description": "Figures overall and per mailing, read from projections",
             },
+            {
+                "name": "opt-outs",
+                "description": "The suppression list: phones that get no message (recorded "
+                "by the API, the admin, a bulk import or a stop word the provider forwards)",
+            },
             {"name": "audit", "description": "Who did what: every command's actor (admin scope)"},
             {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
         ],
@@ -328,10 +336,14 @@ def create_app(settings: Settings) -> FastAPI:
         # /{mailing_id}/ would otherwise take "preview").
         (preview.router, Scope.READ),
         (mailings.router, scope_by_method(Scope.MAILINGS_WRITE)),
+        (opt_outs.router, scope_by_method(Scope.CLIENTS_WRITE)),
         (stats.router, Scope.READ),
         (audit.router, Scope.ADMIN),
     ):
         app.include_router(router, dependencies=[Depends(require_scope(keys, scope))])
+    # The provider's callback carries its own token (INBOUND_TOKEN), not an API key.
+    app.include_router(opt_outs.inbound_router)
+    app.state.stop_words = StopWords(settings.opt_out_stop_words)
     admin.install(app, settings)
     _install_operations(app)
     _install_error_handlers(app)

@@ -8,7 +8,7 @@ and the import streams.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -26,16 +26,15 @@ from gateway.schemas import (
     CLIENT_EXAMPLE,
     IMPORT_EXAMPLE,
     IMPORT_JOB_EXAMPLE,
+    IMPORT_LIMIT_ERRORS,
     PAGE_EXAMPLE,
     UPDATED_EXAMPLE,
     Client,
     ClientPage,
-    ErrorDetail,
     ImportJob,
     ImportResult,
     client_body,
     import_body,
-    json_content,
     responses,
 )
 
@@ -113,28 +112,6 @@ async def create_client(request: Request, pool: Pool) -> Response:
 
 # Registered before /{client_id} for clarity; the router would pick it anyway, as
 # /{client_id} has no POST.
-IMPORT_LIMITS: Final = {
-    413: {
-        "model": ErrorDetail,
-        "description": "Over IMPORT_MAX_BYTES or IMPORT_MAX_ROWS (named in `detail`); a body "
-        "over the byte cap by its Content-Length is not read, and past the line cap the "
-        "batches before it stay imported",
-        "content": json_content(
-            {"detail": "The import is larger than 2,000,000 lines (IMPORT_MAX_ROWS)."}
-        ),
-    },
-    429: {
-        "model": ErrorDetail,
-        "description": "IMPORT_MAX_CONCURRENT imports are running; try again after Retry-After",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "example": 10}},
-        "content": json_content(
-            {
-                "detail": "4 import(s) are already running "
-                "(IMPORT_MAX_CONCURRENT); try again shortly."
-            }
-        ),
-    },
-}
 
 
 @route(
@@ -156,7 +133,7 @@ IMPORT_LIMITS: Final = {
         "job*), whose counts, lines read and errors grow as the import goes."
     ),
     responses=responses(
-        200, IMPORT_EXAMPLE, ImportResult, 409, 413, 415, 429, documented=IMPORT_LIMITS
+        200, IMPORT_EXAMPLE, ImportResult, 409, 413, 415, 429, documented=IMPORT_LIMIT_ERRORS
     )
     | {
         202: {

@@ -9,8 +9,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from gateway.admin.config import AdminSettings
-from gateway.auth import ApiKeys, parse_key
+from gateway.auth import MIN_KEY_LENGTH, ApiKeys, parse_key
 from gateway.import_limits import ImportLimits
+from gateway.opt_outs.rules import DEFAULT_STOP_WORDS
 from sms_events.bearer import is_loopback
 from sms_events.settings import ServiceSettings
 
@@ -42,6 +43,15 @@ class Settings(ServiceSettings, AdminSettings):
     )
     import_max_concurrent: int = Field(
         default=4, ge=1, description="Imports at once per gateway process (429 above)"
+    )
+    inbound_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the SMS provider sends with mobile-originated messages to "
+        "POST /api/v1/inbound/ (none: every inbound call is 401)",
+    )
+    opt_out_stop_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_STOP_WORDS),
+        description="Comma-separated words that, sent back alone, opt the sender out",
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
@@ -81,6 +91,23 @@ class Settings(ServiceSettings, AdminSettings):
             stripped = (v.strip() if isinstance(v, str) else v for v in value)
             return [v for v in stripped if v != ""]
         return value
+
+    @field_validator("opt_out_stop_words", mode="before")
+    @classmethod
+    def _split_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [w.strip() for w in value.split(",") if w.strip()]
+        return value
+
+    @field_validator("inbound_token")
+    @classmethod
+    def _real_inbound_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None or not token.get_secret_value():
+            return None
+        value = token.get_secret_value()
+        if value.lower() in _PLACEHOLDERS or len(value) < MIN_KEY_LENGTH:
+            raise ValueError(f"INBOUND_TOKEN must be a real secret of {MIN_KEY_LENGTH}+ characters")
+        return token
 
     @field_validator("api_keys")
     @classmethod

@@ -19,7 +19,7 @@ import asyncio
 import csv
 import enum
 import random
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -58,6 +58,7 @@ __all__ = [
     "import_clients",
     "import_format",
     "parse_ndjson_line",
+    "parsed_lines",
 ]
 
 log = structlog.get_logger(__name__)
@@ -71,7 +72,6 @@ ATTEMPTS: Final = 8
 
 _BOM: Final = b"\xef\xbb\xbf"
 _FIELDS: Final = ("phone", "tag", "time_zone")
-_POSITIONAL: Final = {name: i for i, name in enumerate(_FIELDS)}
 
 
 class _Reordered(Exception):
@@ -189,13 +189,21 @@ def _decode(line: bytes) -> str:
 
 class CsvRows:
     """Turns CSV lines into field dicts. The first non-blank line is a header when one of its
-    cells is ``phone``; otherwise columns are ``phone,tag,time_zone`` by position.
+    cells is ``phone``; otherwise the columns are ``fields`` by position (for clients
+    ``phone,tag,time_zone``).
 
-    A blank ``tag`` cell clears the tag; a blank ``time_zone`` cell, like a column the file
-    does not have, keeps the client's time zone (``UTC`` for a new client).
+    A blank cell of a column in ``blank_is_absent`` counts as a column the file does not have:
+    a blank ``time_zone`` keeps the client's time zone (``UTC`` for a new client), while a blank
+    ``tag`` clears the tag.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        fields: tuple[str, ...] = _FIELDS,
+        blank_is_absent: frozenset[str] = frozenset({"time_zone"}),
+    ) -> None:
+        self._fields = fields
+        self._blank_is_absent = blank_is_absent
         self._columns: dict[str, int] | None = None
 
     def parse(self, line: bytes) -> dict[str, Any] | None:
@@ -207,12 +215,12 @@ class CsvRows:
         if self._columns is None:
             names = [c.strip().lower() for c in cells]
             if "phone" in names:
-                self._columns = {n: names.index(n) for n in _FIELDS if n in names}
+                self._columns = {n: names.index(n) for n in self._fields if n in names}
                 return None
-            self._columns = _POSITIONAL
+            self._columns = {name: i for i, name in enumerate(self._fields)}
         data: dict[str, Any] = {}
         for name, index in self._columns.items():
-            if index < len(cells) and (name != "time_zone" or cells[index].strip()):
+            if index < len(cells) and (name not in self._blank_is_absent or cells[index].strip()):
                 data[name] = cells[index]
         return data
 
@@ -360,6 +368,45 @@ def _imported_events(
     ]
 
 
+async def parsed_lines(
+    chunks: AsyncIterable[bytes],
+    fmt: ImportFormat,
+    csv_rows: CsvRows,
+    result: ImportResult,
+    *,
+    max_line: int = MAX_LINE_BYTES,
+    max_rows: int | None = None,
+) -> AsyncGenerator[tuple[int, Any]]:
+    """(line number, fields) of each data line of a streamed CSV or NDJSON body; overlong and
+    malformed lines are rejected into ``result``, blank and header lines skipped. Raises
+    ``ImportTooLarge`` past ``max_rows`` (what the caller committed before it stays)."""
+    splitter = LineSplitter(max_line)
+
+    def parsed(lines: list[tuple[int, bytes | None]]) -> Iterator[tuple[int, Any]]:
+        for lineno, line in lines:
+            if max_rows is not None and lineno > max_rows:
+                raise ImportTooLarge("rows", max_rows)
+            result.lines_read = lineno
+            if line is None:
+                result.reject(lineno, {NON_FIELD_ERRORS: [f"Line longer than {max_line} bytes."]})
+                continue
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            try:
+                data = csv_rows.parse(line) if fmt is ImportFormat.CSV else parse_ndjson_line(line)
+            except InvalidInput as exc:
+                result.reject(lineno, exc.errors)
+                continue
+            if data is not None:
+                yield lineno, data
+
+    async for chunk in chunks:
+        for item in parsed(splitter.feed(chunk)):
+            yield item
+    for item in parsed(splitter.close()):
+        yield item
+
+
 def _row(line: int, data: Any) -> Row:
     change = parse_change(data, require_phone=True)
     assert isinstance(change.phone, str)  # require_phone guarantees it
@@ -390,23 +437,10 @@ async def import_clients(
     """
     result = result if result is not None else ImportResult(max_errors=max_errors)
     batches = _Batches(pool, result, batch_size)
-    splitter = LineSplitter(max_line)
-    csv_rows = CsvRows()
-
-    async def take(lines: list[tuple[int, bytes | None]]) -> None:
-        for lineno, line in lines:
-            if max_rows is not None and lineno > max_rows:
-                raise ImportTooLarge("rows", max_rows)  # the batches before it stay
-            result.lines_read = lineno
-            if line is None:
-                result.reject(lineno, {NON_FIELD_ERRORS: [f"Line longer than {max_line} bytes."]})
-                continue
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
+    lines = parsed_lines(chunks, fmt, CsvRows(), result, max_line=max_line, max_rows=max_rows)
+    try:
+        async for lineno, data in lines:
             try:
-                data = csv_rows.parse(line) if fmt is ImportFormat.CSV else parse_ndjson_line(line)
-                if data is None:
-                    continue
                 row = _row(lineno, data)
             except InvalidInput as exc:
                 result.reject(lineno, exc.errors)
@@ -416,13 +450,9 @@ async def import_clients(
             batches.add(row)
             if len(batches.rows) >= batches.size:
                 await batches.flush()
-
-    try:
-        async for chunk in chunks:
-            await take(splitter.feed(chunk))
-        await take(splitter.close())
         await batches.flush()
     finally:
+        await lines.aclose()
         await batches.wait()  # never leave a commit running behind the caller's back
     IMPORT_ROWS.labels("rejected").inc(result.rejected)
     log.info(

@@ -8,6 +8,8 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_REQUEST_SECONDS",
     "IMPORT_ROWS",
+    "INBOUND_MESSAGES",
+    "OPT_OUTS",
     "REPORTER_REQUESTS",
     "REPORTER_SECONDS",
 ]
@@ -39,4 +41,14 @@ REPORTER_SECONDS = Histogram(
     "Time the reporter took to answer (or to fail)",
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OPT_OUTS = Counter(
+    "gateway_opt_outs_total",
+    "Phones put on the suppression list, by source (api, admin, import, inbound)",
+    ["source"],
+)
+INBOUND_MESSAGES = Counter(
+    "gateway_inbound_messages_total",
+    "Mobile-originated messages the provider posted, by outcome (opt_out, other)",
+    ["outcome"],
 )

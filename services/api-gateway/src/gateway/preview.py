@@ -35,8 +35,9 @@ route = slash_routes(router)
 
 TOP_TAGS: Final = 100  # tags listed by name; the others are summed in one `null`-named line
 
-# GROUPING(time_zone, operator_code, tag) of each grouping set.
-_BY_ZONE, _BY_CODE, _BY_TAG = 0b011, 0b101, 0b110
+# GROUPING(time_zone, operator_code, tag) of each grouping set; _OPTED_OUT marks the row
+# counting the matching clients whose phone is on the suppression list.
+_BY_ZONE, _BY_CODE, _BY_TAG, _OPTED_OUT = 0b011, 0b101, 0b110, -1
 _GROUPS_SQL: Final = f"""
     WITH combos AS (
         -- One row per (zone, code, tag) present: an index-only scan of gateway_clients_groups
@@ -45,10 +46,22 @@ _GROUPS_SQL: Final = f"""
           FROM gateway_clients c
          WHERE {matches_sql(1, "c")}
          GROUP BY c.time_zone, c.operator_code, c.tag
+    ), opted AS (
+        -- The opted-out among them, read from the suppression list (far shorter than the
+        -- base) through the unique phone index, so the scan above stays index-only.
+        SELECT c.time_zone, c.operator_code, c.tag, count(*) AS n
+          FROM gateway_opt_outs o JOIN gateway_clients c ON c.phone = o.phone
+         WHERE o.opted_out AND {matches_sql(1, "c")}
+         GROUP BY c.time_zone, c.operator_code, c.tag
+    ), net AS (
+        SELECT b.time_zone, b.operator_code, b.tag, b.n - coalesce(o.n, 0) AS n
+          FROM combos b LEFT JOIN opted o
+            ON (o.time_zone, o.operator_code, o.tag)
+               IS NOT DISTINCT FROM (b.time_zone, b.operator_code, b.tag)
     ), grouped AS (
         SELECT GROUPING(time_zone, operator_code, tag) AS g,
                time_zone, operator_code, tag, sum(n) AS n
-          FROM combos
+          FROM net WHERE n > 0
          GROUP BY GROUPING SETS ((time_zone), (operator_code), (tag))
     ), ranked AS (
         SELECT *, row_number() OVER (PARTITION BY g ORDER BY n DESC, tag) AS rank FROM grouped
@@ -58,6 +71,8 @@ _GROUPS_SQL: Final = f"""
     UNION ALL
     SELECT g, NULL, NULL, NULL, sum(n), true FROM ranked
      WHERE g = {_BY_TAG} AND rank > $2 GROUP BY g
+    UNION ALL
+    SELECT {_OPTED_OUT}, NULL, NULL, NULL, coalesce(sum(n), 0), false FROM opted
 """
 
 EXAMPLE: Final[dict[str, Any]] = {
@@ -67,6 +82,7 @@ EXAMPLE: Final[dict[str, Any]] = {
                              {"operator_code": "999", "count": 1}],
         "by_tag": [{"tag": "vip", "count": 2}, {"tag": None, "count": 1}],
         "other_tags": 0,
+        "opted_out": 1,
         "by_time_zone": [{"time_zone": "Asia/Vladivostok", "count": 1,
                           "first_send": None},
                          {"time_zone": "Europe/Moscow", "count": 2,
@@ -100,7 +116,9 @@ class Preview(BaseModel):
     audience: dict[str, Any] = Field(
         description="`total`; counts `by_operator_code`, `by_tag` (the top 100; "
         "`other_tags` sums the rest; a `null` tag is clients without one) and `by_time_zone`, "
-        "each zone with its first send moment (null: none before the end)"
+        "each zone with its first send moment (null: none before the end); `opted_out`: "
+        "matching clients left out because their phone is on the suppression list (not in "
+        "`total` nor in the counts)"
     )
     schedule: dict[str, Any] = Field(
         description="`send_rate` (messages/s, 0: no limit), `first_send`, `last_send` (when "
@@ -205,6 +223,7 @@ def _audience(
         "by_operator_code": [{"operator_code": c, "count": n} for c, n in codes],
         "by_tag": [{"tag": r["tag"], "count": int(r["n"])} for r in tags],
         "other_tags": others,
+        "opted_out": sum(int(r["n"]) for r in groups if r["g"] == _OPTED_OUT),
         "by_time_zone": [
             {"time_zone": zone, "count": n, "first_send": _iso(plan.opens.get(zone))}
             for zone, n in sorted(zones.items(), key=lambda item: (-item[1], item[0]))
@@ -218,7 +237,8 @@ def _audience(
     summary="Forecast a mailing before creating it",
     description=(
         "Takes the body of a create and stores nothing. Answers the audience (total, by "
-        "operator code, tag and time zone), when the messages would leave (per UTC hour, from "
+        "operator code, tag and time zone; opted-out phones counted apart), when the "
+        "messages would leave (per UTC hour, from "
         "each zone's window and the send rate `DISPATCH_RATE_LIMIT`; 0 means no limit, so a "
         "zone's messages are counted in the hour its window opens), who would get no message "
         "before the end and why, the text's encoding, characters and SMS segments, and the "

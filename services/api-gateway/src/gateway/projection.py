@@ -1,7 +1,7 @@
-"""The gateway's read models as ``sms-replay api-gateway`` rebuilds them: clients and mailings
-folded from their events. Commands write these rows in the transaction of their events; the
-fold writes what those events say, so a rebuilt row equals the one the command wrote (ids and
-versions from the events, times from their payloads, never the clock)."""
+"""The gateway's read models as ``sms-replay api-gateway`` rebuilds them: clients, mailings and
+the suppression list folded from their events. Commands write these rows in the transaction of
+their events; the fold writes what those events say, so a rebuilt row equals the one the
+command wrote (ids and versions from the events, times from their payloads, never the clock)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from sms_events.contracts import (
     MailingResumed,
     MailingScheduled,
     MailingUpdated,
+    OptOutRecorded,
+    OptOutRemoved,
+    OptOutsImported,
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
@@ -43,6 +46,9 @@ _TYPES = frozenset(
         MailingCancelled,
         MailingPaused,
         MailingResumed,
+        OptOutRecorded,
+        OptOutRemoved,
+        OptOutsImported,
     )
 )
 
@@ -58,6 +64,19 @@ ON CONFLICT (id) DO UPDATE
  WHERE g.version < excluded.version
 """
 
+# An opt-out at a version, written only over an older one (as the commands wrote it).
+_UPSERT_OPT_OUTS = """
+INSERT INTO gateway_opt_outs AS o
+    (phone, opted_out, reason, source, opted_out_at, version, updated_at)
+SELECT u.phone, true, u.reason, $3, $4, u.version, $4
+FROM unnest($1::text[], $2::text[], $5::int[]) AS u(phone, reason, version)
+ON CONFLICT (phone) DO UPDATE
+   SET opted_out = true, reason = excluded.reason, source = excluded.source,
+       opted_out_at = excluded.opted_out_at, version = excluded.version,
+       updated_at = excluded.updated_at
+ WHERE o.version < excluded.version
+"""
+
 _MAILING_FIELDS = (
     "text, datetime_start, datetime_end, send_interval_time_start, send_interval_time_end,"
     " client_filter"
@@ -65,7 +84,7 @@ _MAILING_FIELDS = (
 
 
 async def fold(conn: Connection, envelopes: Sequence[Envelope]) -> None:
-    """Fold client and mailing events, in order, into gateway_clients and gateway_mailings."""
+    """Fold client, mailing and opt-out events, in order, into the gateway's tables."""
     top = {"gateway_clients": 0, "gateway_mailings": 0}
     for env in envelopes:
         if env.type not in _TYPES:
@@ -104,6 +123,33 @@ async def _fold_one(conn: Connection, event: Event, version: int, top: dict[str,
             )
         case ClientDeleted():
             await conn.execute("DELETE FROM gateway_clients WHERE id = $1", event.client_id)
+        case OptOutRecorded():
+            await conn.execute(
+                _UPSERT_OPT_OUTS,
+                [event.phone],
+                [event.reason],
+                event.source,
+                event.opted_out_at,
+                [version],
+            )
+        case OptOutsImported():
+            items = event.opt_outs
+            await conn.execute(
+                _UPSERT_OPT_OUTS,
+                [o.phone for o in items],
+                [o.reason for o in items],
+                "import",
+                event.opted_out_at,
+                [o.version for o in items],
+            )
+        case OptOutRemoved():
+            await conn.execute(
+                "UPDATE gateway_opt_outs SET opted_out = false, version = $2, updated_at = $3"
+                " WHERE phone = $1 AND version < $2",
+                event.phone,
+                version,
+                event.removed_at,
+            )
         case MailingScheduled():
             await conn.execute(
                 f"""
@@ -181,7 +227,7 @@ async def _fold_import(conn: Connection, event: ClientsImported) -> None:
 
 PROJECTION = Projection(
     name=READ_MODELS,
-    tables=("gateway_clients", "gateway_mailings"),
+    tables=("gateway_clients", "gateway_mailings", "gateway_opt_outs"),
     fold=fold,
     types=_TYPES,
 )

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from gateway.domain import DEFAULT_TIME_ZONE, PHONE_MESSAGE, TAG_MAX_LENGTH
 
 __all__ = [
+    "IMPORT_LIMIT_ERRORS",
     "BadRequest",
     "Client",
     "ClientCreate",
@@ -292,6 +293,31 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
         "model": ErrorDetail,
         "description": "Unsupported Content-Type",
         "content": json_content({"detail": 'Unsupported media type "text/plain" in request.'}),
+    },
+}
+
+
+# The caps of every bulk import (clients and opt-outs alike).
+IMPORT_LIMIT_ERRORS: Final[dict[int, dict[str, Any]]] = {
+    413: {
+        "model": ErrorDetail,
+        "description": "Over IMPORT_MAX_BYTES or IMPORT_MAX_ROWS (named in `detail`); a body "
+        "over the byte cap by its Content-Length is not read, and past the line cap the "
+        "batches before it stay imported",
+        "content": json_content(
+            {"detail": "The import is larger than 2,000,000 lines (IMPORT_MAX_ROWS)."}
+        ),
+    },
+    429: {
+        "model": ErrorDetail,
+        "description": "IMPORT_MAX_CONCURRENT imports are running; try again after Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "example": 10}},
+        "content": json_content(
+            {
+                "detail": "4 import(s) are already running "
+                "(IMPORT_MAX_CONCURRENT); try again shortly."
+            }
+        ),
     },
 }
 

@@ -81,6 +81,7 @@ async def test_forecast_of_a_windowed_mailing_stores_nothing(
                              {"operator_code": "902", "count": 15}],
         "by_tag": [{"tag": tag, "count": 30}],
         "other_tags": 0,
+        "opted_out": 0,
         "by_time_zone": [
             {"time_zone": "Asia/Tokyo", "count": 12,
              "first_send": iso(_zone_opening(opening, -9, now))},

@@ -1,0 +1,1 @@
+"""The suppression list (opt-outs): its rules, SQL, commands, bulk import and endpoints."""
