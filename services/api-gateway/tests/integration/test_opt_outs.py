@@ -21,8 +21,7 @@ INBOUND_TOKEN = f"inbound-{uuid4().hex}"
 
 async def _events(store: EventStore, pool: asyncpg.Pool, phone: str) -> list[tuple[str, int]]:
     rows = await pool.fetch(
-        "SELECT type, stream_version FROM events WHERE stream_id = $1"
-        " ORDER BY global_position",
+        "SELECT type, stream_version FROM events WHERE stream_id = $1 ORDER BY global_position",
         f"opt_out-{phone}",
     )
     return [(r["type"], r["stream_version"]) for r in rows]
