@@ -22,6 +22,8 @@ QUEUE = QueueSpec(
         "messages.delivered",
         "messages.undelivered",
         "messages.attempt_failed",
+        "opt_out.*",
+        "opt_outs.imported",
     ],
     # The handlers rely on each stream's events arriving in order (a client's versions, a
     # mailing's edits): with several schedulers, one consumes and the others stand by.

@@ -9,11 +9,9 @@ and the event as their cause; a run of client events is one step, traced as its 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-import asyncpg
 import structlog
 
 from scheduler.domain import (
@@ -24,24 +22,23 @@ from scheduler.domain import (
     settled_state,
     source_states,
 )
+from scheduler.opt_outs import EVENT_TYPES as OPT_OUT_EVENTS
+from scheduler.opt_outs import apply_opt_outs, opted_out_among
 from scheduler.resolution import (
-    Scope,
     cancelled_events,
+    follow_clients,
+    leave_audiences,
     load_mailing,
-    load_mailings,
     message_events,
     request_resolution,
-    resolve,
-    resolve_started,
     settled_events,
-    withdrawn_events,
 )
 from sms_events.contracts import (
+    OPTED_OUT,
     ClientCreated,
     ClientDeleted,
     ClientsImported,
     ClientUpdated,
-    Event,
     ImportedClient,
     MailingCancelled,
     MailingDeleted,
@@ -83,30 +80,49 @@ async def handle_batch(
     conn: Connection, envelopes: Sequence[Envelope], clock: Clock = _now
 ) -> None:
     """Apply a batch in order, grouping consecutive client events (single changes and import
-    batches alike) into one set-based step."""
-    pending_clients: list[Envelope] = []
+    batches alike), and consecutive opt-out events, into one set-based step each."""
+    run: list[Envelope] = []
+    run_step: _RunStep | None = None
     for env in envelopes:
-        if env.type.startswith("client.") or env.type == ClientsImported.event_type:
-            pending_clients.append(env)
+        step = _run_step(env.type)
+        if run and step is not run_step:
+            assert run_step is not None
+            await _traced_run(conn, run, run_step, clock())
+            run = []
+        if step is not None:
+            run.append(env)
+            run_step = step
             continue
-        if pending_clients:
-            await _on_clients_traced(conn, pending_clients, clock())
-            pending_clients = []
         handler = _HANDLERS.get(env.type)
         if handler is not None:
             with traced(env.correlationid, causation_id=str(env.id)):
                 await handler(conn, env, clock())
-    if pending_clients:
-        await _on_clients_traced(conn, pending_clients, clock())
+    if run:
+        assert run_step is not None
+        await _traced_run(conn, run, run_step, clock())
 
 
-async def _on_clients_traced(conn: Connection, envs: list[Envelope], now: datetime) -> None:
+_RunStep = Callable[[Connection, list[Envelope], datetime], Awaitable[None]]
+
+
+def _run_step(event_type: str) -> _RunStep | None:
+    """The set-based step that applies a run of events of this type, or None."""
+    if event_type.startswith("client.") or event_type == ClientsImported.event_type:
+        return _on_clients
+    if event_type in OPT_OUT_EVENTS:
+        return apply_opt_outs
+    return None
+
+
+async def _traced_run(
+    conn: Connection, envs: list[Envelope], step: _RunStep, now: datetime
+) -> None:
     # One set-based step for the run: its first event stands for all of them (an import's
     # events share one correlation id anyway); a single event is also the cause.
     first = envs[0]
     cause = str(first.id) if len(envs) == 1 else None
     with traced(first.correlationid, causation_id=cause):
-        await _on_clients(conn, envs, now)
+        await step(conn, envs, now)
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -155,7 +171,7 @@ async def _on_clients(conn: Connection, envs: list[Envelope], now: datetime) -> 
         )
         changed = [r["client_id"] for r in rows]
     if changed:
-        await _follow_clients(conn, changed, now)
+        await follow_clients(conn, changed, now)
     if deleted:
         await _on_clients_deleted(conn, deleted, now)
 
@@ -171,62 +187,13 @@ def _columns(upserts: Sequence[tuple[int, _ClientChange]]) -> tuple[list[object]
     return cols
 
 
-async def _follow_clients(conn: Connection, client_ids: list[int], now: datetime) -> None:
-    """Mailings not started yet follow the base; started ones reschedule clients who moved."""
-    for mailing in await load_mailings(
-        conn, f"g.status IN ('{_ACTIVE}', '{_PAUSED}') AND g.datetime_start > $1", now
-    ):
-        await resolve(conn, mailing, now, scope=Scope(client_ids=client_ids))
-    for mailing in await load_mailings(
-        conn,
-        "g.datetime_start <= $2 AND g.mailing_id IN (SELECT m.mailing_id FROM scheduler_messages m"
-        f" WHERE m.client_id = ANY($1) AND m.state = '{_SCHEDULED}')",
-        client_ids,
-        now,
-    ):
-        await resolve_started(conn, mailing, client_ids, now)
-
-
 async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: datetime) -> None:
     await conn.execute(
         "INSERT INTO scheduler_deleted_clients SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
         client_ids,
     )
     await conn.execute("DELETE FROM scheduler_clients WHERE client_id = ANY($1)", client_ids)
-    # Not started: the client simply leaves the audience. Started: its unsent message is
-    # cancelled (it was part of the fixed audience and stays counted).
-    left = await conn.fetch(
-        f"""
-        DELETE FROM scheduler_messages m USING scheduler_mailings g
-        WHERE m.mailing_id = g.mailing_id AND m.client_id = ANY($1) AND m.state = '{_SCHEDULED}'
-          AND g.datetime_start > $2
-        RETURNING m.mailing_id, m.message_id
-        """,
-        client_ids,
-        now,
-    )
-    gone = await conn.fetch(
-        f"""
-        UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()
-        WHERE client_id = ANY($1) AND state = '{_SCHEDULED}'
-        RETURNING mailing_id, message_id
-        """,
-        client_ids,
-    )
-    await conn.execute("DELETE FROM scheduler_left_out WHERE client_id = ANY($1)", client_ids)
-    events: list[Event] = []
-    for mailing_id, ids in _by_mailing(left).items():
-        events += withdrawn_events(mailing_id, ids)
-    for mailing_id, ids in _by_mailing(gone).items():
-        events += cancelled_events(mailing_id, ids, "client deleted")
-    await append_new_streams(conn, events)
-
-
-def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
-    grouped: dict[int, list[int]] = defaultdict(list)
-    for r in rows:
-        grouped[r["mailing_id"]].append(r["message_id"])
-    return grouped
+    await leave_audiences(conn, client_ids, now, "client deleted")
 
 
 # --- mailings ----------------------------------------------------------------------------------
@@ -372,15 +339,13 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
     failures = {f.message_id: f for f in event.messages}
     if mailing is None or mailing.stopped:
         # Stopped while these were with the dispatcher: unsent, so cancelled like the rest.
-        rows = await conn.fetch(
-            f"UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()"
-            f" WHERE message_id = ANY($1) AND state IN ('{_HANDED_OVER}', '{_SCHEDULED}')"
-            " RETURNING message_id",
-            list(failures),
-        )
-        ids = [r["message_id"] for r in rows]
-        await append_new_streams(conn, cancelled_events(event.mailing_id, ids, "mailing cancelled"))
+        await _cancel_unsent(conn, event.mailing_id, list(failures), "mailing cancelled")
         return
+    # A phone that opted out since is never tried again (the dispatcher refuses its calls).
+    if opted := await opted_out_among(conn, list(failures)):
+        await _cancel_unsent(conn, event.mailing_id, list(opted), OPTED_OUT)
+        for message_id in opted:
+            del failures[message_id]
     rows = await conn.fetch(
         "SELECT m.message_id, m.client_id, m.attempts, m.last_error, c.time_zone"
         " FROM scheduler_messages m"
@@ -454,6 +419,20 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         await append_new_streams(conn, message_events(MessagesRescheduled, event.mailing_id, moved))
     if give_up:
         await settle(conn, event.mailing_id, give_up, now)
+
+
+async def _cancel_unsent(
+    conn: Connection, mailing_id: int, message_ids: list[int], reason: str
+) -> None:
+    """Cancel those of ``message_ids`` not settled yet (with the dispatcher or waiting)."""
+    rows = await conn.fetch(
+        f"UPDATE scheduler_messages SET state = '{_CANCELLED}', updated_at = now()"
+        f" WHERE message_id = ANY($1) AND state IN ('{_HANDED_OVER}', '{_SCHEDULED}')"
+        " RETURNING message_id",
+        message_ids,
+    )
+    ids = [r["message_id"] for r in rows]
+    await append_new_streams(conn, cancelled_events(mailing_id, ids, reason))
 
 
 async def settle(

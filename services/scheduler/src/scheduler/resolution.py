@@ -23,6 +23,7 @@ import structlog
 from scheduler.domain import (
     NO_SEND_MOMENT,
     Mailing,
+    MailingStatus,
     MessageState,
     ResolutionMode,
     Unsent,
@@ -49,6 +50,8 @@ __all__ = [
     "MESSAGES_PER_EVENT",
     "Scope",
     "cancelled_events",
+    "follow_clients",
+    "leave_audiences",
     "load_mailing",
     "load_mailings",
     "message_events",
@@ -66,6 +69,7 @@ log = structlog.get_logger(__name__)
 MESSAGES_PER_EVENT = 500
 
 _SCHEDULED = MessageState.SCHEDULED.value
+_RUNNING = [MailingStatus.ACTIVE.value, MailingStatus.PAUSED.value]  # may still send
 
 
 _FIRST_ID, _LAST_ID = -(2**63), 2**63 - 1
@@ -107,10 +111,18 @@ def _from_source(n: int) -> str:
     )
 
 
+def _not_opted_out(alias: str) -> str:
+    """SQL: client ``alias``'s phone is not on the suppression list (a primary-key probe)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM scheduler_opt_outs o"
+        f" WHERE o.phone = {alias}.phone AND o.opted_out)"
+    )
+
+
 def _target(by_ids: bool) -> str:
     """The recipients among the clients in scope, with their send slot (NULL: no send
-    moment). $1 mailing, $2-$4 zones and their slots, $5 filter items, $6-$9 scope, $10-$11
-    a follow-up's source mailing and states."""
+    moment); a phone on the suppression list is never one. $1 mailing, $2-$4 zones and their
+    slots, $5 filter items, $6-$9 scope, $10-$11 a follow-up's source mailing and states."""
     return f"""
     WITH zones(zone, due, closes) AS (
         SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])),
@@ -118,6 +130,7 @@ def _target(by_ids: bool) -> str:
         SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
         WHERE {_matches(5)} AND {_in_scope("c", 6, by_ids)} AND {_from_source(10)}
+          AND {_not_opted_out("c")}
     )
 """
 
@@ -304,6 +317,68 @@ async def resolve_started(
         client_ids,
     )
     return await _retime(conn, mailing, [r["time_zone"] for r in zones_rows], client_ids, now)
+
+
+async def follow_clients(conn: Connection, client_ids: list[int], now: datetime) -> None:
+    """Clients changed (or came back from the suppression list): mailings not started yet
+    follow the base; started ones reschedule clients who moved."""
+    for mailing in await load_mailings(
+        conn, "g.status = ANY($1::text[]) AND g.datetime_start > $2", _RUNNING, now
+    ):
+        await resolve(conn, mailing, now, scope=Scope(client_ids=client_ids))
+    for mailing in await load_mailings(
+        conn,
+        "g.datetime_start <= $2 AND g.mailing_id IN (SELECT m.mailing_id FROM scheduler_messages m"
+        " WHERE m.client_id = ANY($1) AND m.state = $3)",
+        client_ids,
+        now,
+        _SCHEDULED,
+    ):
+        await resolve_started(conn, mailing, client_ids, now)
+
+
+async def leave_audiences(
+    conn: Connection, client_ids: list[int], now: datetime, reason: str
+) -> None:
+    """Clients deleted or opted out: in a mailing not started yet they simply leave the
+    audience (messages withdrawn); in a started one their unsent messages are cancelled with
+    ``reason`` (they were part of the fixed audience and stay counted). Messages with the
+    dispatcher are refused there and cancelled when handed back."""
+    left = await conn.fetch(
+        """
+        DELETE FROM scheduler_messages m USING scheduler_mailings g
+        WHERE m.mailing_id = g.mailing_id AND m.client_id = ANY($1) AND m.state = $3
+          AND g.datetime_start > $2
+        RETURNING m.mailing_id, m.message_id
+        """,
+        client_ids,
+        now,
+        _SCHEDULED,
+    )
+    gone = await conn.fetch(
+        """
+        UPDATE scheduler_messages SET state = $3, updated_at = now()
+        WHERE client_id = ANY($1) AND state = $2
+        RETURNING mailing_id, message_id
+        """,
+        client_ids,
+        _SCHEDULED,
+        MessageState.CANCELLED.value,
+    )
+    await conn.execute("DELETE FROM scheduler_left_out WHERE client_id = ANY($1)", client_ids)
+    events: list[Event] = []
+    for mailing_id, ids in _by_mailing(left).items():
+        events += withdrawn_events(mailing_id, ids)
+    for mailing_id, ids in _by_mailing(gone).items():
+        events += cancelled_events(mailing_id, ids, reason)
+    await append_new_streams(conn, events)
+
+
+def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for r in rows:
+        grouped[r["mailing_id"]].append(r["message_id"])
+    return grouped
 
 
 async def request_resolution(conn: Connection, mailing_id: int, mode: ResolutionMode) -> None:
