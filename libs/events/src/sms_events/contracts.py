@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "OPTED_OUT",
     "RESENDABLE_STATUSES",
     "ClientCreated",
     "ClientDeleted",
@@ -17,7 +18,6 @@ __all__ = [
     "Event",
     "ImportedClient",
     "ImportedOptOut",
-    "OPTED_OUT",
     "OptOutRecorded",
     "OptOutRemoved",
     "OptOutSource",
