@@ -18,7 +18,7 @@ from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
-from dispatcher.holds import handle_holds
+from dispatcher.holds import apply_holds
 from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
@@ -202,7 +202,7 @@ async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
     due, ids = _due(n=2)
     paused = MailingPaused(mailing_id=due.mailing_id, paused_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
-        await handle_holds(conn, [envelope_for(paused)])
+        await apply_holds(conn, [envelope_for(paused)])
     await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "mailing paused")}
@@ -210,7 +210,7 @@ async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
 
     resumed = MailingResumed(mailing_id=due.mailing_id, resumed_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
-        await handle_holds(conn, [envelope_for(resumed)])
+        await apply_holds(conn, [envelope_for(resumed)])
     await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
     delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
