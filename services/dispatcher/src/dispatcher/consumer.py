@@ -1,4 +1,5 @@
-"""Dispatcher wiring: the provider client, limiter, breaker, and the due-messages queue."""
+"""Dispatcher wiring: the provider client, limiter, breaker, the due-messages queue and the
+projections' queue (holds and opt-outs)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dispatcher.claims import OwnerLease
 from dispatcher.config import Settings
 from dispatcher.domain import RetryPolicy
 from dispatcher.handlers import Dispatcher
+from dispatcher.projections import start_projections
 from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
@@ -108,5 +110,6 @@ async def start(rt: Runtime) -> None:
     rt.spawn(recorder.run(drained), "recorder")
     rt.spawn(lease.run(drained), "lease")
     rt.spawn(provider_hold.run(rt.stop), "provider-hold")
+    await start_projections(rt)
     if send_rate is not None:
         rt.spawn(send_rate.run(rt.stop), "send-rate")

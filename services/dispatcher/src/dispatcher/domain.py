@@ -8,9 +8,15 @@ from datetime import datetime
 
 from dispatcher.backoff import retry_due
 from dispatcher.provider import Outcome, SendResult
-from sms_events.contracts import DeliveredMessage, DueMessage, FailedAttempt, UndeliveredMessage
+from sms_events.contracts import (
+    OPTED_OUT,
+    DeliveredMessage,
+    DueMessage,
+    FailedAttempt,
+    UndeliveredMessage,
+)
 
-__all__ = ["RetryPolicy", "Verdict", "judge", "not_attempted", "refusal"]
+__all__ = ["REFUSALS", "RetryPolicy", "Verdict", "judge", "not_attempted", "refusal"]
 
 Verdict = DeliveredMessage | FailedAttempt | UndeliveredMessage
 
@@ -54,14 +60,23 @@ def not_attempted(message_id: int, attempt: int, reason: str, retry_at: datetime
 # Why a call may not start now (handed back to the scheduler, which times it again).
 OUTSIDE_WINDOW = "outside the send window"
 END_REACHED = "end reached"
+# Every reason ``refusal`` gives: a fixed set, so a metric may be labelled by it. The scheduler
+# cancels a message handed back as OPTED_OUT (CA, reason opted_out) instead of timing it again.
+REFUSALS = (OPTED_OUT, END_REACHED, OUTSIDE_WINDOW)
 
 
-def refusal(message: DueMessage, not_after: datetime, now: datetime) -> FailedAttempt | None:
-    """None when a provider call for ``message`` may start at ``now``: inside its send slot
-    (``due_at <= now < closes_at``, a stretch of the client's local window) and before the
-    mailing's end. Otherwise the hand-back, not before the slot opens when it is still to come.
-    Checked when the call starts, after every wait for a slot or a rate-limit token."""
+def refusal(
+    message: DueMessage, not_after: datetime, now: datetime, *, opted_out: bool
+) -> FailedAttempt | None:
+    """None when a provider call for ``message`` may start at ``now``: its phone is not opted
+    out, inside its send slot (``due_at <= now < closes_at``, a stretch of the client's local
+    window) and before the mailing's end. Otherwise the hand-back, not before the slot opens
+    when it is still to come. Checked when the call starts, after every wait for a slot or a
+    rate-limit token. An opt-out comes first: it ends the message, where the others only time
+    it again."""
     closes = min(message.closes_at or not_after, not_after)
+    if opted_out:
+        return not_attempted(message.message_id, message.attempt, OPTED_OUT, now)
     if now >= not_after:
         return not_attempted(message.message_id, message.attempt, END_REACHED, now)
     if now >= closes:

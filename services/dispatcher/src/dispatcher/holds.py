@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sms_events.consumer import QueueSpec
 from sms_events.contracts import MailingCancelled, MailingDeleted, MailingPaused, MailingResumed
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 
-__all__ = ["HOLDS_QUEUE", "handle_holds", "hold_of"]
+__all__ = ["ROUTING_KEYS", "apply_holds", "hold_of"]
 
-HOLDS_QUEUE = QueueSpec(
-    name="dispatcher-holds",
-    routing_keys=["mailing.paused", "mailing.resumed", "mailing.cancelled", "mailing.deleted"],
-)
+ROUTING_KEYS = ("mailing.paused", "mailing.resumed", "mailing.cancelled", "mailing.deleted")
 
 
-async def handle_holds(conn: Connection, envelopes: Sequence[Envelope]) -> None:
+async def apply_holds(conn: Connection, envelopes: Sequence[Envelope]) -> None:
+    """Fold the pause, resume, cancel and delete events among ``envelopes`` (others ignored);
+    a pause or resume applies only over an older one, so their order of arrival is irrelevant."""
     for env in envelopes:
         event = env.payload()
         match event:

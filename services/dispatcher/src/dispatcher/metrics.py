@@ -22,6 +22,12 @@ SKIPPED = Counter(
 BREAKER_REJECTED = Counter(
     "dispatcher_breaker_rejected_total", "Messages handed back because the circuit was open"
 )
+REFUSED = Counter(
+    "dispatcher_messages_refused_total",
+    "Messages handed back without a call by the call-start rule: opted_out, the send window "
+    "or the mailing's end (domain.REFUSALS)",
+    ["reason"],
+)
 BREAKER_STATE = Gauge(
     "dispatcher_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)"
 )

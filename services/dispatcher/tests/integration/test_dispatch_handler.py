@@ -3,149 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
-import pytest
+from dispatch_support import behave, due_messages, new_dispatcher, outcomes_of, spawn
 
 from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease
-from dispatcher.domain import RetryPolicy
-from dispatcher.handlers import Dispatcher
-from dispatcher.holds import handle_holds
-from dispatcher.provider import ProviderClient
-from dispatcher.provider_hold import ProviderHold
+from dispatcher.holds import apply_holds
 from dispatcher.ratelimit import RateLimiter
-from dispatcher.recorder import OutcomeRecorder
 from dispatcher.send_rate import RatePolicy
-from fake_provider import RunningProvider, Settings, running
-from sms_events.contracts import DueMessage, MailingPaused, MailingResumed, MessagesDue
+from fake_provider import RunningProvider
+from sms_events.contracts import MailingPaused, MailingResumed
 from sms_events.testing.factories import envelope_for
-
-TOKEN = "dispatch-handler-test-token"
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[RunningProvider]:
-    async with running(Settings(port=0, token=TOKEN)) as fake:
-        yield fake
-
-
-_clients: list[ProviderClient] = []
-_background: list[asyncio.Task[None]] = []
-_done = asyncio.Event()
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    global _done
-    _done = asyncio.Event()
-    yield
-    _done.set()
-    await asyncio.gather(*_background)
-    _background.clear()
-    while _clients:
-        await _clients.pop().close()
-
-
-async def _dispatcher(
-    pool: asyncpg.Pool,
-    url: str,
-    *,
-    breaker: CircuitBreaker | None = None,
-    max_attempts: int = 0,
-    concurrency: int = 10,
-    stopping: asyncio.Event | None = None,
-    lease: OwnerLease | None = None,
-    clock: Callable[[], datetime] | None = None,
-    limiter: RateLimiter | None = None,
-    send_rate: AdaptiveRate | None = None,
-) -> Dispatcher:
-    """A dispatcher as one process runs it: its own owner lease, recorder and provider hold."""
-    client = ProviderClient(url, TOKEN, concurrency=concurrency, timeout_s=2)
-    _clients.append(client)
-    if lease is None:
-        lease = OwnerLease(pool, ttl_s=30)
-        await lease.renew()
-    recorder = OutcomeRecorder(pool, interval_s=0.002)
-    _background.append(asyncio.create_task(recorder.run(_done)))
-    return Dispatcher(
-        pool,
-        client,
-        limiter or RateLimiter(None, 0),
-        breaker or CircuitBreaker(failure_threshold=100),
-        RetryPolicy(base_s=1, cap_s=10, max_attempts=max_attempts),
-        concurrency=concurrency,
-        lease=lease,
-        recorder=recorder,
-        provider_hold=ProviderHold(pool),
-        rng=random.Random(1),
-        stopping=stopping,
-        send_rate=send_rate,
-        **({"clock": clock} if clock else {}),
-    )
-
-
-def _behave(provider: RunningProvider, **changes: float) -> None:
-    fake = provider.provider
-    fake.settings = dataclasses.replace(fake.settings, **changes)  # type: ignore[arg-type]
-
-
-def _due(
-    n: int = 3,
-    attempt: int = 1,
-    not_after: datetime | None = None,
-    due_at: datetime | None = None,
-    closes_at: datetime | None = None,
-) -> tuple[MessagesDue, list[int]]:
-    mailing_id = random.randint(10**9, 10**12)
-    ids = [random.randint(10**9, 10**15) for _ in range(n)]
-    event = MessagesDue(
-        mailing_id=mailing_id,
-        batch_id=f"b{mailing_id}",
-        text="hello",
-        not_after=not_after or datetime.now(UTC) + timedelta(hours=1),
-        messages=[
-            DueMessage(
-                message_id=m,
-                client_id=m,
-                phone="79991234567",
-                attempt=attempt,
-                due_at=due_at,
-                closes_at=closes_at,
-            )
-            for m in ids
-        ],
-    )
-    return event, ids
-
-
-async def _results(pool: asyncpg.Pool, mailing_id: int) -> dict[str, list[dict[str, Any]]]:
-    rows = await pool.fetch(
-        "SELECT type, data FROM events WHERE stream_id LIKE $1 ORDER BY global_position",
-        f"dispatch-{mailing_id}-%",
-    )
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r["type"], []).extend(r["data"]["messages"])
-    return out
 
 
 async def test_delivers_and_never_calls_again_when_the_batch_is_redelivered(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    due, ids = _due()
+    due, ids = due_messages()
     env = envelope_for(due)
-    dispatcher = await _dispatcher(pool, provider.url)
+    dispatcher = await new_dispatcher(pool, provider.url)
     await dispatcher.handle(env)
     await dispatcher.handle(env)  # redelivered after a crash before the ack
-    results = await _results(pool, due.mailing_id)
+    results = await outcomes_of(pool, due.mailing_id)
     assert sorted(m["message_id"] for m in results["messages.delivered"]) == sorted(ids)
     assert [provider.provider.journal.message(m)["count"] for m in ids] == [1, 1, 1]
 
@@ -153,11 +37,11 @@ async def test_delivers_and_never_calls_again_when_the_batch_is_redelivered(
 async def test_a_5xx_is_handed_back_for_a_later_attempt(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    _behave(provider, failure_rate=1.0)
-    due, _ids = _due(n=1)
+    behave(provider, failure_rate=1.0)
+    due, _ids = due_messages(n=1)
     before = datetime.now(UTC)
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    (failed,) = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    (failed,) = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert failed["attempts"] == 1 and failed["error"] == "HTTP 500"
     retry_at = datetime.fromisoformat(failed["retry_at"])
     assert before <= retry_at <= datetime.now(UTC) + timedelta(seconds=1)
@@ -166,32 +50,32 @@ async def test_a_5xx_is_handed_back_for_a_later_attempt(
 async def test_a_400_is_final_and_the_attempt_limit_too(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    _behave(provider, reject_rate=1.0)
-    due, _ = _due(n=1)
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
+    behave(provider, reject_rate=1.0)
+    due, _ = due_messages(n=1)
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    (nd,) = (await outcomes_of(pool, due.mailing_id))["messages.undelivered"]
     assert nd["attempts"] == 1 and nd["error"].startswith("HTTP 400")
 
-    _behave(provider, reject_rate=0.0, failure_rate=1.0)
-    due, _ids = _due(n=1, attempt=3)
-    await (await _dispatcher(pool, provider.url, max_attempts=3)).handle(envelope_for(due))
-    (nd,) = (await _results(pool, due.mailing_id))["messages.undelivered"]
+    behave(provider, reject_rate=0.0, failure_rate=1.0)
+    due, _ids = due_messages(n=1, attempt=3)
+    await (await new_dispatcher(pool, provider.url, max_attempts=3)).handle(envelope_for(due))
+    (nd,) = (await outcomes_of(pool, due.mailing_id))["messages.undelivered"]
     assert (nd["attempts"], nd["error"]) == (3, "HTTP 500")
 
 
 async def test_end_reached_and_open_circuit_hand_messages_back_without_a_call(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    due, ids = _due(n=1, not_after=datetime.now(UTC) - timedelta(seconds=1))
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    (late,) = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    due, ids = due_messages(n=1, not_after=datetime.now(UTC) - timedelta(seconds=1))
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    (late,) = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert (late["attempts"], late["error"]) == (0, "end reached")
 
     breaker = CircuitBreaker(failure_threshold=1, cooldown_s=30)
     breaker.record(time.monotonic(), success=False)
-    due, ids = _due(n=2)
-    await (await _dispatcher(pool, provider.url, breaker=breaker)).handle(envelope_for(due))
-    held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    due, ids = due_messages(n=2)
+    await (await new_dispatcher(pool, provider.url, breaker=breaker)).handle(envelope_for(due))
+    held = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "provider circuit open")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
 
@@ -199,36 +83,36 @@ async def test_end_reached_and_open_circuit_hand_messages_back_without_a_call(
 async def test_messages_of_a_paused_mailing_are_handed_back_without_a_call(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    due, ids = _due(n=2)
+    due, ids = due_messages(n=2)
     paused = MailingPaused(mailing_id=due.mailing_id, paused_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
-        await handle_holds(conn, [envelope_for(paused)])
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    held = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+        await apply_holds(conn, [envelope_for(paused)])
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    held = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in held} == {(0, "mailing paused")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
 
     resumed = MailingResumed(mailing_id=due.mailing_id, resumed_at=datetime.now(UTC))
     async with pool.acquire() as conn, conn.transaction():
-        await handle_holds(conn, [envelope_for(resumed)])
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+        await apply_holds(conn, [envelope_for(resumed)])
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    delivered = (await outcomes_of(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
 
 
 async def test_on_stop_the_calls_in_flight_finish_and_the_rest_are_handed_back_unsent(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    _behave(provider, latency_ms=300)
+    behave(provider, latency_ms=300)
     stopping = asyncio.Event()
-    dispatcher = await _dispatcher(pool, provider.url, concurrency=2, stopping=stopping)
-    due, ids = _due(n=6)
+    dispatcher = await new_dispatcher(pool, provider.url, concurrency=2, stopping=stopping)
+    due, ids = due_messages(n=6)
     handling = asyncio.create_task(dispatcher.handle(envelope_for(due)))
     await asyncio.sleep(0.1)  # two calls in flight, four waiting for a slot
     stopping.set()
     await asyncio.wait_for(handling, 5)
 
-    results = await _results(pool, due.mailing_id)
+    results = await outcomes_of(pool, due.mailing_id)
     sent = {m["message_id"] for m in results["messages.delivered"]}
     assert len(sent) == 2  # finished and recorded, not cut off
     back = results["messages.attempt_failed"]
@@ -241,20 +125,20 @@ async def test_on_stop_the_calls_in_flight_finish_and_the_rest_are_handed_back_u
 async def test_two_copies_of_a_due_event_on_two_dispatchers_call_once(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    _behave(provider, latency_ms=100)
-    due, ids = _due(n=20)
+    behave(provider, latency_ms=100)
+    due, ids = due_messages(n=20)
     env = envelope_for(due)
-    one, two = await _dispatcher(pool, provider.url), await _dispatcher(pool, provider.url)
+    one, two = await new_dispatcher(pool, provider.url), await new_dispatcher(pool, provider.url)
     await asyncio.gather(one.handle(env), two.handle(env), one.handle(env))
     assert [provider.provider.journal.message(m)["count"] for m in ids] == [1] * len(ids)
-    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+    delivered = (await outcomes_of(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
 
 
 async def test_claims_of_a_dead_dispatcher_are_taken_over_after_its_lease(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    due, ids = _due(n=4)
+    due, ids = due_messages(n=4)
     dead = OwnerLease(pool, ttl_s=3)
     await dead.renew()
     # It claimed every message, then was killed before any outcome was recorded.
@@ -267,10 +151,10 @@ async def test_claims_of_a_dead_dispatcher_are_taken_over_after_its_lease(
     lease_end = await pool.fetchval(
         "SELECT alive_until FROM dispatcher_owners WHERE owner = $1", dead.owner
     )
-    dispatcher = await _dispatcher(pool, provider.url)
+    dispatcher = await new_dispatcher(pool, provider.url)
     # Redelivered before the lease ran out: handed back until then, nothing called.
     await dispatcher.handle(envelope_for(due))
-    back = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    back = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in back} == {(0, "being sent by another dispatcher")}
     assert {datetime.fromisoformat(m["retry_at"]) for m in back} == {lease_end}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
@@ -278,7 +162,7 @@ async def test_claims_of_a_dead_dispatcher_are_taken_over_after_its_lease(
     await asyncio.sleep(max(0.0, (lease_end - datetime.now(UTC)).total_seconds()) + 0.1)
     await dispatcher.handle(envelope_for(due))
     assert [provider.provider.journal.message(m)["count"] for m in ids] == [1] * len(ids)
-    delivered = (await _results(pool, due.mailing_id))["messages.delivered"]
+    delivered = (await outcomes_of(pool, due.mailing_id))["messages.delivered"]
     assert sorted(m["message_id"] for m in delivered) == sorted(ids)
 
 
@@ -286,19 +170,19 @@ async def test_a_call_starts_only_inside_the_send_slot(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     now = datetime.now(UTC)
-    closed, closed_ids = _due(n=2, due_at=now - timedelta(hours=1), closes_at=now)
+    closed, closed_ids = due_messages(n=2, due_at=now - timedelta(hours=1), closes_at=now)
     soon = now + timedelta(minutes=5)
-    early, early_ids = _due(n=1, due_at=soon, closes_at=soon + timedelta(hours=1))
-    dispatcher = await _dispatcher(pool, provider.url)
+    early, early_ids = due_messages(n=1, due_at=soon, closes_at=soon + timedelta(hours=1))
+    dispatcher = await new_dispatcher(pool, provider.url)
     await dispatcher.handle(envelope_for(closed))
     await dispatcher.handle(envelope_for(early))
-    back = (await _results(pool, closed.mailing_id))["messages.attempt_failed"]
+    back = (await outcomes_of(pool, closed.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in back} == {(0, "outside the send window")}
-    (wait,) = (await _results(pool, early.mailing_id))["messages.attempt_failed"]
+    (wait,) = (await outcomes_of(pool, early.mailing_id))["messages.attempt_failed"]
     assert datetime.fromisoformat(wait["retry_at"]) == soon
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in closed_ids + early_ids)
     # Handed back unsent, the claims are released: the next hand-over in the slot calls.
-    slot, _ = _due(n=1)
+    slot, _ = due_messages(n=1)
     again = slot.model_copy(
         update={"messages": [m.model_copy(update={"due_at": None, "closes_at": None})
                              for m in closed.messages]}
@@ -322,10 +206,10 @@ async def test_the_window_is_checked_after_the_wait_for_a_slot(
         return start + timedelta(milliseconds=100 * next(reads))
 
     closes = start + timedelta(milliseconds=550)
-    due, ids = _due(n=3, due_at=start, closes_at=closes)
-    dispatcher = await _dispatcher(pool, provider.url, concurrency=1, clock=clock)
+    due, ids = due_messages(n=3, due_at=start, closes_at=closes)
+    dispatcher = await new_dispatcher(pool, provider.url, concurrency=1, clock=clock)
     await dispatcher.handle(envelope_for(due))
-    results = await _results(pool, due.mailing_id)
+    results = await outcomes_of(pool, due.mailing_id)
     assert len(results["messages.delivered"]) == 2
     (back,) = results["messages.attempt_failed"]
     assert back["error"] == "outside the send window"
@@ -337,9 +221,9 @@ async def test_a_lost_lease_hands_claimed_messages_back_without_a_call(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     lease = OwnerLease(pool, ttl_s=3)  # never renewed: not valid
-    due, ids = _due(n=2)
-    await (await _dispatcher(pool, provider.url, lease=lease)).handle(envelope_for(due))
-    back = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    due, ids = due_messages(n=2)
+    await (await new_dispatcher(pool, provider.url, lease=lease)).handle(envelope_for(due))
+    back = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert {(m["attempts"], m["error"]) for m in back} == {(0, "dispatcher lease lost")}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
 
@@ -347,15 +231,15 @@ async def test_a_lost_lease_hands_claimed_messages_back_without_a_call(
 async def test_retry_after_holds_every_replica(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
-    _behave(provider, rate_429=1.0)
-    due, _ = _due(n=1)
-    await (await _dispatcher(pool, provider.url)).handle(envelope_for(due))
-    _behave(provider, rate_429=0.0)
-    other = await _dispatcher(pool, provider.url)
+    behave(provider, rate_429=1.0)
+    due, _ = due_messages(n=1)
+    await (await new_dispatcher(pool, provider.url)).handle(envelope_for(due))
+    behave(provider, rate_429=0.0)
+    other = await new_dispatcher(pool, provider.url)
     await other._hold.refresh()  # what its refresh loop does twice a second
-    due, ids = _due(n=2)
+    due, ids = due_messages(n=2)
     await other.handle(envelope_for(due))
-    back = (await _results(pool, due.mailing_id))["messages.attempt_failed"]
+    back = (await outcomes_of(pool, due.mailing_id))["messages.attempt_failed"]
     assert {m["error"] for m in back} == {"provider asked to wait (Retry-After)"}
     assert all(provider.provider.journal.message(m)["count"] == 0 for m in ids)
 
@@ -364,12 +248,12 @@ async def test_404_opens_the_circuit_instead_of_failing_each_message(
     pool: asyncpg.Pool, provider: RunningProvider
 ) -> None:
     breaker = CircuitBreaker(failure_threshold=3, cooldown_s=30)
-    due, _ = _due(n=10)
-    dispatcher = await _dispatcher(
+    due, _ = due_messages(n=10)
+    dispatcher = await new_dispatcher(
         pool, provider.url + "/no-such-path", breaker=breaker, concurrency=1
     )
     await dispatcher.handle(envelope_for(due))
-    results = await _results(pool, due.mailing_id)
+    results = await outcomes_of(pool, due.mailing_id)
     assert "messages.undelivered" not in results
     errors = [m["error"] for m in results["messages.attempt_failed"]]
     assert errors.count("HTTP 404") == 3
@@ -381,7 +265,7 @@ async def test_the_adaptive_rate_settles_under_a_throttle_and_climbs_when_it_lif
 ) -> None:
     """Free at first; a provider that throttles above 300/s makes it cut to about what the
     provider accepted, after which 429s stay rare; when the throttle lifts, the rate climbs."""
-    _behave(provider, latency_ms=5, throttle_rps=300)
+    behave(provider, latency_ms=5, throttle_rps=300)
     limiter = RateLimiter(pool, 0, key=f"adaptive-{random.getrandbits(32)}", slot_s=0.1)
     send_rate = AdaptiveRate(
         pool, limiter, RatePolicy(floor=20, step=100, cut_gap_s=0.5), bucket=limiter.key,
@@ -389,8 +273,9 @@ async def test_the_adaptive_rate_settles_under_a_throttle_and_climbs_when_it_lif
     )  # fmt: skip
     lease = OwnerLease(pool, ttl_s=30)
     await lease.renew()
-    _background.extend(asyncio.create_task(t.run(_done)) for t in (send_rate, lease))
-    dispatcher = await _dispatcher(pool, provider.url, concurrency=50, limiter=limiter,
+    spawn(send_rate.run)
+    spawn(lease.run)
+    dispatcher = await new_dispatcher(pool, provider.url, concurrency=50, limiter=limiter,
                                    send_rate=send_rate, lease=lease)  # fmt: skip
 
     async def send(n: int) -> list[int]:
@@ -398,7 +283,7 @@ async def test_the_adaptive_rate_settles_under_a_throttle_and_climbs_when_it_lif
         journal = provider.provider.journal
         first = len(journal.statuses)
         for _ in range(n // 250):
-            await dispatcher.handle(envelope_for(_due(n=250)[0]))
+            await dispatcher.handle(envelope_for(due_messages(n=250)[0]))
         return list(journal.statuses[first:])
 
     burst = await send(500)
@@ -411,7 +296,7 @@ async def test_the_adaptive_rate_settles_under_a_throttle_and_climbs_when_it_lif
     assert share_429 < 0.25, "the rate keeps running into the throttle"
     assert 20 <= send_rate.rate <= 600
 
-    _behave(provider, throttle_rps=0)
+    behave(provider, throttle_rps=0)
     before = send_rate.rate
     lifted = await send(750)
     print(f"after the throttle lifted: {send_rate.rate:.0f}/s (was {before:.0f}/s)")
