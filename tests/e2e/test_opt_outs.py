@@ -1,7 +1,8 @@
 """Opt-outs through every service: a listed phone is left out of the audience (and the forecast
 counts it apart); a phone that opts out after the start, here by answering STOP through the
 provider's inbound callback, has its unsent message cancelled (CA, reason opted_out) and is
-never called; coming off the list after the start brings nothing back."""
+never called, even when its message is already with the dispatcher; coming off the list after
+the start brings nothing back."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from tests.e2e.helpers import (
 
 INBOUND_TOKEN = "inbound-e2e-token-0123456789abcdef0123"
 
-pytestmark = pytest.mark.service_env({"INBOUND_TOKEN": INBOUND_TOKEN})
+# Two calls a second: a due batch waits at the dispatcher long enough to opt out mid-batch.
+pytestmark = pytest.mark.service_env({"INBOUND_TOKEN": INBOUND_TOKEN, "DISPATCH_RATE_LIMIT": "2"})
 
 
 def test_a_listed_phone_gets_no_message_and_the_forecast_says_so(
@@ -93,3 +95,38 @@ def test_stop_after_the_start_cancels_the_unsent_message(system: System) -> None
         assert api.delete(f"/api/v1/opt-outs/{stopper['phone']}/").status_code == 204
         unchanged = assert_counter(api, started["id"], "cancelled_messages", 1)
         assert unchanged["clients_count"] == 3
+
+
+def test_an_opt_out_stops_calls_already_with_the_dispatcher(
+    system: System, provider: httpx.Client
+) -> None:
+    tag = unique_tag()
+    with system.api() as api:
+        clients = [create_client(api, tag=tag) for _ in range(10)]
+        sending = create_mailing(api, client_filter=tag)
+        # One due batch of ten, sent at two a second: once the first is delivered the rest
+        # are with the dispatcher, waiting for the rate. Then every phone opts out (in bulk).
+        eventually(lambda: _at_least(api, sending["id"], "delivered_messages", 1), 30)
+        body = "phone,reason\n" + "".join(f"{c['phone']},bulk\n" for c in clients)
+        imported = api.post(
+            "/api/v1/opt-outs/import", content=body, headers={"Content-Type": "text/csv"}
+        )
+        assert imported.status_code == 200 and imported.json()["created"] == 10, imported.text
+
+        def settled() -> dict[str, object]:
+            m = api.get(f"/api/v1/mailings/{sending['id']}/").json()
+            assert m["delivered_messages"] + m["cancelled_messages"] == 10, m
+            return dict(m)
+
+        done = eventually(settled, 30)
+        assert int(done["cancelled_messages"]) >= 3, done  # type: ignore[call-overload]
+        cancelled = [m["id"] for m in messages(api, sending["id"]) if m["status"] == "CA"]
+        calls = provider.get(
+            "/_inspect/messages", params={"ids": ",".join(map(str, cancelled))}
+        ).json()
+        assert all(calls.get(str(i), {}).get("count", 0) == 0 for i in cancelled), calls
+
+
+def _at_least(api: httpx.Client, mailing_id: int, key: str, n: int) -> None:
+    m = api.get(f"/api/v1/mailings/{mailing_id}/").json()
+    assert m[key] >= n, m
