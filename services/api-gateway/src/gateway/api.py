@@ -51,11 +51,13 @@ REST API of the SMS mailing platform. Request and response shapes are those of t
 `/api/v1/` (Django REST framework) API; every change is recorded as an event
 (`client.created`, `client.updated`, `client.deleted`; a bulk import as `clients.imported`,
 a few hundred clients per event; `mailing.scheduled`, `mailing.updated`, `mailing.deleted`,
-`mailing.cancelled`, `mailing.paused`, `mailing.resumed`) and published to RabbitMQ.
+`mailing.cancelled`, `mailing.paused`, `mailing.resumed`; the suppression list as
+`opt_out.recorded`, `opt_out.removed`, `opt_outs.imported`) and published to RabbitMQ.
 
 **Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`. Keys have
-scopes: `read` (every GET), `clients:write`, `mailings:write`, `admin` (all of them); a call
-outside the key's scopes is `403` naming the scope. The events of every command carry the key's
+scopes: `read` (every GET), `clients:write` (clients and opt-outs), `mailings:write`, `admin`
+(all of them); a call outside the key's scopes is `403` naming the scope.
+`/api/v1/inbound/` (the provider's callback) takes `INBOUND_TOKEN` instead. The events of every command carry the key's
 name as their actor (`metadata.actor`).
 
 **Errors**: invalid input is `400` with each bad field and its messages, e.g.
