@@ -27,6 +27,7 @@ from tests.e2e.helpers import (
     iso,
     mailing,
     now,
+    unique_phone,
     unique_tag,
 )
 
@@ -127,7 +128,8 @@ def _ok(resp: httpx.Response) -> dict[str, Any]:
 
 
 def varied_history(system: System) -> History:
-    """Clients created, edited, moved to another zone, deleted and imported; mailings
+    """Clients created, edited, moved to another zone, deleted and imported; opt-outs
+    recorded, removed and imported; mailings
     delivered through retries, undelivered, rejected, edited, paused and resumed, cancelled,
     deleted, left paused; every one settled when this returns."""
     tag, other = unique_tag(), unique_tag()
@@ -137,6 +139,14 @@ def varied_history(system: System) -> History:
         _ok(api.patch(f"/api/v1/clients/{clients[1]['id']}/", json={"time_zone": "Asia/Tokyo"}))
         _ok(api.delete(f"/api/v1/clients/{clients[2]['id']}/"))
         import_clients(api, tag, 20, prefix=int(time.time()) % 900 + 100)
+        # The suppression list (phones outside the base, so the audiences below stay as they
+        # are): recorded, removed, imported.
+        _ok(api.post("/api/v1/opt-outs/", json={"phone": unique_phone(), "reason": "asked"}))
+        _ok(api.post("/api/v1/opt-outs/", json={"phone": (gone := unique_phone())}))
+        _ok(api.delete(f"/api/v1/opt-outs/{gone}/"))
+        listed = f"phone,reason\n{unique_phone()},bulk\n{unique_phone()},\n"
+        _ok(api.post("/api/v1/opt-outs/import", content=listed,
+                     headers={"Content-Type": "text/csv"}))  # fmt: skip
         audience = 6 - 2 + 20
         made: dict[str, int] = {}
 
