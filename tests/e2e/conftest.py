@@ -104,6 +104,9 @@ FAST = {
     "BREAKER_COOLDOWN_S": "0.5",
     "BREAKER_MAX_COOLDOWN_S": "1",
     "SCHEDULER_TICK_S": "0.1",
+    # Tests call the API as fast as they can; the limits have their own tests.
+    "API_RATE_LIMIT_PER_KEY": "5000",
+    "API_RATE_LIMIT_PER_ADDRESS": "5000",
 }
 
 

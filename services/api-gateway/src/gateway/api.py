@@ -30,6 +30,7 @@ from gateway.mailing_schemas import STATISTICS_UNAVAILABLE
 from gateway.middleware import REQUEST_ID_HEADER, RequestMiddleware
 from gateway.opt_outs import api as opt_outs
 from gateway.opt_outs.rules import StopWords
+from gateway.rate_limits import AddressLimitMiddleware, RateLimited, TokenBuckets
 from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.responses import JSON
 from gateway.schemas import Readiness, Status
@@ -45,6 +46,8 @@ RELAY_SOURCE: Final = "/sms/api-gateway"
 READY_TIMEOUT: Final = 2.0
 RELAY_STOP_TIMEOUT: Final = 10.0
 RETRY_AFTER_S: Final = "5"
+API_PATHS: Final = ("/api/v1/",)
+LOGIN_PATHS: Final = ("/admin/auth/",)
 
 DESCRIPTION = """
 REST API of the SMS mailing platform. Request and response shapes are those of the old
@@ -57,8 +60,8 @@ a few hundred clients per event; `mailing.scheduled`, `mailing.updated`, `mailin
 **Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`. Keys have
 scopes: `read` (every GET), `clients:write` (clients and opt-outs), `mailings:write`, `admin`
 (all of them); a call outside the key's scopes is `403` naming the scope.
-`/api/v1/inbound/` (the provider's callback) takes `INBOUND_TOKEN` instead. The events of every command carry the key's
-name as their actor (`metadata.actor`).
+`/api/v1/inbound/` (the provider's callback) takes `INBOUND_TOKEN` instead. The events of
+every command carry the key's name as their actor (`metadata.actor`).
 
 **Errors**: invalid input is `400` with each bad field and its messages, e.g.
 `{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; a change a
@@ -213,6 +216,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSON({"detail": str(exc)}, status_code=429,
                     headers={"Retry-After": str(IMPORT_RETRY_AFTER_S)})  # fmt: skip
 
+    async def rate_limited(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RateLimited)
+        return JSON({"detail": str(exc)}, status_code=429, headers=exc.headers())
+
+    app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(ImportTooLarge, import_too_large)
     app.add_exception_handler(TooManyImports, too_many_imports)
     app.add_exception_handler(InvalidInput, invalid_input)
@@ -350,5 +358,15 @@ def create_app(settings: Settings) -> FastAPI:
     _install_operations(app)
     _install_error_handlers(app)
     _install_openapi(app)
+    app.state.key_buckets = TokenBuckets(settings.api_key_rate())
+    # Inside the request middleware, so a 429 is logged and counted like any answer.
+    app.add_middleware(
+        AddressLimitMiddleware, buckets=TokenBuckets(settings.login_rate()), prefixes=LOGIN_PATHS
+    )
+    app.add_middleware(
+        AddressLimitMiddleware,
+        buckets=TokenBuckets(settings.api_address_rate()),
+        prefixes=API_PATHS,
+    )
     app.add_middleware(RequestMiddleware)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +20,7 @@ from typing import Annotated, Final
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.rate_limits import RateLimited, TokenBuckets
 from sms_events.tracing import acting_as
 
 __all__ = [
@@ -158,6 +160,9 @@ def require_scope(
         key = keys.match(credentials.credentials)
         if key is None:
             raise _unauthorized(INVALID)
+        buckets: TokenBuckets | None = getattr(request.app.state, "key_buckets", None)
+        if buckets is not None and (wait := buckets.take(key.name, time.monotonic())):
+            raise RateLimited(f"for the API key {key.name!r}", wait)
         needed = scope(request) if callable(scope) else scope
         if not key.allows(needed):
             raise HTTPException(

@@ -12,6 +12,7 @@ from gateway.admin.config import AdminSettings
 from gateway.auth import MIN_KEY_LENGTH, ApiKeys, parse_key
 from gateway.import_limits import ImportLimits
 from gateway.opt_outs.rules import DEFAULT_STOP_WORDS
+from gateway.rate_limits import Rate
 from sms_events.bearer import is_loopback
 from sms_events.settings import ServiceSettings
 
@@ -43,6 +44,23 @@ class Settings(ServiceSettings, AdminSettings):
     )
     import_max_concurrent: int = Field(
         default=4, ge=1, description="Imports at once per gateway process (429 above)"
+    )
+    api_rate_limit_per_key: float = Field(
+        default=100,
+        ge=0,
+        description="Requests a second per API key and gateway process, bursts of twice "
+        "that (429 with Retry-After above; 0: no limit)",
+    )
+    api_rate_limit_per_address: float = Field(
+        default=100,
+        ge=0,
+        description="Requests a second to /api/v1/ per client address and gateway process, "
+        "bursts of twice that (0: no limit; behind a proxy set FORWARDED_ALLOW_IPS)",
+    )
+    login_rate_limit_per_minute: float = Field(
+        default=30,
+        ge=0,
+        description="Admin login attempts (/admin/auth/) a minute per client address (0: no limit)",
     )
     inbound_token: SecretStr | None = Field(
         default=None,
@@ -131,6 +149,15 @@ class Settings(ServiceSettings, AdminSettings):
                 f"ADMIN_DEV_LOGIN works only on a loopback GATEWAY_HOST, not {self.gateway_host}"
             )
         return self
+
+    def api_key_rate(self) -> Rate:
+        return Rate(self.api_rate_limit_per_key, 2 * self.api_rate_limit_per_key)
+
+    def api_address_rate(self) -> Rate:
+        return Rate(self.api_rate_limit_per_address, 2 * self.api_rate_limit_per_address)
+
+    def login_rate(self) -> Rate:
+        return Rate(self.login_rate_limit_per_minute / 60, self.login_rate_limit_per_minute)
 
     def import_limits(self) -> ImportLimits:
         return ImportLimits(self.import_max_bytes, self.import_max_rows, self.import_max_concurrent)

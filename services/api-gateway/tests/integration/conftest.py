@@ -28,6 +28,8 @@ def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Set
     values = (
         settings.model_dump()
         | {"api_keys": [API_KEY], "relay_enabled": False, "import_max_concurrent": 32}
+        # Tests call the API as fast as they can; the limits have their own tests.
+        | {"api_rate_limit_per_key": 10_000, "api_rate_limit_per_address": 10_000}
         | overrides
     )
     return Settings(**values, _env_file=None)
