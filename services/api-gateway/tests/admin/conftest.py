@@ -7,13 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from admin_support import (
+    ADMIN_EMAIL,
     API_KEY,
     Gateway,
     Provider,
     ReporterDouble,
     oidc_env,
+    provider_login,
 )
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
@@ -90,6 +93,18 @@ def gateway(
     gateway.start()
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture
+def admin(gateway: Gateway) -> Iterator[httpx.Client]:
+    """An httpx client logged in through the provider's forms, sending the Origin a browser
+    sends; redirects are not followed."""
+    with httpx.Client(base_url=gateway.url, follow_redirects=True, timeout=15) as client:
+        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", ADMIN_EMAIL)
+        assert landed.url.path == "/admin/clients", landed.text[:300]
+        client.follow_redirects = False
+        client.headers["Origin"] = gateway.url
+        yield client
 
 
 @pytest.fixture(scope="module")

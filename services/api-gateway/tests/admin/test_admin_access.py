@@ -31,17 +31,6 @@ def anonymous(gateway: Gateway) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def admin(gateway: Gateway) -> Iterator[httpx.Client]:
-    """Logged in through the provider's forms, sending the Origin a browser sends."""
-    with httpx.Client(base_url=gateway.url, follow_redirects=True, timeout=15) as client:
-        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", ADMIN_EMAIL)
-        assert landed.url.path == "/admin/clients", landed.text[:300]
-        client.follow_redirects = False
-        client.headers["Origin"] = gateway.url
-        yield client
-
-
 def test_pages_redirect_to_the_login_and_fragments_answer_401(anonymous: httpx.Client) -> None:
     for path in ("/admin", "/admin/mailings", "/admin/mailings/1", "/admin/clients?tag=x"):
         resp = anonymous.get(path)

@@ -294,6 +294,28 @@ def test_clients_are_found_created_edited_and_deleted(
     expect(page.get_by_text("No clients match.")).to_be_visible()
 
 
+def test_a_phone_is_opted_out_and_taken_back_on_the_opt_outs_page(
+    page: Page, gateway: Gateway, provider: Provider
+) -> None:
+    login(page, gateway, provider)
+    page.get_by_test_id("nav-opt-outs").click()
+    page.get_by_test_id("phone").fill("12345")
+    page.get_by_test_id("add").click()
+    expect(page.get_by_text("Phone must be 11 digits starting with 7")).to_be_visible()
+    phone = unique_phone()
+    page.get_by_test_id("phone").fill(f"+{phone}")
+    page.get_by_test_id("reason").fill("asked at the counter")
+    page.get_by_test_id("add").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("added to the suppression list")
+    row = page.locator(f"tr[data-phone='{phone}']")
+    expect(row).to_contain_text("asked at the counter")
+    expect(row).to_contain_text("admin")
+    page.screenshot(path=str(SHOTS / "admin-opt-outs.png"), full_page=True)
+    page.get_by_test_id(f"remove-{phone}").click()  # the confirm dialog is accepted
+    expect(page.get_by_test_id("notice")).to_contain_text("taken off the suppression list")
+    expect(row).to_have_count(0)
+
+
 def test_a_csv_import_reports_each_bad_line(
     page: Page, gateway: Gateway, provider: Provider, tmp_path: Path
 ) -> None:

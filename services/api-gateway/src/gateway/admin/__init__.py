@@ -12,7 +12,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
-from gateway.admin import auth_pages, client_pages, dashboard, mailing_pages
+from gateway.admin import auth_pages, client_pages, dashboard, mailing_pages, opt_out_pages
 from gateway.admin.config import AdminSettings
 from gateway.admin.web import HERE, Admin
 from gateway.reporter_client import make_http_client
@@ -71,7 +71,8 @@ def install(app: FastAPI, settings: AdminSettings) -> None:
     # The routers' lifespans run inside the app's own (after the pool is open).
     lifecycle = APIRouter(lifespan=_lifespan(admin))
     app.include_router(lifecycle)
-    for router in (auth_pages.router, dashboard.router, mailing_pages.router, client_pages.router):
-        app.include_router(router)
+    routers = (auth_pages, dashboard, mailing_pages, client_pages, opt_out_pages)
+    for module in routers:
+        app.include_router(module.router)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="admin-static")
     _warn(settings)

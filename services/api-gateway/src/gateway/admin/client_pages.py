@@ -3,22 +3,22 @@ background job, its page showing live progress and every rejected line."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import structlog
 from fastapi import APIRouter, Response
-from starlette.datastructures import URL as StarletteURL
-from starlette.datastructures import UploadFile
 
-from gateway import commands, importer, repository
+from gateway import commands, repository
 from gateway.admin.charts import Part, progress_bar
 from gateway.admin.forms import client_body, client_values, field_errors
+from gateway.admin.uploads import REFUSALS, chunks, posted_upload, refusal_status, upload_format
 from gateway.admin.web import (
     AdminRoute,
     Page,
     current_page,
     not_found,
+    page_link,
+    page_number,
     posted_form,
     render,
     see_other,
@@ -26,7 +26,6 @@ from gateway.admin.web import (
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
 from gateway.import_jobs import ImportJob, ImportJobs, parse_job_id
-from gateway.import_limits import ImportTooLarge, TooManyImports, declared_length_fits
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 from gateway.repository import ClientFilters, ClientRow
 from gateway.routing import MAX_ID
@@ -38,7 +37,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/admin/clients", route_class=AdminRoute, include_in_schema=False)
 
 PAGE_SIZE: Final = 25
-CHUNK_BYTES: Final = 64 * 1024
 NOTICES: Final = {
     "created": "Client created.",
     "updated": "Client saved.",
@@ -78,7 +76,7 @@ async def client_list(
         phone=phone_filter.removeprefix("+") if phone_filter else None,
     )
     try:
-        wanted = PageRequest(int(p) if p and p.isascii() and p.isdigit() else 1, PAGE_SIZE)
+        wanted = PageRequest(page_number(p), PAGE_SIZE)
         count, number, rows = await repository.list_clients(page.pool, filters, wanted)
     except InvalidPage:
         return see_other(str(page.request.url.remove_query_params("p")))
@@ -92,14 +90,9 @@ async def client_list(
         number=number,
         pages=num_pages(count, PAGE_SIZE),
         query={"phone": phone or "", "tag": tag or "", "operator_code": operator_code or ""},
-        page_url=lambda n: _with_page(page.request.url, n),
+        page_url=lambda n: page_link(page.request.url, n),
         notice=NOTICES.get(notice or ""),
     )
-
-
-def _with_page(url: StarletteURL, number: int) -> str:
-    path = url.remove_query_params(["p", "notice"]).include_query_params(p=number)
-    return f"{path.path}?{path.query}"
 
 
 def _form(
@@ -152,43 +145,18 @@ async def import_page(page: current_page) -> Response:
     return render(page.request, "import.html", session=page.session, nav="clients")
 
 
-async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(CHUNK_BYTES):
-        yield chunk
-
-
-def _format(upload: UploadFile) -> importer.ImportFormat:
-    name = (upload.filename or "").lower()
-    if name.endswith((".ndjson", ".jsonl")):
-        return importer.ImportFormat.NDJSON
-    return importer.ImportFormat.CSV
-
-
 @router.post("/import")
 async def import_clients(page: current_page) -> Response:
     jobs: ImportJobs = page.request.app.state.import_jobs
-
-    def refused(status: int, error: str) -> Response:
-        return render(page.request, "import.html", status=status, session=page.session,
-                      nav="clients", error=error)  # fmt: skip
-
     try:
-        # Checked before the form is parsed (and spooled): a body over the cap is not read.
-        declared_length_fits(page.request.headers.get("content-length"), jobs.limits)
-    except ImportTooLarge as exc:
-        return refused(413, str(exc))
-    form = await posted_form(page)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        return refused(400, "Choose a file to import.")
-    try:
-        job = await jobs.start(_chunks(upload), _format(upload))
-    except ImportTooLarge as exc:
-        return refused(413, str(exc))
-    except TooManyImports as exc:
-        return refused(429, str(exc))
-    finally:
-        await upload.close()
+        upload = await posted_upload(page, jobs.limits)
+        try:
+            job = await jobs.start(chunks(upload), upload_format(upload))
+        finally:
+            await upload.close()
+    except REFUSALS as exc:
+        return render(page.request, "import.html", status=refusal_status(exc),
+                      session=page.session, nav="clients", error=str(exc))  # fmt: skip
     log.info("admin_clients_import_started", job_id=str(job.id), sub=page.user.sub)
     return see_other(f"/admin/clients/import/{job.id}")
 

@@ -20,6 +20,7 @@ from gateway.admin.web import (
     Page,
     current_page,
     not_found,
+    page_number,
     posted_form,
     render,
     see_other,
@@ -182,7 +183,7 @@ async def mailing_list(
     page: current_page, p: str | None = None, notice: str | None = None
 ) -> Response:
     try:
-        wanted = PageRequest(int(p) if p and p.isascii() and p.isdigit() else 1, PAGE_SIZE)
+        wanted = PageRequest(page_number(p), PAGE_SIZE)
         count, number, rows = await list_mailings(page.pool, wanted)
     except InvalidPage:
         return see_other("/admin/mailings")

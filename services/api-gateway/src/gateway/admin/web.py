@@ -18,7 +18,7 @@ import structlog
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from starlette.datastructures import FormData
+from starlette.datastructures import URL, FormData
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from gateway.admin.config import AdminSettings
@@ -43,6 +43,8 @@ __all__ = [
     "Page",
     "admin_of",
     "current_page",
+    "page_link",
+    "page_number",
     "posted_form",
     "render",
     "see_other",
@@ -252,6 +254,17 @@ def not_found(page: Page, what: str) -> HTMLResponse:
         title=f"{what} not found",
         message="It may have been deleted.",
     )
+
+
+def page_number(raw: str | None) -> int:
+    """The ``p`` of a list page's query; anything but a number is the first page."""
+    return int(raw) if raw and raw.isascii() and raw.isdigit() else 1
+
+
+def page_link(url: URL, number: int) -> str:
+    """``url`` (its filters kept, its notice dropped) at page ``number``."""
+    path = url.remove_query_params(["p", "notice"]).include_query_params(p=number)
+    return f"{path.path}?{path.query}"
 
 
 def see_other(url: str) -> RedirectResponse:

@@ -3,7 +3,7 @@ mobile-originated messages, which opt a phone out when they are a stop word)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -14,7 +14,7 @@ from gateway.import_limits import capped, declared_length_fits
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
-from gateway.opt_outs.rules import StopWords, parse_inbound, parse_opt_out, parse_phone
+from gateway.opt_outs.rules import SOURCES, StopWords, parse_inbound, parse_opt_out, parse_phone
 from gateway.opt_outs.schemas import (
     INBOUND_EXAMPLE,
     OPT_OUT_EXAMPLE,
@@ -42,8 +42,6 @@ route = slash_routes(router)
 
 inbound_router = APIRouter(prefix="/api/v1/inbound", tags=["opt-outs"])
 inbound_route = slash_routes(inbound_router)
-
-SOURCES: Final = ("api", "admin", "import", "inbound")
 
 
 class OptOutNotFound(LookupError):

@@ -8,13 +8,15 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from gateway.domain import NON_FIELD_ERRORS, PHONE_MESSAGE, Errors, InvalidInput, normalize_phone
+from sms_events.contracts import OptOutSource
 
 __all__ = [
     "DEFAULT_STOP_WORDS",
     "REASON_MAX_LENGTH",
+    "SOURCES",
     "InboundMessage",
     "OptOutRequest",
     "StopWords",
@@ -25,6 +27,7 @@ __all__ = [
 
 REASON_MAX_LENGTH: Final = 200
 DEFAULT_STOP_WORDS: Final = ("STOP", "СТОП", "UNSUBSCRIBE")
+SOURCES: Final[tuple[OptOutSource, ...]] = get_args(OptOutSource)
 
 REQUIRED: Final = "This field is required."
 NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object."
