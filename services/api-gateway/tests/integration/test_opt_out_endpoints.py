@@ -195,7 +195,7 @@ async def test_forecast_counts_opted_out_recipients_apart(
         "text": "hello",
         "datetime_start": "2030-01-01T10:00:00Z",
         "datetime_end": "2030-01-02T10:00:00Z",
-        "filter": tag,
+        "client_filter": tag,
     }
     answer = await client.post("/api/v1/mailings/preview/", json=body)
     assert answer.status_code == 200, answer.text

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
 
 from gateway import importer
@@ -177,7 +178,17 @@ async def delete_opt_out(phone: str, pool: Pool) -> Response:
 # --- inbound ---------------------------------------------------------------------------------
 
 
-async def _inbound_token(request: Request) -> None:
+inbound_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="InboundToken",
+    description="INBOUND_TOKEN, sent by the SMS provider as `Authorization: Bearer <token>`",
+)
+
+
+async def _inbound_token(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(inbound_scheme)],
+) -> None:
     """``Authorization: Bearer <INBOUND_TOKEN>``; with no token configured nothing is accepted."""
     token = request.app.state.settings.inbound_token
     authorization = request.headers.get("authorization")
