@@ -103,6 +103,13 @@ def _envelope_schema(cls: type[Event], data_ref: dict[str, Any]) -> dict[str, An
                 "type": "string",
                 "description": "Id of the event or request that directly caused this one",
             },
+            "cursor": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "The event's place in publishing order, as the event feed "
+                "(GET /api/v1/events/) pages by it: opaque, but cursors compare as strings in "
+                "that order (extension attribute)",
+            },
             "data": data_ref,
         },
     }
@@ -179,6 +186,7 @@ def _message(cls: type[Event], data_ref: dict[str, Any]) -> dict[str, Any]:
                     "dataversion": cls.schema_version,
                     "sequence": 1,
                     "correlationid": "5f0c7e2a9b1d4c3e8f6a7b8c9d0e1f2a",
+                    "cursor": "00000000000003e9000000000000002a",
                     "data": example.model_dump(mode="json"),
                 },
             }

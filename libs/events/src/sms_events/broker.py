@@ -11,6 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
 from sms_events.envelope import CONTENT_TYPE, Envelope
+from sms_events.feed import cursor_of
 from sms_events.settings import RabbitSettings
 from sms_events.store import RecordedEvent
 
@@ -18,7 +19,7 @@ __all__ = ["Broker", "envelope_of"]
 
 
 def envelope_of(event: RecordedEvent, source: str) -> Envelope:
-    """The CloudEvent published for a stored event."""
+    """The CloudEvent published for a stored event (the relay's, and the event feed's)."""
     meta = event.metadata
     return Envelope(
         id=event.event_id,
@@ -31,6 +32,7 @@ def envelope_of(event: RecordedEvent, source: str) -> Envelope:
         sequence=event.stream_version,
         correlationid=meta.get("correlation_id"),
         causationid=meta.get("causation_id"),
+        cursor=cursor_of(event.checkpoint),
     )
 
 

@@ -26,7 +26,8 @@ class Envelope:
 
     Extensions (lower-case alphanumerics, as the spec requires): ``dataversion`` is the payload
     schema version, ``sequence`` the stream version, ``correlationid``/``causationid`` trace a
-    request through the services.
+    request through the services, ``cursor`` is the event's place in the relay's order (the event
+    feed's cursor, see sms_events.feed: a consumer coming from the feed compares the two).
     """
 
     id: UUID
@@ -39,6 +40,7 @@ class Envelope:
     sequence: int | None = None
     correlationid: str | None = None
     causationid: str | None = None
+    cursor: str | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def payload(self) -> Event:
@@ -58,7 +60,7 @@ class Envelope:
             "dataversion": self.dataversion,
             "data": self.data,
         }
-        for name in ("sequence", "correlationid", "causationid"):
+        for name in ("sequence", "correlationid", "causationid", "cursor"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -93,6 +95,7 @@ class Envelope:
                 sequence=_integer(body, "sequence"),
                 correlationid=_optional_text(body, "correlationid"),
                 causationid=_optional_text(body, "causationid"),
+                cursor=_optional_text(body, "cursor"),
                 extensions={k: v for k, v in body.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -104,7 +107,7 @@ class Envelope:
 _KNOWN = frozenset(
     {
         "specversion", "id", "source", "type", "subject", "time", "datacontenttype",
-        "dataversion", "data", "sequence", "correlationid", "causationid",
+        "dataversion", "data", "sequence", "correlationid", "causationid", "cursor",
     }
 )  # fmt: skip
 

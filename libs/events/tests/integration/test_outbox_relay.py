@@ -14,8 +14,9 @@ import pytest
 from eventlib_support import Observer, TcpProxy, eventually, settings_via
 from prometheus_client import REGISTRY
 
-from sms_events.broker import Broker
+from sms_events.broker import Broker, envelope_of
 from sms_events.contracts import ClientDeleted
+from sms_events.feed import cursor_of, read_page
 from sms_events.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from sms_events.relay import OutboxRelay
 from sms_events.settings import ServiceSettings
@@ -87,6 +88,35 @@ async def test_every_appended_event_is_published_once_in_stream_order(
         assert [env.sequence for env in published] == [1, 2, 3, 4]
         assert all(env.type == "client.deleted" and env.source == "/sms/tests" for env in published)
     assert relay.relay.is_leader
+
+
+async def test_each_published_envelope_carries_its_cursor_and_is_the_feeds_envelope(
+    store: EventStore, pool: asyncpg.Pool, broker: Broker, observer: Observer,
+    start_relay: StartRelay,
+) -> None:  # fmt: skip
+    marker = _stream()
+    await store.append(marker, [_new()])
+    (start,) = await store.read_stream(marker)
+    streams = [_stream() for _ in range(3)]
+    for n, stream in enumerate(streams):
+        await store.append(stream, [_new(n), _new(n)])  # two events in one transaction
+    recorded = [e for s in streams for e in await store.read_stream(s)]
+    await start_relay(broker)
+
+    await eventually(lambda: observer.has(*(e.event_id for e in recorded)), what="the events")
+
+    published = {env.id: env for env in observer.received}
+    assert [published[e.event_id].cursor for e in recorded] == [
+        cursor_of(e.checkpoint) for e in recorded
+    ]
+    feed = await read_page(pool, start.checkpoint, limit=100)
+    assert [e.event_id for e in feed.events] == [e.event_id for e in recorded]
+    assert [envelope_of(e, "/sms/tests") for e in feed.events] == [
+        published[e.event_id] for e in recorded
+    ]
+    assert [published[e.event_id].cursor for e in recorded] == sorted(
+        published[e.event_id].cursor or "" for e in recorded
+    )
 
 
 async def test_an_event_appended_while_rabbitmq_is_unreachable_is_published_when_it_is_back(

@@ -15,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, audit, clients, mailings, preview, stats
+from gateway import admin, audit, clients, events_feed, mailings, preview, stats
 from gateway.auth import Scope, require_scope, scope_by_method
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
+from gateway.events_feed import RELAY_SOURCE
 from gateway.import_jobs import ImportJobs
 from gateway.import_limits import RETRY_AFTER_S as IMPORT_RETRY_AFTER_S
 from gateway.import_limits import ImportTooLarge, TooManyImports
@@ -42,7 +43,6 @@ __all__ = ["RELAY_SOURCE", "create_app"]
 
 log = structlog.get_logger(__name__)
 
-RELAY_SOURCE: Final = "/sms/api-gateway"
 READY_TIMEOUT: Final = 2.0
 RELAY_STOP_TIMEOUT: Final = 10.0
 RETRY_AFTER_S: Final = "5"
@@ -58,8 +58,9 @@ a few hundred clients per event; `mailing.scheduled`, `mailing.updated`, `mailin
 `opt_out.recorded`, `opt_out.removed`, `opt_outs.imported`) and published to RabbitMQ.
 
 **Authentication**: every `/api/v1/` call needs `Authorization: Bearer <API key>`. Keys have
-scopes: `read` (every GET), `clients:write` (clients and opt-outs), `mailings:write`, `admin`
-(all of them); a call outside the key's scopes is `403` naming the scope.
+scopes: `read` (every GET but the event feed), `clients:write` (clients and opt-outs),
+`mailings:write`, `events:read` (the event feed, `/api/v1/events/`: events carry phones and
+texts), `admin` (all of them); a call outside the key's scopes is `403` naming the scope.
 `/api/v1/inbound/` (the provider's callback) takes `INBOUND_TOKEN` instead. The events of
 every command carry the key's name as their actor (`metadata.actor`).
 
@@ -334,6 +335,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "by the API, the admin, a bulk import or a stop word the provider forwards)",
             },
             {"name": "audit", "description": "Who did what: every command's actor (admin scope)"},
+            {
+                "name": "events",
+                "description": "Every event as published, from any point (events:read scope)",
+            },
             {"name": "operations", "description": "Health, readiness and metrics; no key needed"},
         ],
         swagger_ui_parameters={"persistAuthorization": True},
@@ -349,6 +354,7 @@ def create_app(settings: Settings) -> FastAPI:
         (opt_outs.router, scope_by_method(Scope.CLIENTS_WRITE)),
         (stats.router, Scope.READ),
         (audit.router, Scope.ADMIN),
+        (events_feed.router, Scope.EVENTS_READ),
     ):
         app.include_router(router, dependencies=[Depends(require_scope(keys, scope))])
     # The provider's callback carries its own token (INBOUND_TOKEN), not an API key.

@@ -2,9 +2,9 @@
 
 ``API_KEYS`` is a comma-separated list. Each entry is ``name:scope+scope:key`` (for example
 ``crm:read+clients:write:Zk3…``); a bare key (the old form) is named ``key-1``, ``key-2``… and
-gets ``LEGACY_SCOPES``, every scope the old API had, but not ``admin``. Keys shorter than
-``MIN_KEY_LENGTH`` are refused at start. The key's name, never the key, is the actor that the
-events of its commands carry.
+gets ``LEGACY_SCOPES``, every scope the old API had, but neither ``admin`` nor ``events:read``.
+Keys shorter than ``MIN_KEY_LENGTH`` are refused at start. The key's name, never the key, is
+the actor that the events of its commands carry.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class Scope(StrEnum):
     READ = "read"
     CLIENTS_WRITE = "clients:write"
     MAILINGS_WRITE = "mailings:write"
+    # The event feed: events carry phones and message texts, so neither `read` nor a bare key
+    # has it; only a key given it by name (or `admin`).
+    EVENTS_READ = "events:read"
     ADMIN = "admin"  # every scope, and the audit trail
 
 
@@ -57,8 +60,9 @@ bearer_scheme = HTTPBearer(
     bearerFormat="API key",
     description=(
         "One of the keys configured in API_KEYS, sent as `Authorization: Bearer <key>`. Each "
-        "key has scopes: `read` (every GET), `clients:write`, `mailings:write`, `admin` (all "
-        "of them, and the audit trail); a call outside the key's scopes is 403."
+        "key has scopes: `read` (every GET but the event feed), `clients:write`, "
+        "`mailings:write`, `events:read` (the event feed), `admin` (all of them, and the audit "
+        "trail); a call outside the key's scopes is 403."
     ),
 )
 

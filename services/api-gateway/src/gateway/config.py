@@ -32,8 +32,9 @@ class Settings(ServiceSettings, AdminSettings):
         default_factory=list,
         description=(
             "Comma-separated bearer keys accepted on /api/v1/, each name:scope+scope:key "
-            "(scopes read, clients:write, mailings:write, admin; a bare key has every scope "
-            "but admin), at least 32 characters (none: every call is 401)"
+            "(scopes read, clients:write, mailings:write, events:read, admin; a bare key has "
+            "every scope but admin and events:read), at least 32 characters (none: every call "
+            "is 401)"
         ),
     )
     import_max_bytes: int = Field(

@@ -18,6 +18,7 @@ COMMITTED = ROOT / "docs" / "openapi.json"
 # breaking change of the contract, so it is spelt out here.
 OPERATION_IDS = {
     ("get", "/api/v1/audit/"): "list_audit",
+    ("get", "/api/v1/events/"): "list_events",
     ("get", "/api/v1/clients/"): "list_clients",
     ("post", "/api/v1/clients/"): "create_client",
     ("post", "/api/v1/clients/import"): "import_clients",
