@@ -167,7 +167,9 @@ _READ_ALL = """
     SELECT {columns} FROM events
     WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
       AND transaction_id < $3::text::xid8{types}
-    ORDER BY transaction_id, global_position
+    -- events.transaction_id: the bare name would be the output column (its text form), a
+    -- sort of every event after the checkpoint instead of a walk of the index.
+    ORDER BY events.transaction_id, events.global_position
     LIMIT $4
 """
 
