@@ -39,3 +39,16 @@ CREATE TABLE IF NOT EXISTS reporter_mailing_latency (
     messages   bigint   NOT NULL,
     PRIMARY KEY (mailing_id, bucket)
 ) WITH (fillfactor = 85);
+
+-- Messages already projected count as unknown (nothing on a new database): a batch that later
+-- moves one of them takes it out of this row, which must hold it. They have no first due time,
+-- so they never enter the latency histogram.
+INSERT INTO reporter_mailing_dimensions
+    (mailing_id, dimension, value, scheduled, delivered, undelivered, cancelled)
+SELECT mailing_id, 'unknown', '',
+       count(*) FILTER (WHERE status = 'SC'), count(*) FILTER (WHERE status = 'DL'),
+       count(*) FILTER (WHERE status = 'ND'), count(*) FILTER (WHERE status = 'CA')
+  FROM reporter_messages
+ WHERE operator_code IS NULL
+ GROUP BY mailing_id
+ON CONFLICT DO NOTHING;
