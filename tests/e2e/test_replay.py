@@ -87,6 +87,7 @@ def test_reporter_rebuilt_from_the_events_equals_the_live_tables(
     live = settled_rows(system.env.database_url, REPORTER_TABLES)
     answers = _answers(system, history)
     assert live["reporter_messages"] and live["reporter_withdrawn_messages"]
+    assert live["reporter_mailing_dimensions"] and live["reporter_mailing_latency"]
     out = run_replay(system, "reporter")
     assert "events/s" in out and "ETA" in out and "swapped in at position" in out, out
     assert_same_rows(live, table_rows(system.env.database_url, REPORTER_TABLES))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "OPTED_OUT",
     "RESENDABLE_STATUSES",
+    "SCHEDULED_CLIENT_FIELDS",
     "ClientCreated",
     "ClientDeleted",
     "ClientUpdated",
@@ -372,6 +373,10 @@ class _MailingBatch(Event):
         return f"{self.mailing_id}-{self.batch_id}"
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class ScheduledMessage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -385,6 +390,25 @@ class ScheduledMessage(BaseModel):
             "missed, it waits for the client's next window"
         ),
     )
+    # The client's values when it was scheduled, for the statistics by dimension; carried by
+    # messages.scheduled only (a reschedule keeps the message's first values). Events recorded
+    # before they were carried have none: operator_code null means unknown. Left out of the
+    # payload when null, so reschedules are no bigger for them.
+    operator_code: str | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The client's operator code when the message was scheduled",
+    )
+    tag: str | None = Field(
+        default=None, exclude_if=_is_none, description="The client's tag then (absent: none)"
+    )
+    time_zone: str | None = Field(
+        default=None, exclude_if=_is_none, description="The client's time zone then"
+    )
+
+
+SCHEDULED_CLIENT_FIELDS: Final = ("operator_code", "tag", "time_zone")
+"""The client's fields a ``ScheduledMessage`` carries as they were when it was scheduled."""
 
 
 @register

@@ -47,6 +47,19 @@ MAILING_EXAMPLE: Final = {
     "sends_per_minute": [{"minute": "2024-02-14T08:47:00Z", "delivered": 3, "failed": 1}],
     "segments_per_message": 2,
     "segments_sent": 6,
+    "by_dimension": {
+        "operator_code": [{"value": "999", "messages": {"SC": 0, "DL": 2, "ND": 1, "CA": 0},
+                           "delivery_rate": 0.6667},
+                          {"value": "912", "messages": {"SC": 0, "DL": 1, "ND": 0, "CA": 0},
+                           "delivery_rate": 1.0}],
+        "tag": [{"value": "vip", "messages": {"SC": 0, "DL": 3, "ND": 1, "CA": 0},
+                 "delivery_rate": 0.75}],
+        "time_zone": [{"value": "Europe/Moscow", "messages": {"SC": 0, "DL": 3, "ND": 1, "CA": 0},
+                       "delivery_rate": 0.75}],
+        "unknown": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
+    },
+    "latency": {"settled": 4, "p50_s": 1.259, "p90_s": 2.512, "p99_s": 2.512, "max_s": 2.512,
+                "resolution": 0.259},
 }  # fmt: skip
 
 
@@ -71,6 +84,34 @@ class FailureReason(BaseModel):
     reason: str = Field(description="Normalised provider answer, e.g. `HTTP 503`, `timeout`")
     attempts: int = Field(description="Failed attempts with this reason (retried or not)")
     final: int = Field(description="Messages that ended undelivered (ND) with this reason")
+
+
+class DimensionValue(BaseModel):
+    value: str | None = Field(description="The client's value (a tag of null: no tag)")
+    messages: dict[str, int] = Field(description="Messages by status: SC, DL, ND, CA")
+    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
+
+
+class ByDimension(BaseModel):
+    operator_code: list[DimensionValue]
+    tag: list[DimensionValue]
+    time_zone: list[DimensionValue]
+    unknown: dict[str, int] = Field(
+        description="Messages by status whose client's values were not recorded (scheduled "
+        "before the platform kept them): in none of the lists"
+    )
+
+
+class LatencyPercentiles(BaseModel):
+    settled: int = Field(description="Messages delivered or finally undelivered, measured")
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    max_s: float
+    resolution: float = Field(
+        description="Read from log-spaced buckets (ten per decade from 0.1 s): each figure is "
+        "the upper edge of its bucket, at most this fraction above the true value"
+    )
 
 
 class OverallStats(BaseModel):
@@ -99,6 +140,16 @@ class MailingStats(BaseModel):
     )
     segments_sent: int | None = Field(
         description="SMS segments of the delivered messages: DL times segments_per_message"
+    )
+    by_dimension: ByDimension | None = Field(
+        default=None,
+        description="Messages by status per operator code, tag and time zone: the client's "
+        "values when its message was scheduled, the largest 100 of each",
+    )
+    latency: LatencyPercentiles | None = Field(
+        default=None,
+        description="Seconds from each message's first due time to the provider answer that "
+        "settled it (delivered: sent, undelivered: failed); null before any",
     )
 
 
@@ -134,6 +185,13 @@ def _empty_mailing_stats(mailing_id: int, text: str) -> dict[str, Any]:
         "sends_per_minute": [],
         "segments_per_message": measure(text).segments,
         "segments_sent": 0,
+        "by_dimension": {
+            "operator_code": [],
+            "tag": [],
+            "time_zone": [],
+            "unknown": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
+        },
+        "latency": None,
     }
 
 
@@ -158,7 +216,8 @@ async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     summary="Statistics of one mailing",
     name="get_mailing_stats",
     description="Messages by status, delivery rate, attempts, failures grouped by reason, time "
-    "to complete, sends per minute over the mailing's life, and SMS segments sent (as they "
+    "to complete, sends per minute over the mailing's life, SMS segments sent, messages by "
+    "status per operator code, tag and time zone, and delivery latency percentiles (as they "
     "were at `as_of` with it). 400 for a bad `as_of`.",
     responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),
 )

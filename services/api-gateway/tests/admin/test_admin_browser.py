@@ -138,7 +138,23 @@ def mailing_stats(mailing_id: int, delivered: int, failed: int) -> dict[str, Any
             }
             for m in range(24, -1, -1)
         ],
-    }
+        "by_dimension": {
+            "operator_code": [
+                {"value": "999", "messages": {"SC": 20, "DL": 100, "ND": 15, "CA": 0},
+                 "delivery_rate": 0.8696},
+                {"value": "912", "messages": {"SC": 10, "DL": delivered - 100, "ND": failed - 15,
+                                              "CA": 0}, "delivery_rate": 0.9091},
+            ],
+            "tag": [{"value": None, "messages": {"SC": 30, "DL": delivered, "ND": failed,
+                                                 "CA": 0}, "delivery_rate": 0.8824}],
+            "time_zone": [{"value": "Asia/Tokyo", "messages": {"SC": 30, "DL": delivered,
+                                                               "ND": failed, "CA": 0},
+                           "delivery_rate": 0.8824}],
+            "unknown": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
+        },
+        "latency": {"settled": delivered + failed, "p50_s": 1.585, "p90_s": 12.589,
+                    "p99_s": 79.433, "max_s": 316.228, "resolution": 0.259},
+    }  # fmt: skip
 
 
 def messages(mailing_id: int) -> list[dict[str, Any]]:
@@ -218,6 +234,12 @@ def test_the_detail_page_shows_live_progress_charts_and_messages(
     expect(page.get_by_test_id("progress")).to_have_text("170 of 200 messages done · 85 %")
     expect(page.get_by_test_id("failures")).to_contain_text("HTTP 400: invalid phone")
     expect(page.get_by_test_id("rate")).to_have_text("88.2 %")
+    expect(page.get_by_test_id("by-operator_code").locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_test_id("by-operator_code")).to_contain_text("912")
+    expect(page.get_by_test_id("by-tag")).to_contain_text("no tag")
+    expect(page.get_by_test_id("by-time_zone")).to_contain_text("Asia/Tokyo")
+    expect(page.get_by_test_id("latency-p50")).to_have_text("≤ 1.58 s")
+    expect(page.get_by_test_id("latency-max")).to_have_text("≤ 5 min 16 s")
     expect(page.get_by_test_id("messages").locator("tbody tr")).to_have_count(50)
     page.screenshot(path=str(SHOTS / "admin-mailing-detail.png"), full_page=True)
 

@@ -246,6 +246,26 @@ def test_reporter_statistics_are_parsed_and_checked() -> None:
         }
     )
     assert [f.reason for f in stats.failures] == ["HTTP 400: invalid phone", "timeout"]
+    assert not any(stats.by_dimension.values()) and stats.latency is None  # none given
+    counts = {"SC": 0, "DL": 1, "ND": 2, "CA": 0}
+    full = parse_mailing_stats(
+        {
+            "mailing_id": 4,
+            "messages": counts,
+            "by_dimension": {
+                "operator_code": [{"value": "999", "messages": counts, "delivery_rate": 0.3333}],
+                "tag": [{"value": None, "messages": counts, "delivery_rate": 0.3333}],
+                "time_zone": [],
+                "unknown": {"SC": 1, "DL": 0, "ND": 0, "CA": 0},
+            },
+            "latency": {"settled": 3, "p50_s": 1.0, "p90_s": 2.512, "p99_s": 2.512,
+                        "max_s": 2.512, "resolution": 0.259},
+        }
+    )  # fmt: skip
+    assert full.by_dimension["operator_code"][0].value == "999"
+    assert full.by_dimension["tag"][0].value is None and full.by_dimension["time_zone"] == []
+    assert full.unknown_dimension["SC"] == 1
+    assert full.latency is not None and full.latency.p90_s == 2.512
     with pytest.raises((ValueError, KeyError, TypeError)):
         parse_overview({"clients": -1, "mailings": {}, "messages": {}})
 

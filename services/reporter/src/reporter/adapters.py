@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from reporter.domain import MailingDelta, MailingPatch, MessageState, Status
+from reporter.domain import ClientValues, MailingDelta, MailingPatch, MessageState, Status
 from sms_events.db import Connection
 
 __all__ = [
@@ -117,11 +117,12 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
         WITH wanted(message_id) AS (SELECT unnest($1::bigint[]))
         SELECT m.message_id, m.mailing_id, m.client_id, m.status::text AS status,
                m.datetime_send, m.attempts, m.last_error, m.cancelled_at, m.created_at,
-               m.updated_at
+               m.updated_at, m.operator_code, m.tag, m.time_zone, m.first_due_at
           FROM wanted JOIN reporter_messages m USING (message_id)
         UNION ALL
         SELECT w.message_id, w.mailing_id, w.client_id, 'WD', w.datetime_send, w.attempts,
-               w.last_error, NULL, coalesce(w.created_at, w.withdrawn_at), w.withdrawn_at
+               w.last_error, NULL, coalesce(w.created_at, w.withdrawn_at), w.withdrawn_at,
+               w.operator_code, w.tag, w.time_zone, w.first_due_at
           FROM wanted JOIN reporter_withdrawn_messages w USING (message_id)
         """,
         list(message_ids),
@@ -138,6 +139,8 @@ async def load_states(conn: Connection, message_ids: Collection[int]) -> dict[in
             cancelled_at=r["cancelled_at"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            client=ClientValues.known(r["operator_code"], r["tag"], r["time_zone"]),
+            first_due_at=r["first_due_at"],
         )
         for r in rows
     }
@@ -180,13 +183,16 @@ async def save_states(
             """
             INSERT INTO reporter_withdrawn_messages AS w
                 (message_id, mailing_id, client_id, datetime_send, attempts, last_error,
-                 created_at, withdrawn_at)
+                 created_at, withdrawn_at, operator_code, tag, time_zone, first_due_at)
             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[],
-                                 $5::integer[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+                                 $5::integer[], $6::text[], $7::timestamptz[], $8::timestamptz[],
+                                 $9::text[], $10::text[], $11::text[], $12::timestamptz[])
             ON CONFLICT (message_id) DO UPDATE SET
                 client_id = EXCLUDED.client_id, datetime_send = EXCLUDED.datetime_send,
                 attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-                created_at = EXCLUDED.created_at, withdrawn_at = EXCLUDED.withdrawn_at
+                created_at = EXCLUDED.created_at, withdrawn_at = EXCLUDED.withdrawn_at,
+                operator_code = EXCLUDED.operator_code, tag = EXCLUDED.tag,
+                time_zone = EXCLUDED.time_zone, first_due_at = EXCLUDED.first_due_at
             """,
             [s.message_id for s in tombstones],
             [s.mailing_id for s in tombstones],
@@ -196,6 +202,7 @@ async def save_states(
             [s.last_error for s in tombstones],
             [s.created_at for s in tombstones],
             [s.updated_at for s in tombstones],
+            *_client_columns(tombstones),
         )
     if inserts:
         # No ON CONFLICT: under the mailing lock a row we did not load cannot exist, and if it
@@ -204,10 +211,12 @@ async def save_states(
             """
             INSERT INTO reporter_messages
                 (message_id, mailing_id, client_id, status, datetime_send, attempts, last_error,
-                 cancelled_at, created_at, updated_at)
+                 cancelled_at, created_at, updated_at, operator_code, tag, time_zone,
+                 first_due_at)
             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
                                  $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
-                                 $9::timestamptz[], $10::timestamptz[])
+                                 $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
+                                 $13::text[], $14::timestamptz[])
             """,
             *_columns(inserts),
         )
@@ -217,12 +226,16 @@ async def save_states(
             UPDATE reporter_messages m SET
                 client_id = u.client_id, status = u.status, datetime_send = u.datetime_send,
                 attempts = u.attempts, last_error = u.last_error, cancelled_at = u.cancelled_at,
-                created_at = u.created_at, updated_at = u.updated_at
+                created_at = u.created_at, updated_at = u.updated_at,
+                operator_code = u.operator_code, tag = u.tag, time_zone = u.time_zone,
+                first_due_at = u.first_due_at
             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
                         $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
-                        $9::timestamptz[], $10::timestamptz[])
+                        $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
+                        $13::text[], $14::timestamptz[])
                  AS u(message_id, mailing_id, client_id, status, datetime_send, attempts,
-                      last_error, cancelled_at, created_at, updated_at)
+                      last_error, cancelled_at, created_at, updated_at, operator_code, tag,
+                      time_zone, first_due_at)
             WHERE m.message_id = u.message_id
             """,
             *_columns(updates),
@@ -241,6 +254,17 @@ def _columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
         [s.cancelled_at for s in states],
         [s.created_at for s in states],
         [s.updated_at for s in states],
+        *_client_columns(states),
+    )
+
+
+def _client_columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
+    """operator_code, tag, time_zone, first_due_at."""
+    return (
+        [s.client.operator_code if s.client else None for s in states],
+        [s.client.tag if s.client else None for s in states],
+        [s.client.time_zone if s.client else None for s in states],
+        [s.first_due_at for s in states],
     )
 
 

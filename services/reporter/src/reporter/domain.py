@@ -18,6 +18,7 @@ from enum import Enum, StrEnum
 
 __all__ = [
     "RANK",
+    "ClientValues",
     "Fact",
     "Kind",
     "MailingDelta",
@@ -77,6 +78,25 @@ _TARGET: Mapping[Kind, Status] = {
 
 
 @dataclass(frozen=True, slots=True)
+class ClientValues:
+    """The client's values when its message was scheduled: the statistics' dimensions."""
+
+    operator_code: str
+    tag: str | None
+    time_zone: str
+
+    @staticmethod
+    def known(
+        operator_code: str | None, tag: str | None, time_zone: str | None
+    ) -> ClientValues | None:
+        """The values if recorded: a client always has an operator code and a time zone, so
+        their absence (events or rows from before they were carried) means unknown."""
+        if operator_code is None or time_zone is None:
+            return None
+        return ClientValues(operator_code, tag, time_zone)
+
+
+@dataclass(frozen=True, slots=True)
 class Fact:
     """One thing an event says about one message.
 
@@ -92,6 +112,7 @@ class Fact:
     at: datetime | None = None
     attempts: int = 0
     error: str | None = None
+    client: ClientValues | None = None  # messages.scheduled only
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +130,11 @@ class MessageState:
     # times, not the projection's clock: a rebuild from the events finds the same).
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Where the statistics by dimension count it (None: not recorded), and the due time it was
+    # first scheduled for (delivery latency is measured from it). Both come from the one
+    # messages.scheduled of the message, so they do not depend on the order of the facts.
+    client: ClientValues | None = None
+    first_due_at: datetime | None = None
 
     @property
     def visible(self) -> bool:
@@ -127,6 +153,10 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     attempts = max(old_attempts, fact.attempts)
     last_error = _last_error(old, fact, status)
     cancelled_at = _cancelled_at(old, fact, status)
+    client = old.client if old is not None and old.client is not None else fact.client
+    first_due_at = old.first_due_at if old is not None else None
+    if first_due_at is None and fact.kind is Kind.SCHEDULED:
+        first_due_at = fact.at
     # Event times: created at the earliest fact, updated at the latest that changed anything.
     at = fact.event_time
     created_at: datetime | None = at
@@ -134,13 +164,24 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
     if old is not None:
         created_at = min(old.created_at or at, at)
         updated_at = old.updated_at
-        if (client_id, status, datetime_send, attempts, last_error, cancelled_at) != (
+        if (
+            client_id,
+            status,
+            datetime_send,
+            attempts,
+            last_error,
+            cancelled_at,
+            client,
+            first_due_at,
+        ) != (
             old.client_id,
             old.status,
             old.datetime_send,
             old.attempts,
             old.last_error,
             old.cancelled_at,
+            old.client,
+            old.first_due_at,
         ):
             updated_at = max(updated_at or at, at)
     return MessageState(
@@ -154,6 +195,8 @@ def apply(old: MessageState | None, fact: Fact) -> MessageState:
         cancelled_at=cancelled_at,
         created_at=created_at,
         updated_at=updated_at,
+        client=client,
+        first_due_at=first_due_at,
     )
 
 

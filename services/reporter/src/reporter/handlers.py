@@ -18,7 +18,7 @@ from datetime import datetime
 import structlog
 
 from reporter import adapters, report_adapters, stats_adapters
-from reporter.domain import Fact, Kind, MailingPatch
+from reporter.domain import ClientValues, Fact, Kind, MailingPatch
 from reporter.metrics import EVENTS_IGNORED, MESSAGES_PROJECTED
 from reporter.stats import GlobalDelta, tally_batch
 from sms_events.contracts import (
@@ -198,7 +198,18 @@ def _collect(
         case MessagesScheduled() | MessagesRescheduled():
             kind = Kind.SCHEDULED if isinstance(event, MessagesScheduled) else Kind.RESCHEDULED
             facts.extend(
-                Fact(kind, m.message_id, event.mailing_id, at, client_id=m.client_id, at=m.due_at)
+                Fact(
+                    kind,
+                    m.message_id,
+                    event.mailing_id,
+                    at,
+                    client_id=m.client_id,
+                    at=m.due_at,
+                    # The client as the message was scheduled: a reschedule's values never win.
+                    client=ClientValues.known(m.operator_code, m.tag, m.time_zone)
+                    if kind is Kind.SCHEDULED
+                    else None,
+                )
                 for m in event.messages
             )
         case MessagesWithdrawn() | MessagesCancelled():

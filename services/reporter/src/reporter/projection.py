@@ -29,6 +29,8 @@ PROJECTION = Projection(
         "reporter_mailing_quarters",
         "reporter_quarters",
         "reporter_mailing_failures",
+        "reporter_mailing_dimensions",
+        "reporter_mailing_latency",
         "reporter_totals",
         "reporter_clients",
         "reporter_daily_reports",

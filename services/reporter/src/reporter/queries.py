@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from reporter.breakdown import DIMENSIONS, NO_TAG, RESOLUTION, UNKNOWN, latency
 from reporter.domain import Status
 from reporter.stats import MailingState, delivery_rate, floor_hour, floor_minute
 from sms_events.db import Connection
@@ -17,6 +18,7 @@ __all__ = [
     "COUNTER_FIELDS",
     "MAILING_STATE_SQL",
     "MAX_MINUTES",
+    "MAX_VALUES",
     "TOP_FAILURES",
     "counters",
     "gauge_figures",
@@ -228,6 +230,62 @@ async def mailing_stats_on(conn: Connection, mailing_id: int) -> dict[str, Any] 
         "sends_per_minute": _minutes(minutes, first, last),
         "segments_per_message": row["segments"],
         "segments_sent": None if row["segments"] is None else delivered * row["segments"],
+        **await _breakdown(conn, mailing_id),
+    }
+
+
+MAX_VALUES = 100  # values listed per dimension, the most messages first
+
+
+async def _breakdown(conn: Connection, mailing_id: int) -> dict[str, Any]:
+    """Statuses by dimension and latency percentiles, from the aggregates (reporter.breakdown):
+    a few rows per value and per latency bucket, whatever the number of messages."""
+    rows = await conn.fetch(
+        """
+        SELECT dimension, value, scheduled, delivered, undelivered, cancelled FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY dimension
+                ORDER BY scheduled + delivered + undelivered + cancelled DESC, value) AS n
+              FROM reporter_mailing_dimensions WHERE mailing_id = $1) d
+         WHERE n <= $2 ORDER BY dimension, n
+        """,
+        mailing_id,
+        MAX_VALUES,
+    )
+    by: dict[str, list[dict[str, Any]]] = {d: [] for d in DIMENSIONS}
+    unknown = {"SC": 0, "DL": 0, "ND": 0, "CA": 0}
+    for r in rows:
+        counts = {
+            "SC": r["scheduled"],
+            "DL": r["delivered"],
+            "ND": r["undelivered"],
+            "CA": r["cancelled"],
+        }
+        if r["dimension"] == UNKNOWN:
+            unknown = counts
+            continue
+        value = None if r["dimension"] == "tag" and r["value"] == NO_TAG else r["value"]
+        by[r["dimension"]].append(
+            {
+                "value": value,
+                "messages": counts,
+                "delivery_rate": delivery_rate(counts["DL"], counts["ND"]),
+            }
+        )
+    buckets = await conn.fetch(
+        "SELECT bucket, messages FROM reporter_mailing_latency WHERE mailing_id = $1", mailing_id
+    )
+    found = latency({r["bucket"]: r["messages"] for r in buckets})
+    return {
+        "by_dimension": {**by, "unknown": unknown},
+        "latency": None
+        if found is None
+        else {
+            "settled": found.settled,
+            **{f"p{p}_s": v for p, v in found.percentiles.items()},
+            "max_s": found.max_s,
+            "resolution": RESOLUTION,
+        },
     }
 
 

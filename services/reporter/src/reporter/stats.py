@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from reporter.breakdown import dimension_keys, latency_of
 from reporter.domain import Fact, Kind, MailingDelta, MessageState, Projection, Status, project
 
 __all__ = [
@@ -165,11 +166,18 @@ class Tally:
     quarters: dict[tuple[int, datetime], Activity] = field(default_factory=dict)
     # (mailing_id, reason) -> [failed attempts, final failures]
     failures: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+    # (mailing_id, dimension, value) -> [SC, DL, ND, CA] (see breakdown.py)
+    dimensions: dict[tuple[int, str, str], list[int]] = field(default_factory=dict)
+    # (mailing_id, latency bucket) -> settled messages
+    latency: dict[tuple[int, int], int] = field(default_factory=dict)
     _buckets: dict[datetime, tuple[datetime, datetime]] = field(default_factory=dict)
 
     def state(self, s: MessageState | None, sign: int) -> None:
         """Add (``sign`` +1) or remove (-1) what a message in state ``s`` contributes."""
-        if s is None or s.status is Status.SCHEDULED or s.status is Status.WITHDRAWN:
+        if s is None or s.status is Status.WITHDRAWN:
+            return
+        self._breakdown(s, sign)
+        if s.status is Status.SCHEDULED:
             return
         if s.status is Status.CANCELLED:
             if s.cancelled_at is not None:
@@ -200,6 +208,19 @@ class Tally:
         if fact.kind is Kind.ATTEMPT_FAILED:
             self._failure(new.mailing_id, fact.error)[0] += 1
 
+    def _breakdown(self, s: MessageState, sign: int) -> None:
+        column = _DIMENSION_COLUMN[s.status]
+        for dimension, value in dimension_keys(s):
+            key = (s.mailing_id, dimension, value)
+            counts = self.dimensions.get(key)
+            if counts is None:
+                counts = self.dimensions[key] = [0, 0, 0, 0]
+            counts[column] += sign
+        bucket = latency_of(s)
+        if bucket is not None:
+            key2 = (s.mailing_id, bucket)
+            self.latency[key2] = self.latency.get(key2, 0) + sign
+
     def global_quarters(self) -> dict[datetime, Activity]:
         out: dict[datetime, Activity] = {}
         for (_, quarter), activity in self.quarters.items():
@@ -228,6 +249,15 @@ class Tally:
         if counts is None:
             counts = self.failures[key] = [0, 0]
         return counts
+
+
+# The column of each visible status in Tally.dimensions (the table's column order).
+_DIMENSION_COLUMN: Mapping[Status, int] = {
+    Status.SCHEDULED: 0,
+    Status.DELIVERED: 1,
+    Status.UNDELIVERED: 2,
+    Status.CANCELLED: 3,
+}
 
 
 def _visible_attempts(s: MessageState | None) -> int:

@@ -60,6 +60,60 @@ async def add_mailing_stats(conn: Connection, tally: Tally) -> None:
             """,
             *_pair_columns(failures),
         )
+    await _add_breakdown(conn, tally)
+
+
+async def _add_breakdown(conn: Connection, tally: Tally) -> None:
+    """Move the statistics by dimension and the latency histogram, then delete the rows left
+    at zero: which rows exist then depends on the messages only, not on how the events were
+    batched (a rebuild from the events finds the same ones)."""
+    dims = sorted((k, v) for k, v in tally.dimensions.items() if any(v))
+    if dims:
+        columns = ([k[0] for k, _ in dims], [k[1] for k, _ in dims], [k[2] for k, _ in dims])
+        await conn.execute(
+            """
+            INSERT INTO reporter_mailing_dimensions AS t
+                (mailing_id, dimension, value, scheduled, delivered, undelivered, cancelled)
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                 $5::bigint[], $6::bigint[], $7::bigint[])
+            ON CONFLICT (mailing_id, dimension, value) DO UPDATE SET
+                scheduled = t.scheduled + EXCLUDED.scheduled,
+                delivered = t.delivered + EXCLUDED.delivered,
+                undelivered = t.undelivered + EXCLUDED.undelivered,
+                cancelled = t.cancelled + EXCLUDED.cancelled
+            """,
+            *columns,
+            *([v[i] for _, v in dims] for i in range(4)),
+        )
+        await conn.execute(
+            """
+            DELETE FROM reporter_mailing_dimensions t
+             USING unnest($1::bigint[], $2::text[], $3::text[]) AS k(mailing_id, dimension, value)
+             WHERE (t.mailing_id, t.dimension, t.value) = (k.mailing_id, k.dimension, k.value)
+               AND t.scheduled = 0 AND t.delivered = 0 AND t.undelivered = 0 AND t.cancelled = 0
+            """,
+            *columns,
+        )
+    latency = sorted((k, n) for k, n in tally.latency.items() if n)
+    if latency:
+        keys = ([k[0] for k, _ in latency], [k[1] for k, _ in latency])
+        await conn.execute(
+            """
+            INSERT INTO reporter_mailing_latency AS t (mailing_id, bucket, messages)
+            SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[])
+            ON CONFLICT (mailing_id, bucket) DO UPDATE SET messages = t.messages + EXCLUDED.messages
+            """,
+            *keys,
+            [n for _, n in latency],
+        )
+        await conn.execute(
+            """
+            DELETE FROM reporter_mailing_latency t
+             USING unnest($1::bigint[], $2::smallint[]) AS k(mailing_id, bucket)
+             WHERE t.mailing_id = k.mailing_id AND t.bucket = k.bucket AND t.messages = 0
+            """,
+            *keys,
+        )
 
 
 async def forget_mailings(conn: Connection, mailing_ids: Collection[int]) -> GlobalDelta:
@@ -105,7 +159,11 @@ async def forget_mailings(conn: Connection, mailing_ids: Collection[int]) -> Glo
         """
         WITH gone(id) AS (SELECT unnest($1::bigint[])),
              minutes AS (
-                 DELETE FROM reporter_mailing_minutes m USING gone WHERE m.mailing_id = gone.id)
+                 DELETE FROM reporter_mailing_minutes m USING gone WHERE m.mailing_id = gone.id),
+             dimensions AS (
+                 DELETE FROM reporter_mailing_dimensions d USING gone WHERE d.mailing_id = gone.id),
+             latency AS (
+                 DELETE FROM reporter_mailing_latency l USING gone WHERE l.mailing_id = gone.id)
         DELETE FROM reporter_mailing_failures f USING gone WHERE f.mailing_id = gone.id
         """,
         ids,

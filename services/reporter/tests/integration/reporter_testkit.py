@@ -7,12 +7,14 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from reporter.breakdown import latency_bucket
 from reporter.handlers import handle_batch
 from sms_events.contracts import (
     DeliveredMessage,
@@ -68,15 +70,36 @@ async def handle(pool: asyncpg.Pool, *items: Event | Envelope) -> None:
 # --- event builders ------------------------------------------------------------------------------
 
 
-def scheduled(mailing_id: int, message_ids: Sequence[int], due: datetime = T0) -> Event:
+def scheduled(
+    mailing_id: int,
+    message_ids: Sequence[int],
+    due: datetime = T0,
+    client: Callable[[int], dict[str, Any]] | None = None,
+) -> Event:
+    """``client``: the client's values each message carries (message id -> fields); without
+    it, none, as in events from before they were carried."""
     return MessagesScheduled(
         mailing_id=mailing_id,
         batch_id=f"b{new_id()}",
         messages=[
-            ScheduledMessage(message_id=m, client_id=m % 1_000_000 + 1, due_at=due)
+            ScheduledMessage(
+                message_id=m,
+                client_id=m % 1_000_000 + 1,
+                due_at=due,
+                **(client(m) if client is not None else {}),
+            )
             for m in message_ids
         ],
     )
+
+
+def client_values(i: int) -> dict[str, Any]:
+    """Varied client values for the ``i``th message: 3 operators, a tag or none, 2 zones."""
+    return {
+        "operator_code": f"9{i % 3}0",
+        "tag": "vip" if i % 2 else None,
+        "time_zone": "Asia/Tokyo" if (i // 2) % 2 else "Europe/Moscow",
+    }
 
 
 def delivered(
@@ -309,6 +332,7 @@ async def assert_aggregates_consistent(pool: asyncpg.Pool, mailing_id: int) -> N
     assert {r: f for r, (_, f) in got["failures"].items() if f} == want["finals"]
     attempts = sum(a[3] for a in got["quarters"].values())
     assert attempts == (await counters(pool, mailing_id))["attempts_total"]
+    await assert_breakdown_consistent(pool, mailing_id)
     await assert_global_consistent(pool)
 
 
@@ -338,3 +362,59 @@ async def assert_global_consistent(pool: asyncpg.Pool) -> None:
         """
     )
     assert mismatched == []
+
+
+async def breakdown(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any]:
+    """A mailing's statistics by dimension and latency histogram, as stored."""
+    dims = await pool.fetch(
+        "SELECT dimension, value, scheduled, delivered, undelivered, cancelled"
+        " FROM reporter_mailing_dimensions WHERE mailing_id = $1",
+        mailing_id,
+    )
+    latency = await pool.fetch(
+        "SELECT bucket, messages FROM reporter_mailing_latency WHERE mailing_id = $1", mailing_id
+    )
+    return {
+        "dimensions": {(r[0], r[1]): tuple(r)[2:] for r in dims},
+        "latency": {r["bucket"]: r["messages"] for r in latency},
+    }
+
+
+async def recount_breakdown(pool: asyncpg.Pool, mailing_id: int) -> dict[str, Any]:
+    """The same, recounted from reporter_messages: a GROUP BY for the dimensions, the latency
+    rule applied to each settled message for the histogram."""
+    dims = await pool.fetch(
+        """
+        SELECT d.dimension, d.value,
+               count(*) FILTER (WHERE m.status = 'SC'), count(*) FILTER (WHERE m.status = 'DL'),
+               count(*) FILTER (WHERE m.status = 'ND'), count(*) FILTER (WHERE m.status = 'CA')
+          FROM reporter_messages m
+          CROSS JOIN LATERAL (VALUES
+              ('operator_code', m.operator_code), ('tag', coalesce(m.tag, '')),
+              ('time_zone', m.time_zone)) AS d(dimension, value)
+         WHERE m.mailing_id = $1 AND m.operator_code IS NOT NULL
+         GROUP BY 1, 2
+        UNION ALL
+        SELECT 'unknown', '',
+               count(*) FILTER (WHERE status = 'SC'), count(*) FILTER (WHERE status = 'DL'),
+               count(*) FILTER (WHERE status = 'ND'), count(*) FILTER (WHERE status = 'CA')
+          FROM reporter_messages WHERE mailing_id = $1 AND operator_code IS NULL
+        HAVING count(*) > 0
+        """,
+        mailing_id,
+    )
+    settled = await pool.fetch(
+        "SELECT first_due_at, datetime_send FROM reporter_messages WHERE mailing_id = $1"
+        " AND status IN ('DL', 'ND') AND first_due_at IS NOT NULL AND datetime_send IS NOT NULL",
+        mailing_id,
+    )
+    latency = Counter(
+        latency_bucket((r["datetime_send"] - r["first_due_at"]).total_seconds()) for r in settled
+    )
+    return {"dimensions": {(r[0], r[1]): tuple(r)[2:] for r in dims}, "latency": dict(latency)}
+
+
+async def assert_breakdown_consistent(pool: asyncpg.Pool, mailing_id: int) -> None:
+    """The mailing's statistics by dimension and latency equal a recount of its messages,
+    with no row left at zero."""
+    assert await breakdown(pool, mailing_id) == await recount_breakdown(pool, mailing_id)

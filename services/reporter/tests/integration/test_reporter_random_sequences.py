@@ -12,7 +12,10 @@ import asyncpg
 import pytest
 from reporter_testkit import (
     T0,
+    assert_breakdown_consistent,
+    breakdown,
     cancelled,
+    client_values,
     counts,
     delivered,
     envelope,
@@ -60,7 +63,7 @@ def materialise(steps: list[tuple[str, list[int], int]], mailing: int, base: int
     for kind, picked, attempts in steps:
         msgs = [base + i for i in picked]
         if kind == "scheduled":
-            out.append(scheduled(mailing, msgs))
+            out.append(scheduled(mailing, msgs, client=lambda m: client_values(m - base)))
         elif kind == "rescheduled":
             out.append(rescheduled(mailing, msgs))
         elif kind == "withdrawn":
@@ -68,7 +71,8 @@ def materialise(steps: list[tuple[str, list[int], int]], mailing: int, base: int
         elif kind == "cancelled":
             out.append(cancelled(mailing, msgs))
         elif kind == "delivered":
-            out.append(delivered(mailing, msgs, attempt=attempts))
+            sent = T0 + timedelta(seconds=7**attempts)  # latencies in a few buckets
+            out.append(delivered(mailing, msgs, attempt=attempts, sent=sent))
         elif kind == "failed":
             out.append(failed(mailing, msgs, attempts=attempts, error=f"e{attempts}"))
         else:
@@ -85,6 +89,7 @@ async def play(
         batch, rest = rest[:size], rest[size:]
         await handle(pool, *batch)
         assert await counts(pool, mailing) == await recount(pool, mailing)
+        await assert_breakdown_consistent(pool, mailing)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -104,6 +109,7 @@ async def test_random_sequences_keep_counters_equal_to_a_recount(
     await play(pool, rnd, events_b, shuffled)
     # Withdrawn is a tombstone and every status moves only up, so order does not matter.
     assert await counts(pool, in_order) == await counts(pool, shuffled)
+    assert await breakdown(pool, in_order) == await breakdown(pool, shuffled)
     final_a = await pool.fetch(
         "SELECT message_id - $2 AS i, status, attempts FROM reporter_messages"
         " WHERE mailing_id = $1 ORDER BY 1",

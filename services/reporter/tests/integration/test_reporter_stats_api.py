@@ -109,6 +109,22 @@ async def test_mailing_stats_shape_and_figures(client: Client, pool: asyncpg.Poo
         ],
         "segments_per_message": 1,
         "segments_sent": 2,
+        # Scheduled by events that carry no client values: all unknown.
+        "by_dimension": {
+            "operator_code": [],
+            "tag": [],
+            "time_zone": [],
+            "unknown": {"SC": 3, "DL": 2, "ND": 1, "CA": 0},
+        },
+        # 65 s, 240 s, 240 s after the due time: buckets up to 79.4 s and 251.2 s.
+        "latency": {
+            "settled": 3,
+            "p50_s": 251.189,
+            "p90_s": 251.189,
+            "p99_s": 251.189,
+            "max_s": 251.189,
+            "resolution": 0.259,
+        },
     }
     # The rest go out an hour later: complete, with the time it took.
     done = start + timedelta(hours=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +26,8 @@ from reporter.domain import (
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MAILING = 7
 # Every fact below is recorded at T0: the message's event times.
-AT_T0 = {"created_at": T0, "updated_at": T0}
+AT_T0: dict[str, Any] = {"created_at": T0, "updated_at": T0}
+DUE_T0: dict[str, Any] = {**AT_T0, "first_due_at": T0}  # scheduled for T0 first
 
 
 def fact(kind: Kind, message_id: int = 1, **kw: object) -> Fact:
@@ -76,7 +78,7 @@ def test_delivery_that_raced_a_cancel_wins() -> None:
 
 def test_scheduled_creates_a_scheduled_message_due_at_its_time() -> None:
     state = run(fact(Kind.SCHEDULED, client_id=5, at=T0))
-    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, T0, 0, None, **AT_T0)
+    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, T0, 0, None, **DUE_T0)
 
 
 def test_rescheduled_moves_the_due_time() -> None:
@@ -91,7 +93,7 @@ def test_failed_attempt_keeps_it_scheduled_with_attempts_error_and_retry_time() 
         fact(Kind.SCHEDULED, client_id=5, at=T0),
         fact(Kind.ATTEMPT_FAILED, at=retry, attempts=1, error="timeout"),
     )
-    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, retry, 1, "timeout", **AT_T0)
+    assert state == MessageState(1, MAILING, 5, Status.SCHEDULED, retry, 1, "timeout", **DUE_T0)
 
 
 def test_undelivered_records_the_final_error_and_attempts() -> None:
@@ -102,7 +104,7 @@ def test_undelivered_records_the_final_error_and_attempts() -> None:
         fact(Kind.UNDELIVERED, at=failed, attempts=2, error="rejected: 400"),
     )
     assert state == MessageState(
-        1, MAILING, 5, Status.UNDELIVERED, failed, 2, "rejected: 400", **AT_T0
+        1, MAILING, 5, Status.UNDELIVERED, failed, 2, "rejected: 400", **DUE_T0
     )
 
 
@@ -113,7 +115,7 @@ def test_delivered_after_retries_keeps_the_last_error_and_counts_every_attempt()
         fact(Kind.ATTEMPT_FAILED, at=T0, attempts=1, error="timeout"),
         fact(Kind.DELIVERED, at=sent, attempts=2),
     )
-    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 2, "timeout", **AT_T0)
+    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 2, "timeout", **DUE_T0)
 
 
 def test_cancel_keeps_the_due_time() -> None:
@@ -137,7 +139,7 @@ def test_event_before_the_schedule_creates_the_row_and_the_schedule_fills_in_the
     early = run(fact(Kind.DELIVERED, at=sent, attempts=1))
     assert early == MessageState(1, MAILING, None, Status.DELIVERED, sent, 1, None, **AT_T0)
     state = run(fact(Kind.SCHEDULED, client_id=5, at=T0), start=early)
-    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 1, None, **AT_T0)
+    assert state == MessageState(1, MAILING, 5, Status.DELIVERED, sent, 1, None, **DUE_T0)
 
 
 def test_event_times_are_the_first_fact_and_the_last_fact_that_changed_it() -> None:

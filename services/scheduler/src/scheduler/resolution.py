@@ -32,6 +32,7 @@ from scheduler.domain import (
 from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
+    SCHEDULED_CLIENT_FIELDS,
     Event,
     MailingAudienceResolved,
     MessagesCancelled,
@@ -237,10 +238,15 @@ async def resolve(
     added = await conn.fetch(
         target
         + """
-        INSERT INTO scheduler_messages (mailing_id, client_id, due_at, closes_at)
-        SELECT $1, client_id, due, closes FROM target WHERE due IS NOT NULL ORDER BY client_id
-        ON CONFLICT (mailing_id, client_id) DO NOTHING
-        RETURNING message_id, client_id, due_at, closes_at
+        , added AS (
+            INSERT INTO scheduler_messages (mailing_id, client_id, due_at, closes_at)
+            SELECT $1, client_id, due, closes FROM target WHERE due IS NOT NULL
+            ORDER BY client_id
+            ON CONFLICT (mailing_id, client_id) DO NOTHING
+            RETURNING message_id, client_id, due_at, closes_at)
+        -- The client's values as the message is scheduled (the statistics by dimension).
+        SELECT a.*, c.operator_code, c.tag, c.time_zone
+          FROM added a JOIN scheduler_clients c USING (client_id) ORDER BY a.client_id
         """,
         *args,
     )
@@ -555,13 +561,15 @@ def scheduled_events(
     mailing_id: int,
     rows: Sequence[asyncpg.Record],
 ) -> list[Event]:
-    """Batch events for rows of ``scheduler_messages`` that got a slot."""
+    """Batch events for rows of ``scheduler_messages`` that got a slot (with the client's
+    values when the rows carry them: new messages)."""
     messages = [
         ScheduledMessage(
             message_id=r["message_id"],
             client_id=r["client_id"],
             due_at=r["due_at"],
             closes_at=r["closes_at"],
+            **{k: r[k] for k in SCHEDULED_CLIENT_FIELDS if k in r},
         )
         for r in rows
     ]

@@ -7,6 +7,7 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
+from typing import cast
 
 import asyncpg
 
@@ -142,6 +143,31 @@ async def test_audience_follows_the_base_until_the_start(pool: asyncpg.Pool) -> 
     assert after[stay]["due_at"] == start
     withdrawn = await _events(pool, mailing, "messages.withdrawn")
     assert [e["message_ids"] for e in withdrawn] == [[before[leave]["message_id"]]]
+
+
+async def test_scheduled_messages_carry_the_clients_values_as_they_were_then(
+    pool: asyncpg.Pool,
+) -> None:
+    tag = f"t{_id()}"
+    a, b = _id(), _id()
+    mailing = _id()
+    start = NOW + timedelta(hours=1)
+    window = dict(send_interval_time_start=time(13, 0), send_interval_time_end=time(18, 0))
+    await _apply(pool, [(_client(a, tag, "Asia/Tokyo", "901"), 1), (_client(b, tag), 1)])
+    await _apply(pool, [(_mailing(mailing, tag, start, **window), 1)])
+    moved = ClientUpdated(**_client(a, tag, "Asia/Vladivostok", "902").model_dump())
+    await _apply(pool, [(moved, 2)])
+    scheduled = [m for e in await _events(pool, mailing, "messages.scheduled") for m in _items(e)]
+    carried = {m["client_id"]: (m["operator_code"], m["tag"], m["time_zone"]) for m in scheduled}
+    assert carried == {a: ("901", tag, "Asia/Tokyo"), b: ("999", tag, "UTC")}
+    # The reschedule that followed the move carries none: the first values stand.
+    moves = [m for e in await _events(pool, mailing, "messages.rescheduled") for m in _items(e)]
+    assert [m["client_id"] for m in moves] == [a]
+    assert all("operator_code" not in m for m in moves)
+
+
+def _items(event: dict[str, object]) -> list[dict[str, object]]:
+    return cast(list[dict[str, object]], event["messages"])
 
 
 async def test_edit_before_start_re_resolves_the_audience(pool: asyncpg.Pool) -> None:

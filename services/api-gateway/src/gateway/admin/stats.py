@@ -16,9 +16,12 @@ import httpx
 import structlog
 
 __all__ = [
+    "DIMENSIONS",
     "STATUSES",
     "Bucket",
+    "DimensionValue",
     "Failure",
+    "Latency",
     "MailingStats",
     "Overview",
     "StatsClient",
@@ -31,6 +34,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 STATUSES: Final = ("SC", "DL", "ND", "CA")
+DIMENSIONS: Final = ("operator_code", "tag", "time_zone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,26 @@ class Failure:
     reason: str
     attempts: int
     final: int
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionValue:
+    value: str | None  # a tag of None: no tag
+    messages: dict[str, int]
+    delivery_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Delivery latency percentiles in seconds, read from log-spaced buckets (``resolution``:
+    how far above the true value each may be)."""
+
+    settled: int
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    max_s: float
+    resolution: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +93,10 @@ class MailingStats:
     completed_at: datetime | None
     time_to_complete_s: float | None
     sends_per_minute: list[Bucket] = field(default_factory=list)
+    # Empty and None from a reporter that does not give them.
+    by_dimension: dict[str, list[DimensionValue]] = field(default_factory=dict)
+    unknown_dimension: dict[str, int] = field(default_factory=dict)  # values not recorded
+    latency: Latency | None = None
 
 
 def _count(value: Any) -> int:
@@ -140,7 +168,39 @@ def parse_mailing_stats(body: Any) -> MailingStats:
         completed_at=_time(body.get("completed_at")),
         time_to_complete_s=_rate(ttc),
         sends_per_minute=_buckets(body.get("sends_per_minute", []), "minute"),
+        by_dimension=_by_dimension(body.get("by_dimension") or {}),
+        unknown_dimension=_counts((body.get("by_dimension") or {}).get("unknown", {}), STATUSES),
+        latency=_latency(body.get("latency")),
     )
+
+
+def _by_dimension(value: Any) -> dict[str, list[DimensionValue]]:
+    if not isinstance(value, Mapping):
+        raise ValueError("by_dimension")
+    out: dict[str, list[DimensionValue]] = {}
+    for name in DIMENSIONS:
+        items = value.get(name, [])
+        if not isinstance(items, list):
+            raise ValueError("dimension")
+        out[name] = [
+            DimensionValue(
+                None if item["value"] is None else str(item["value"]),
+                _counts(item["messages"], STATUSES),
+                _rate(item.get("delivery_rate")),
+            )
+            for item in items
+        ]
+    return out
+
+
+def _latency(value: Any) -> Latency | None:
+    if value is None:
+        return None
+    figures = [_rate(value[k]) for k in ("p50_s", "p90_s", "p99_s", "max_s", "resolution")]
+    if any(f is None for f in figures):
+        raise ValueError("latency")
+    p50, p90, p99, top, resolution = (float(f or 0) for f in figures)
+    return Latency(_count(value["settled"]), p50, p90, p99, top, resolution)
 
 
 class StatsClient:

@@ -158,6 +158,16 @@ def _duration(seconds: Any) -> str:
     return f"{secs} s"
 
 
+def _seconds(seconds: Any) -> str:
+    """A latency: three significant digits under a minute (they start at 0.1 s), else as a
+    duration."""
+    if seconds is None:
+        return "—"
+    if float(seconds) < 60:
+        return f"{float(seconds):.3g} s"
+    return _duration(seconds)
+
+
 def _environment(zone: tzinfo) -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -170,6 +180,7 @@ def _environment(zone: tzinfo) -> Environment:
     env.filters["num"] = _num
     env.filters["pct"] = _pct
     env.filters["duration"] = _duration
+    env.filters["seconds"] = _seconds
     env.globals["zone_name"] = str(zone)
     return env
 
