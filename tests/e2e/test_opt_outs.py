@@ -87,6 +87,7 @@ def test_stop_after_the_start_cancels_the_unsent_message(system: System) -> None
         eventually(lambda: assert_counter(api, started["id"], "cancelled_messages", 1), 30)
         by_client = {m["client_id"]: m for m in messages(api, started["id"])}
         assert by_client[stopper["id"]]["status"] == "CA"
+        assert by_client[stopper["id"]]["last_error"] == "opted_out"
         assert {by_client[c["id"]]["status"] for c in clients[1:]} == {"SC"}
         listed = api.get(f"/api/v1/opt-outs/{stopper['phone']}/").json()
         assert (listed["source"], listed["reason"]) == ("inbound", "Stop")

@@ -212,9 +212,17 @@ def _collect(
                 )
                 for m in event.messages
             )
-        case MessagesWithdrawn() | MessagesCancelled():
-            kind = Kind.WITHDRAWN if isinstance(event, MessagesWithdrawn) else Kind.CANCELLED
-            facts.extend(Fact(kind, mid, event.mailing_id, at) for mid in event.message_ids)
+        case MessagesWithdrawn():
+            facts.extend(
+                Fact(Kind.WITHDRAWN, mid, event.mailing_id, at) for mid in event.message_ids
+            )
+        case MessagesCancelled():
+            # The reason ("opted_out", "mailing cancelled", ...) becomes the last error of a
+            # message never tried; a tried one keeps the provider's last answer.
+            facts.extend(
+                Fact(Kind.CANCELLED, mid, event.mailing_id, at, error=event.reason)
+                for mid in event.message_ids
+            )
         case MessagesDelivered():
             facts.extend(
                 Fact(
