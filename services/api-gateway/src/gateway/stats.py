@@ -204,7 +204,7 @@ def _empty_mailing_stats(mailing_id: int, text: str) -> dict[str, Any]:
     "hour over the last 24 hours and SMS segments per day over the last 7 (up to `as_of` with "
     "it). 400 for a bad `as_of`, 503 when the "
     "statistics service cannot be reached.",
-    responses=responses(200, OVERALL_EXAMPLE, OverallStats, 503, documented=_ERRORS),
+    responses=responses(200, OVERALL_EXAMPLE, OverallStats, 400, 503, documented=_ERRORS),
 )
 async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     return JSON(await reporter.overall_stats(as_of=_moment(as_of)))
@@ -219,7 +219,9 @@ async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     "to complete, sends per minute over the mailing's life, SMS segments sent, messages by "
     "status per operator code, tag and time zone, and delivery latency percentiles (as they "
     "were at `as_of` with it). 400 for a bad `as_of`.",
-    responses=responses(200, MAILING_EXAMPLE, MailingStats, 404, 503, documented=_ERRORS),
+    responses=responses(
+        200, MAILING_EXAMPLE, MailingStats, 400, 404, 503, documented=_ERRORS
+    ),
 )
 async def mailing(
     mailing_id: str, pool: Pool, reporter: Reporter, as_of: AsOfParam = None

@@ -61,7 +61,7 @@ def _phone(raw: str) -> str:
     ["GET"],
     summary="List the suppression list",
     description="Phones that get no message, newest first, 25 per page.",
-    responses=responses(200, PAGE_EXAMPLE, OptOutPage, 404),
+    responses=responses(200, PAGE_EXAMPLE, OptOutPage, 400, 404),
 )
 async def list_opt_outs(
     request: Request,
@@ -98,7 +98,14 @@ async def list_opt_outs(
         "added, `200` with the existing entry when it was on the list already."
     ),
     status_code=status.HTTP_201_CREATED,
-    responses=responses(201, OPT_OUT_EXAMPLE, OptOut, 400, 409, 413, 415),
+    responses=responses(201, OPT_OUT_EXAMPLE, OptOut, 400, 409, 413, 415)
+    | {
+        200: {
+            "description": "The phone was on the list already: the entry as it is (unchanged)",
+            "model": OptOut,
+            "content": {"application/json": {"example": OPT_OUT_EXAMPLE}},
+        }
+    },
     openapi_extra=opt_out_body(),
 )
 async def create_opt_out(request: Request, pool: Pool) -> Response:
