@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from starlette.requests import ClientDisconnect
 
 from gateway import commands, importer, repository
 from gateway.commands import ClientNotFound
-from gateway.idempotency import Idem
+from gateway.idempotency import NOT_KEPT_IMPORT, Idem, checked_key
 from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
 from gateway.import_limits import capped, declared_length_fits
 from gateway.pagination import InvalidPage, links, num_pages, page_request
@@ -151,6 +151,7 @@ async def create_client(request: Request, pool: Pool, idempotency: Idem) -> Resp
         }
     },
     openapi_extra=import_body(),
+    dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_clients(request: Request, pool: Pool) -> Response:
     try:

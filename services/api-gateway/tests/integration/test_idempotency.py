@@ -281,3 +281,42 @@ async def test_expired_answers_are_pruned_in_bounded_batches_and_no_longer_repla
     )
     again = await client.post(URL, json=body(text=f"new {uuid4()}"), headers=headers)
     assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+
+
+# --- the provider's callback ---------------------------------------------------------------
+
+INBOUND_TOKEN = f"inbound-{uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+async def provider(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(inbound_token=INBOUND_TOKEN))
+    auth = {"Authorization": f"Bearer {INBOUND_TOKEN}"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=auth
+        ) as client,
+    ):
+        yield client
+
+
+async def test_inbound_replays_with_and_without_a_stop_word(
+    provider: httpx.AsyncClient, pool: asyncpg.Pool, phone: Callable[..., str]
+) -> None:
+    number = int(phone())
+    for text in ("STOP", "hello"):
+        headers = _key()
+        sent = {"phone": number, "text": text}
+        first = await provider.post("/api/v1/inbound/", json=sent, headers=headers)
+        again = await provider.post("/api/v1/inbound/", json=sent, headers=headers)
+        assert first.status_code == again.status_code == 200
+        assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+        other = await provider.post(
+            "/api/v1/inbound/", json={**sent, "text": "other"}, headers=headers
+        )
+        assert other.status_code == 422
+    owner = await pool.fetchval(
+        "SELECT key_owner FROM gateway_idempotency WHERE idem_key = $1", headers["Idempotency-Key"]
+    )
+    assert owner == "inbound:provider"

@@ -2,6 +2,8 @@
 
 from gateway.idempotency.guard import Answering, Key, Once, answer_alone
 from gateway.idempotency.http import (
+    NOT_KEPT_FORECAST,
+    NOT_KEPT_IMPORT,
     Idem,
     Idempotency,
     checked_key,
@@ -13,6 +15,8 @@ from gateway.idempotency.rules import HEADER, REPLAYED_HEADER
 
 __all__ = [
     "HEADER",
+    "NOT_KEPT_FORECAST",
+    "NOT_KEPT_IMPORT",
     "REPLAYED_HEADER",
     "Answering",
     "Idem",

@@ -3,7 +3,7 @@ a replay, a reused key and a key in use, and their place in the OpenAPI document
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any, Final, TypeVar
 
@@ -26,7 +26,16 @@ from gateway.idempotency.rules import (
 )
 from gateway.responses import JSON
 
-__all__ = ["Idem", "Idempotency", "checked_key", "document", "idempotency", "install"]
+__all__ = [
+    "NOT_KEPT_FORECAST",
+    "NOT_KEPT_IMPORT",
+    "Idem",
+    "Idempotency",
+    "checked_key",
+    "document",
+    "idempotency",
+    "install",
+]
 
 T = TypeVar("T")
 
@@ -41,10 +50,15 @@ DESCRIPTION: Final = (
 )
 
 
-IGNORED: Final = (
-    "Accepted for symmetry with the other POSTs and checked as they check it (1 to 255 "
-    "printable ASCII characters), but nothing is kept: this POST stores nothing, so a retry "
-    "is harmless and gets a fresh answer."
+NOT_KEPT_FORECAST: Final = (
+    "Checked as on the other POSTs (1 to 255 printable ASCII characters), but nothing is "
+    "kept: the forecast stores nothing, so a retry is harmless and gets a fresh answer."
+)
+NOT_KEPT_IMPORT: Final = (
+    "Checked as on the other POSTs (1 to 255 printable ASCII characters), but nothing is "
+    "kept: an import commits in batches, not in one transaction, so no answer could commit "
+    "with its writes. None is needed: importing the same file again changes nothing, so an "
+    "import that timed out is retried by sending the file again."
 )
 
 
@@ -92,14 +106,21 @@ async def idempotency(
 Idem = Annotated[Idempotency, Depends(idempotency)]
 
 
-async def checked_key(
-    value: Annotated[str | None, Header(alias=HEADER, description=IGNORED)] = None,
-) -> None:
-    """The dependency of a POST that stores nothing (the forecast): the key is only checked."""
-    try:
-        parse_key(value)
-    except InvalidKey as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+def checked_key(description: str) -> Callable[..., Awaitable[None]]:
+    """The dependency of a POST that keeps no answer (the forecast, the imports): the key is
+    only checked, and ``description`` says why in the OpenAPI document."""
+
+    # A default, not Annotated: annotations are strings here, and this one's Header would name
+    # a local that FastAPI cannot resolve.
+    async def check(
+        value: str | None = Header(None, alias=HEADER, description=description),
+    ) -> None:
+        try:
+            parse_key(value)
+        except InvalidKey as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+
+    return check
 
 
 def install(app: FastAPI) -> None:
@@ -140,15 +161,28 @@ _REUSED: Final = {
 _IN_USE_NOTE: Final = f"; or a request with this {HEADER} is still in progress (`Retry-After`)"
 
 
+_INVALID: Final = {
+    "description": f"Invalid {HEADER}",
+    "content": {
+        "application/json": {
+            "example": {"detail": f"{HEADER} must be 1 to 255 printable ASCII characters."}
+        }
+    },
+}
+
+
 def document(schema: dict[str, Any]) -> None:
-    """Add the key's answers (422, 409) to every operation that keeps its answers."""
-    keeping = {"name": HEADER, "description": DESCRIPTION}
+    """Add the key's answers to every operation that takes it: 400 (an invalid key), and where
+    answers are kept, 422 (another request) and 409 (still in progress)."""
     for item in schema.get("paths", {}).values():
         for operation in item.values():
-            params = operation.get("parameters", ())
-            if not any(keeping.items() <= p.items() for p in params):
+            params = [p for p in operation.get("parameters", ()) if p.get("name") == HEADER]
+            if not params:
                 continue
             answers = operation.setdefault("responses", {})
+            answers.setdefault("400", _INVALID)
+            if params[0].get("description") != DESCRIPTION:
+                continue  # checked, not kept
             answers["422"] = _REUSED
             conflict = answers.setdefault("409", {"description": "Conflict"})
             if _IN_USE_NOTE not in conflict["description"]:  # FastAPI caches the schema

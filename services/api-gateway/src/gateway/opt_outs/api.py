@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from starlette.requests import ClientDisconnect
 
 from gateway import importer
-from gateway.idempotency import Idem, answer_alone
+from gateway.idempotency import NOT_KEPT_IMPORT, Idem, answer_alone, checked_key
 from gateway.import_limits import capped, declared_length_fits
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
@@ -132,6 +132,7 @@ async def create_opt_out(request: Request, pool: Pool, idempotency: Idem) -> Res
         200, IMPORT_EXAMPLE, ImportResult, 409, 413, 415, 429, documented=IMPORT_LIMIT_ERRORS
     ),
     openapi_extra=opt_out_import_body(),
+    dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_opt_outs_endpoint(request: Request, pool: Pool) -> Response:
     try:
