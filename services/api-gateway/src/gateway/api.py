@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -15,12 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, audit, clients, events_feed, mailings, preview, stats
+from gateway import admin, audit, clients, events_feed, idempotency, mailings, preview, stats
 from gateway.auth import Scope, require_scope, scope_by_method
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.config import Settings
 from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
 from gateway.events_feed import RELAY_SOURCE
+from gateway.idempotency.expiry import prune_forever
 from gateway.import_jobs import ImportJobs
 from gateway.import_limits import RETRY_AFTER_S as IMPORT_RETRY_AFTER_S
 from gateway.import_limits import ImportTooLarge, TooManyImports
@@ -64,6 +66,13 @@ texts), `admin` (all of them); a call outside the key's scopes is `403` naming t
 `/api/v1/inbound/` (the provider's callback) takes `INBOUND_TOKEN` instead. The events of
 every command carry the key's name as their actor (`metadata.actor`).
 
+**Retries**: every `POST` takes an `Idempotency-Key` header (1 to 255 printable ASCII
+characters, private to the API key). The same key with the same request within
+`IDEMPOTENCY_TTL_H` hours gets the first answer again, marked `Idempotent-Replayed: true`, and
+changes nothing; the same key with another request is `422`; while the first is still running,
+`409` with `Retry-After`. The answer is kept in the transaction of the change itself, so a
+request that timed out can always be retried with its key. Error answers are not kept.
+
 **Errors**: invalid input is `400` with each bad field and its messages, e.g.
 `{"phone": ["Phone must be 11 digits starting with 7, e.g. 79991234567."]}`; a change a
 mailing's state refuses is `400` with `detail` saying why; unknown ids are `404`. Nothing is
@@ -97,6 +106,8 @@ def _lifespan(settings: Settings) -> Any:
         app.state.reporter = ReporterClient(http)
         app.state.import_jobs = jobs = ImportJobs(pool, settings.import_limits())
         stop = asyncio.Event()
+        ttl = timedelta(hours=settings.idempotency_ttl_h)
+        pruner = asyncio.create_task(prune_forever(pool, ttl, stop), name="idempotency-expiry")
         relay = None
         if settings.relay_enabled:
             relay = asyncio.create_task(
@@ -110,6 +121,7 @@ def _lifespan(settings: Settings) -> Any:
         finally:
             stop.set()
             await jobs.close()  # marks the imports still running failed, while the pool is open
+            await pruner  # wakes at once: it waits on ``stop``
             if relay is not None:
                 await _stop_relay(relay)
             await http.aclose()
@@ -297,6 +309,7 @@ def _install_openapi(app: FastAPI) -> None:
                 operation.get("responses", {}).pop("422", None)
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
+        idempotency.document(schema)  # its 422 is real
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -363,6 +376,7 @@ def create_app(settings: Settings) -> FastAPI:
     admin.install(app, settings)
     _install_operations(app)
     _install_error_handlers(app)
+    idempotency.install(app)
     _install_openapi(app)
     app.state.key_buckets = TokenBuckets(settings.api_key_rate())
     # Inside the request middleware, so a 429 is logged and counted like any answer.

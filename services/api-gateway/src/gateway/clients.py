@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from starlette.requests import ClientDisconnect
 
 from gateway import commands, importer, repository
 from gateway.commands import ClientNotFound
+from gateway.idempotency import NOT_KEPT_IMPORT, Idem, checked_key
 from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
 from gateway.import_limits import capped, declared_length_fits
 from gateway.pagination import InvalidPage, links, num_pages, page_request
-from gateway.repository import ClientFilters
+from gateway.repository import ClientFilters, ClientRow
 from gateway.responses import JSON
 from gateway.routing import MAX_BODY_BYTES, Pool, path_id, read_json, slash_routes
 from gateway.schemas import (
@@ -105,9 +106,15 @@ async def list_clients(
     responses=responses(201, CLIENT_EXAMPLE, Client, 400, 413, 415),
     openapi_extra=client_body(partial=False),
 )
-async def create_client(request: Request, pool: Pool) -> Response:
-    row = await commands.create(pool, await read_json(request))
-    return JSON(row.to_json(), status_code=status.HTTP_201_CREATED)
+async def create_client(request: Request, pool: Pool, idempotency: Idem) -> Response:
+    data = await read_json(request)
+
+    def answer(row: ClientRow) -> Response:
+        return JSON(row.to_json(), status_code=status.HTTP_201_CREATED)
+
+    once = await idempotency.once(data, answer)
+    await commands.create(pool, data, once)
+    return once.response()
 
 
 # Registered before /{client_id} for clarity; the router would pick it anyway, as
@@ -144,6 +151,7 @@ async def create_client(request: Request, pool: Pool) -> Response:
         }
     },
     openapi_extra=import_body(),
+    dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_clients(request: Request, pool: Pool) -> Response:
     try:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 import structlog
@@ -64,6 +64,7 @@ __all__ = [
     "ATTEMPTS",
     "ClientNotFound",
     "ConcurrentModification",
+    "Guard",
     "create",
     "delete",
     "update",
@@ -76,6 +77,7 @@ ATTEMPTS: Final = 5
 PHONE_TAKEN: Final = "A client with this phone already exists."
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 # Conflicts that a fresh attempt of the same command resolves.
 _RETRYABLE = (WrongExpectedVersion, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -120,27 +122,47 @@ async def _append_at(
     await store.append_versioned([(stream, version, NewEvent(event))], conn=conn)
 
 
+class Guard(Protocol[T_contra]):
+    """Work a command's caller does in the command's own transaction: ``before`` ahead of its
+    first statement (it must write nothing), ``after`` with its result just before the commit.
+    An Idempotency-Key's answer is kept this way, so that it commits with the command's
+    writes or not at all (``gateway.idempotency.guard``)."""
+
+    async def before(self, conn: Connection) -> None: ...
+
+    async def after(self, conn: Connection, result: T_contra) -> None: ...
+
+
 def _phone_taken(exc: asyncpg.UniqueViolationError) -> bool:
     return exc.constraint_name == PHONE_CONSTRAINT
 
 
 async def with_retries(
-    pool: asyncpg.Pool, attempt: Callable[[Connection], Awaitable[T]], subject: str = "client"
+    pool: asyncpg.Pool,
+    attempt: Callable[[Connection], Awaitable[T]],
+    subject: str = "client",
+    guard: Guard[T] | None = None,
 ) -> T:
     """Run ``attempt`` in a transaction of its own, again in a new one (so with a new
-    transaction id) after a version conflict; ``ConcurrentModification`` after ``ATTEMPTS``."""
+    transaction id) after a version conflict; ``ConcurrentModification`` after ``ATTEMPTS``.
+    ``guard`` runs in each attempt's transaction, around ``attempt``."""
     for n in range(1, ATTEMPTS + 1):
         try:
             async with pool.acquire() as conn, appending(conn):
+                if guard is not None:
+                    await guard.before(conn)
                 await writing(conn, READ_MODELS)
-                return await attempt(conn)
+                result = await attempt(conn)
+                if guard is not None:
+                    await guard.after(conn, result)
+                return result
         except _RETRYABLE as exc:
             log.warning("command_conflict", subject=subject, attempt=n, error=type(exc).__name__)
             await asyncio.sleep(random.uniform(0, 0.01 * 2**n))  # let the other writer finish
     raise ConcurrentModification(subject)
 
 
-async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
+async def create(pool: asyncpg.Pool, data: Any, guard: Guard[ClientRow] | None = None) -> ClientRow:
     """``POST``: a new client from a request body; raises ``InvalidInput``."""
     state = apply_change(None, parse_change(data, require_phone=True))
     store = EventStore(pool)
@@ -153,7 +175,7 @@ async def create(pool: asyncpg.Pool, data: Any) -> ClientRow:
         await store.append(event.stream_id(), [event], expected_version=NO_STREAM, conn=conn)
         return row
 
-    return await with_retries(pool, attempt)
+    return await with_retries(pool, attempt, guard=guard)
 
 
 async def update(pool: asyncpg.Pool, client_id: int, data: Any, *, partial: bool) -> ClientRow:

@@ -72,6 +72,12 @@ class Settings(ServiceSettings, AdminSettings):
         default_factory=lambda: list(DEFAULT_STOP_WORDS),
         description="Comma-separated words that, sent back alone, opt the sender out",
     )
+    idempotency_ttl_h: int = Field(
+        default=24,
+        ge=1,
+        le=24 * 30,
+        description="Hours the first answer to an Idempotency-Key is kept and replayed",
+    )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
     # reporter_url (the reporter's internal read API) comes from AdminSettings.

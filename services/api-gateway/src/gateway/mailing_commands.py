@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.commands import with_retries
+from gateway.commands import Guard, with_retries
 from gateway.lifecycle import Command, MailingState, mailing_state, transition
 from gateway.mailing_repository import (
     MailingRow,
@@ -94,7 +94,12 @@ async def _append(conn: Connection, store: EventStore, event: Event, version: in
 
 
 async def create(
-    pool: asyncpg.Pool, data: Any, *, now: datetime, max_segments: int = 0
+    pool: asyncpg.Pool,
+    data: Any,
+    *,
+    now: datetime,
+    max_segments: int = 0,
+    guard: Guard[MailingRow] | None = None,
 ) -> MailingRow:
     """``POST``: a new mailing (``mailing.scheduled``); raises ``InvalidInput``."""
     mailing = new_mailing(parse_change(data, require=True), now, max_segments=max_segments)
@@ -106,11 +111,17 @@ async def create(
         await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
         return row
 
-    return await with_retries(pool, attempt, SUBJECT)
+    return await with_retries(pool, attempt, SUBJECT, guard)
 
 
 async def resend(
-    pool: asyncpg.Pool, source_id: int, data: Any, *, now: datetime, max_segments: int = 0
+    pool: asyncpg.Pool,
+    source_id: int,
+    data: Any,
+    *,
+    now: datetime,
+    max_segments: int = 0,
+    guard: Guard[MailingRow] | None = None,
 ) -> MailingRow:
     """``POST /{id}/resend/``: a follow-up mailing to the original's recipients whose messages
     ended in the requested statuses (``mailing.scheduled`` with ``source_mailing_id``); raises
@@ -128,7 +139,7 @@ async def resend(
         await _append(conn, store, _state_event(MailingScheduled, row), NO_STREAM)
         return row
 
-    return await with_retries(pool, attempt, SUBJECT)
+    return await with_retries(pool, attempt, SUBJECT, guard)
 
 
 async def update(
@@ -180,6 +191,7 @@ async def run(
     *,
     now: datetime,
     all_messages_final: bool,
+    guard: Guard[MailingRow] | None = None,
 ) -> MailingRow:
     """Cancel, pause or resume; raises ``MailingNotFound`` or ``CommandRejected``."""
     store = EventStore(pool)
@@ -202,4 +214,4 @@ async def run(
         await _append(conn, store, event, current.version)
         return row
 
-    return await with_retries(pool, attempt, SUBJECT)
+    return await with_retries(pool, attempt, SUBJECT, guard)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, TypeVar
 
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from gateway import mailing_commands, mailing_repository
 from gateway.config import Settings
 from gateway.domain import InvalidInput
+from gateway.idempotency import Idem
 from gateway.lifecycle import Command
 from gateway.mailing_commands import MailingNotFound, state_of
 from gateway.mailing_repository import MailingRow
@@ -237,13 +238,20 @@ async def list_mailings(
     responses=responses(201, MAILING_EXAMPLE, Mailing, 400, 409, 413, 415, documented=_ERRORS),
     openapi_extra=mailing_body(partial=False),
 )
-async def create_mailing(request: Request, pool: Pool) -> Response:
+async def create_mailing(request: Request, pool: Pool, idempotency: Idem) -> Response:
     now = _now()
+    data = await read_json(request)
+    once = await idempotency.once(data, _created(now))
     row = await mailing_commands.create(
-        pool, await read_json(request), now=now, max_segments=max_segments(request)
+        pool, data, now=now, max_segments=max_segments(request), guard=once
     )
     log_fields(request, mailing_id=row.id, command="create")
-    return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
+    return once.response()
+
+
+def _created(now: datetime) -> Callable[[MailingRow], Response]:
+    """The answer to a new mailing (a create or a resend): rendered in its transaction."""
+    return lambda row: JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
 
 
 @route(
@@ -410,15 +418,19 @@ _EDIT_RULES: Final = (
         required=False,
     ),
 )
-async def resend_mailing(mailing_id: str, request: Request, pool: Pool) -> Response:
+async def resend_mailing(
+    mailing_id: str, request: Request, pool: Pool, idempotency: Idem
+) -> Response:
     mid = _mailing_id(mailing_id)
     with _command(request, mid, "resend"):
         now = _now()
+        data = await read_json(request)
+        once = await idempotency.once(data, _created(now))
         row = await mailing_commands.resend(
-            pool, mid, await read_json(request), now=now, max_segments=max_segments(request)
+            pool, mid, data, now=now, max_segments=max_segments(request), guard=once
         )
         log_fields(request, follow_up_id=row.id)
-        return JSON(to_json(row, ZERO, now), status_code=status.HTTP_201_CREATED)
+        return once.response()
 
 
 @route(
@@ -492,16 +504,27 @@ def _register_command(command: Command) -> None:
     summary, description, state = _COMMANDS[command]
 
     async def endpoint(
-        mailing_id: str, request: Request, pool: Pool, reporter: Reporter
+        mailing_id: str, request: Request, pool: Pool, reporter: Reporter, idempotency: Idem
     ) -> Response:
         mid = _mailing_id(mailing_id)
         with _command(request, mid, command.value):
             counters = await _counters_for_command(reporter, mid)
             now = _now()
-            row = await mailing_commands.run(
-                pool, mid, command, now=now, all_messages_final=counters.all_messages_final
+
+            def answer(row: MailingRow) -> Response:
+                return JSON(to_json(row, counters, now))
+
+            # No body: the key names the command on this mailing (its path).
+            once = await idempotency.once(None, answer)
+            await mailing_commands.run(
+                pool,
+                mid,
+                command,
+                now=now,
+                all_messages_final=counters.all_messages_final,
+                guard=once,
             )
-            return JSON(to_json(row, counters, now))
+            return once.response()
 
     endpoint.__name__ = f"{command.value}_mailing"
     route(

@@ -14,11 +14,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.config import Settings
 from gateway.forecast import Departures, cost, departures
+from gateway.idempotency import NOT_KEPT_FORECAST, checked_key
 from gateway.mailing_rules import MailingFields, new_mailing, parse_change
 from gateway.mailing_schemas import documented_errors, mailing_body
 from gateway.responses import JSON
@@ -247,6 +248,7 @@ def _audience(
     ),
     responses=responses(200, EXAMPLE, Preview, 400, 413, 415, documented=documented_errors()),
     openapi_extra=mailing_body(partial=False),
+    dependencies=[Depends(checked_key(NOT_KEPT_FORECAST))],
 )
 async def preview_mailing(request: Request, pool: Pool) -> Response:
     log_fields(request, command="preview")

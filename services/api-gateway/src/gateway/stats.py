@@ -219,9 +219,7 @@ async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     "to complete, sends per minute over the mailing's life, SMS segments sent, messages by "
     "status per operator code, tag and time zone, and delivery latency percentiles (as they "
     "were at `as_of` with it). 400 for a bad `as_of`.",
-    responses=responses(
-        200, MAILING_EXAMPLE, MailingStats, 400, 404, 503, documented=_ERRORS
-    ),
+    responses=responses(200, MAILING_EXAMPLE, MailingStats, 400, 404, 503, documented=_ERRORS),
 )
 async def mailing(
     mailing_id: str, pool: Pool, reporter: Reporter, as_of: AsOfParam = None

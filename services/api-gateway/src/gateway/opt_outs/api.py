@@ -3,7 +3,7 @@ mobile-originated messages, which opt a phone out when they are a stop word)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
 
 from gateway import importer
+from gateway.idempotency import NOT_KEPT_IMPORT, Idem, answer_alone, checked_key
 from gateway.import_limits import capped, declared_length_fits
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
@@ -108,11 +109,17 @@ async def list_opt_outs(
     },
     openapi_extra=opt_out_body(),
 )
-async def create_opt_out(request: Request, pool: Pool) -> Response:
-    wanted = parse_opt_out(await read_json(request))
-    done = await commands.record(pool, wanted.phone, wanted.reason, "api")
-    code = status.HTTP_201_CREATED if done.created else status.HTTP_200_OK
-    return JSON(done.row.to_json(), status_code=code)
+async def create_opt_out(request: Request, pool: Pool, idempotency: Idem) -> Response:
+    data = await read_json(request)
+    wanted = parse_opt_out(data)
+
+    def answer(done: commands.Recorded) -> Response:
+        code = status.HTTP_201_CREATED if done.created else status.HTTP_200_OK
+        return JSON(done.row.to_json(), status_code=code)
+
+    once = await idempotency.once(data, answer)
+    await commands.record(pool, wanted.phone, wanted.reason, "api", once)
+    return once.response()
 
 
 @route(
@@ -131,6 +138,7 @@ async def create_opt_out(request: Request, pool: Pool) -> Response:
         200, IMPORT_EXAMPLE, ImportResult, 409, 413, 415, 429, documented=IMPORT_LIMIT_ERRORS
     ),
     openapi_extra=opt_out_import_body(),
+    dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_opt_outs_endpoint(request: Request, pool: Pool) -> Response:
     try:
@@ -231,15 +239,23 @@ async def _inbound_token(
     },
     openapi_extra=inbound_body(),
 )
-async def receive_inbound(request: Request, pool: Pool) -> Response:
-    message = parse_inbound(await read_json(request))
+async def receive_inbound(request: Request, pool: Pool, idempotency: Idem) -> Response:
+    data = await read_json(request)
+    message = parse_inbound(data)
     stop_words: StopWords = request.app.state.stop_words
     word = stop_words.match(message.text)
-    answer: dict[str, Any] = {"opted_out": False, "stop_word": word}
-    if word is not None:
-        done = await commands.record(pool, message.phone, message.text.strip()[:200], "inbound")
-        answer["opted_out"] = True
+
+    def answer(done: commands.Recorded | None) -> Response:
+        return JSON({"opted_out": done is not None, "stop_word": word})
+
+    once = await idempotency.once(data, answer)
+    if word is None:
+        response = await answer_alone(pool, once, None)  # nothing to record; the answer is kept
+    else:
+        reason = message.text.strip()[:200]
+        done = await commands.record(pool, message.phone, reason, "inbound", once)
+        response = once.response()
         log_fields(request, opt_out_created=done.created)
     INBOUND_MESSAGES.labels("opt_out" if word else "other").inc()
     log_fields(request, stop_word=word is not None)
-    return JSON(answer)
+    return response

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from gateway.commands import with_retries
+from gateway.commands import Guard, with_retries
 from gateway.metrics import OPT_OUTS
 from gateway.opt_outs import repository
 from gateway.opt_outs.repository import OptOutRow
@@ -37,7 +37,11 @@ class Recorded:
 
 
 async def record(
-    pool: asyncpg.Pool, phone: str, reason: str | None, source: OptOutSource
+    pool: asyncpg.Pool,
+    phone: str,
+    reason: str | None,
+    source: OptOutSource,
+    guard: Guard[Recorded] | None = None,
 ) -> Recorded:
     """Put ``phone`` on the list (``opt_out.recorded``); one already on it is left as it is."""
     store = EventStore(pool)
@@ -58,7 +62,7 @@ async def record(
         await store.append_versioned([(event.stream_id(), row.version, NewEvent(event))], conn=conn)
         return Recorded(row, created=True)
 
-    done = await with_retries(pool, attempt, subject="opt-out")
+    done = await with_retries(pool, attempt, subject="opt-out", guard=guard)
     if done.created:
         OPT_OUTS.labels(source).inc()
         log.info("opt_out_recorded", source=source)
