@@ -159,6 +159,7 @@ async def test_openapi_documents_every_endpoint_with_examples(anonymous: httpx.A
         ("get", "/api/v1/opt-outs/{phone}/"),
         ("delete", "/api/v1/opt-outs/{phone}/"),
         ("post", "/api/v1/inbound/"),
+        ("get", "/api/v1/events/"),
     }
     for (method, path), op in operations.items():
         if path == "/api/v1/inbound/":  # the provider's callback: its own token, no scopes

@@ -159,6 +159,15 @@ _REUSED: Final = {
     },
 }
 _IN_USE_NOTE: Final = f"; or a request with this {HEADER} is still in progress (`Retry-After`)"
+_IN_USE: Final = {
+    "description": "Conflict",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "example": 1}},
+    "content": {
+        "application/json": {
+            "example": {"detail": f"A request with this {HEADER} is still in progress; retry."}
+        }
+    },
+}
 
 
 _INVALID: Final = {
@@ -184,6 +193,6 @@ def document(schema: dict[str, Any]) -> None:
             if params[0].get("description") != DESCRIPTION:
                 continue  # checked, not kept
             answers["422"] = _REUSED
-            conflict = answers.setdefault("409", {"description": "Conflict"})
+            conflict = answers.setdefault("409", dict(_IN_USE))
             if _IN_USE_NOTE not in conflict["description"]:  # FastAPI caches the schema
                 conflict["description"] += _IN_USE_NOTE
