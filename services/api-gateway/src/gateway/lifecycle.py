@@ -1,9 +1,12 @@
-"""A mailing's life: its state from plain facts, and which commands each state allows."""
+"""A mailing's life: which commands each state allows (the states and the rule that gives them
+are ``sms_events.vocabulary``'s, shared with the reporter)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+
+from sms_events.vocabulary import MailingState, mailing_state
 
 __all__ = [
     "Command",
@@ -18,21 +21,6 @@ __all__ = [
     "mailing_state",
     "transition",
 ]
-
-
-class MailingState(StrEnum):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset({MailingState.FINISHED, MailingState.CANCELLED})
 
 
 class Command(StrEnum):
@@ -66,30 +54,6 @@ _WHY_NOT: dict[tuple[MailingState, Command], str] = {
     (MailingState.SCHEDULED, Command.RESUME): "it is not paused",
     (MailingState.RUNNING, Command.RESUME): "it is not paused",
 }
-
-
-def mailing_state(
-    now: datetime,
-    start: datetime,
-    end: datetime,
-    paused: bool,
-    cancelled: bool,
-    all_messages_final: bool,
-) -> MailingState:
-    """The state a mailing is in at ``now``.
-
-    Precedence: cancelled; then finished once ``now >= end``, or once it has started and every
-    message is final (sent, or given up); then paused; then scheduled before ``start`` and
-    running from it. A paused mailing still finishes at its end. The result is a ``StrEnum``,
-    so it compares equal to the plain strings ``"scheduled"``, ``"running"`` and so on.
-    """
-    if cancelled:
-        return MailingState.CANCELLED
-    if now >= end or (now >= start and all_messages_final):
-        return MailingState.FINISHED
-    if paused:
-        return MailingState.PAUSED
-    return MailingState.SCHEDULED if now < start else MailingState.RUNNING
 
 
 def can_cancel(state: MailingState) -> bool:

@@ -62,7 +62,12 @@ class MailingNotFound(LookupError):
 
 def state_of(row: MailingRow, now: datetime, all_messages_final: bool) -> MailingState:
     return mailing_state(
-        now, row.datetime_start, row.datetime_end, row.paused, row.cancelled, all_messages_final
+        now,
+        start=row.datetime_start,
+        end=row.datetime_end,
+        paused=row.paused,
+        cancelled=row.cancelled,
+        all_messages_final=all_messages_final,
     )
 
 

@@ -19,6 +19,7 @@ from gateway.mailing_rules import (
     TEXT_MAX_LENGTH,
 )
 from gateway.schemas import BadRequest, ErrorDetail, json_body, json_content
+from sms_events.vocabulary import MessageStatus
 
 __all__ = [
     "DETAIL_EXAMPLE",
@@ -43,7 +44,6 @@ __all__ = [
 
 STATISTICS_UNAVAILABLE: Final = "Statistics are temporarily unavailable; retry later."
 
-MessageStatus = Literal["SC", "DL", "ND", "CA"]
 
 # The seed README's examples (its message ids and times), newest first where it listed oldest
 # first, and with this API's message fields (attempts, last_error) for celery_task_id.

@@ -59,6 +59,7 @@ from gateway.responses import JSON
 from gateway.routing import Pool, log_fields, path_id, read_json, slash_routes
 from gateway.schemas import json_body, responses
 from sms_events.segments import measure
+from sms_events.vocabulary import MESSAGE_STATUSES
 
 __all__ = ["DETAIL_MESSAGES", "STATUSES", "router"]
 
@@ -66,7 +67,7 @@ log = structlog.get_logger(__name__)
 
 DETAIL_MESSAGES: Final = 100
 DETAIL_FOLLOW_UPS: Final = 100
-STATUSES: Final = ("SC", "DL", "ND", "CA")
+STATUSES: Final = tuple(s.value for s in MESSAGE_STATUSES)
 A = TypeVar("A")
 B = TypeVar("B")
 

@@ -32,7 +32,9 @@ S = MailingState
 def state(
     now: datetime, *, paused: bool = False, cancelled: bool = False, done: bool = False
 ) -> MailingState:
-    return mailing_state(now, START, END, paused, cancelled, done)
+    return mailing_state(
+        now, start=START, end=END, paused=paused, cancelled=cancelled, all_messages_final=done
+    )
 
 
 # --- mailing_state ---------------------------------------------------------------------------

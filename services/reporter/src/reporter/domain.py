@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
+from sms_events.vocabulary import MessageStatus
+
 __all__ = [
     "RANK",
     "ClientValues",
@@ -39,11 +41,14 @@ PROJECTION_NAME = "reporter"
 
 
 class Status(StrEnum):
-    SCHEDULED = "SC"
+    """The API's message statuses (``sms_events.vocabulary.MessageStatus``) and the one state
+    it never shows, ranked: a message only ever moves up (``join``)."""
+
+    SCHEDULED = MessageStatus.SCHEDULED.value
     WITHDRAWN = "WD"  # never shown: the row is gone from every list and counter
-    CANCELLED = "CA"
-    UNDELIVERED = "ND"
-    DELIVERED = "DL"
+    CANCELLED = MessageStatus.CANCELLED.value
+    UNDELIVERED = MessageStatus.UNDELIVERED.value
+    DELIVERED = MessageStatus.DELIVERED.value
 
 
 RANK: Mapping[Status, int] = {s: i for i, s in enumerate(Status)}

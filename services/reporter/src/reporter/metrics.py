@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 from reporter.domain import Status
-from reporter.stats import MailingState
+from sms_events.vocabulary import MailingState
 
 __all__ = ["DAILY_REPORTS", "EVENTS_IGNORED", "MAILINGS", "MESSAGES", "MESSAGES_PROJECTED"]
 

@@ -11,8 +11,9 @@ import asyncpg
 
 from reporter.breakdown import DIMENSIONS, NO_TAG, RESOLUTION, UNKNOWN, latency
 from reporter.domain import Status
-from reporter.stats import MailingState, delivery_rate, floor_hour, floor_minute
+from reporter.stats import delivery_rate, floor_hour, floor_minute
 from sms_events.db import Connection
+from sms_events.vocabulary import MailingState, mailing_state_sql
 
 __all__ = [
     "COUNTER_FIELDS",
@@ -57,16 +58,17 @@ async def counters(pool: asyncpg.Pool, mailing_ids: Sequence[int]) -> dict[int, 
 
 # stats.mailing_state in SQL ($1: now). A NULL date compares as unknown, which CASE takes as
 # false, as the Python rule does with None.
-MAILING_STATE_SQL = """
-    CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled'
-         WHEN $1 >= datetime_end
-              OR ($1 >= datetime_start AND resolved_at IS NOT NULL AND scheduled_messages = 0)
-         THEN 'finished'
-         WHEN paused THEN 'paused'
-         WHEN $1 < datetime_start THEN 'scheduled'
-         ELSE 'running'
-    END
-"""
+ALL_FINAL_SQL = "(resolved_at IS NOT NULL AND scheduled_messages = 0)"
+"""Every message of a reporter_mailings row is final (``stats.mailing_state``'s ``resolved and
+scheduled_messages == 0``)."""
+MAILING_STATE_SQL = mailing_state_sql(
+    "$1",
+    start="datetime_start",
+    end="datetime_end",
+    paused="paused",
+    cancelled="cancelled_at IS NOT NULL",
+    all_messages_final=ALL_FINAL_SQL,
+)
 HOURS = 24
 DAYS = 7  # days of segments_per_day, today last
 TOP_FAILURES = 20

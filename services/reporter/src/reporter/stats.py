@@ -26,10 +26,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from reporter.breakdown import dimension_keys, latency_of
 from reporter.domain import Fact, Kind, MailingDelta, MessageState, Projection, Status, project
+from sms_events.vocabulary import MailingState
+from sms_events.vocabulary import mailing_state as shared_mailing_state
 
 __all__ = [
     "MAX_REASON",
@@ -78,14 +79,6 @@ def delivery_rate(delivered: int, undelivered: int) -> float | None:
     return round(delivered / tried, 4) if tried else None
 
 
-class MailingState(StrEnum):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"
-    CANCELLED = "cancelled"
-
-
 def mailing_state(
     now: datetime,
     *,
@@ -96,20 +89,16 @@ def mailing_state(
     resolved: bool,
     scheduled_messages: int,
 ) -> MailingState:
-    """The state shown for a mailing (queries.MAILING_STATE_SQL is the same rule in SQL; an
-    unknown date compares as false, as NULL does there)."""
-    started = datetime_start is not None and now >= datetime_start
-    if cancelled:
-        return MailingState.CANCELLED
-    if (datetime_end is not None and now >= datetime_end) or (
-        started and resolved and scheduled_messages == 0
-    ):
-        return MailingState.FINISHED
-    if paused:
-        return MailingState.PAUSED
-    if datetime_start is not None and now < datetime_start:
-        return MailingState.SCHEDULED
-    return MailingState.RUNNING
+    """The shared state rule (``sms_events.vocabulary``) on the reporter's facts: every message
+    is final once the audience is resolved and none is still scheduled (``ALL_FINAL_SQL``)."""
+    return shared_mailing_state(
+        now,
+        start=datetime_start,
+        end=datetime_end,
+        paused=paused,
+        cancelled=cancelled,
+        all_messages_final=resolved and scheduled_messages == 0,
+    )
 
 
 @dataclass(slots=True)

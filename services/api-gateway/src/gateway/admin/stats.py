@@ -15,6 +15,8 @@ from typing import Any, Final, TypeVar
 import httpx
 import structlog
 
+from sms_events.vocabulary import MESSAGE_STATUSES
+
 __all__ = [
     "DIMENSIONS",
     "STATUSES",
@@ -33,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-STATUSES: Final = ("SC", "DL", "ND", "CA")
+STATUSES: Final = tuple(s.value for s in MESSAGE_STATUSES)
 DIMENSIONS: Final = ("operator_code", "tag", "time_zone")
 
 
