@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.admin import auth_pages, client_pages, dashboard, mailing_pages, opt_out_pages
 from gateway.admin.config import AdminSettings
 from gateway.admin.web import HERE, Admin
-from gateway.reporter_client import make_http_client
+from gateway.reporter_client import ReporterClient
 
 __all__ = ["AdminSettings", "install"]
 
@@ -26,18 +26,13 @@ OIDC_TIMEOUT_S: Final = 10.0
 
 def _lifespan(admin: Admin) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
-    async def lifespan(_: Any) -> AsyncIterator[None]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         # Outgoing calls to the provider: proxies from the environment apply (a provider is
-        # often outside); the reporter is internal and reached directly.
-        async with (
-            httpx.AsyncClient(timeout=OIDC_TIMEOUT_S, follow_redirects=False) as http,
-            make_http_client(
-                admin.settings.reporter_url,
-                admin.settings.admin_reporter_timeout_s,
-                admin.settings.internal_api_token,
-            ) as reporter_http,
-        ):
-            admin.start(http, reporter_http)
+        # often outside). The reporter is read through the API's client (opened by the
+        # gateway's lifespan, which runs first), with the admin's own timeout.
+        reporter: ReporterClient = app.state.reporter
+        async with httpx.AsyncClient(timeout=OIDC_TIMEOUT_S, follow_redirects=False) as http:
+            admin.start(http, reporter.with_timeout(admin.settings.admin_reporter_timeout_s))
             yield
 
     return lifespan

@@ -1,8 +1,7 @@
-"""The reporter's statistics for the admin pages: overall figures and one mailing's.
-
-``GET /internal/v1/stats`` and ``GET /internal/v1/mailings/{id}/stats``. A reporter that is down,
-slow or answers something unexpected gives ``None``: the pages then say "statistics
-unavailable" instead of failing.
+"""The reporter's statistics for the admin pages: overall figures and one mailing's, read
+through ``gateway.reporter_client`` (the API's client, one connection pool) and parsed into
+what the templates show. A reporter that is down, slow or answers something unexpected gives
+``None``: the pages then say "statistics unavailable" instead of failing.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-import httpx
 import structlog
 
+from gateway.reporter_client import ReporterClient, ReporterError, ReporterUnavailable
 from sms_events.vocabulary import MESSAGE_STATUSES
 
 __all__ = [
@@ -206,31 +205,25 @@ def _latency(value: Any) -> Latency | None:
 
 
 class StatsClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    """The statistics the admin pages show, read through the gateway's one reporter client and
+    parsed for the templates; None when the reporter cannot answer (the page says so)."""
+
+    def __init__(self, reporter: ReporterClient) -> None:
+        self._reporter = reporter
 
     async def overview(self) -> Overview | None:
-        body = await self._get("stats", "/internal/v1/stats")
+        try:
+            body = await self._reporter.overall_stats()
+        except (ReporterUnavailable, ReporterError):
+            return None  # the client has logged why
         return _parse("stats", parse_overview, body)
 
     async def mailing(self, mailing_id: int) -> MailingStats | None:
-        body = await self._get("mailing_stats", f"/internal/v1/mailings/{mailing_id}/stats")
+        try:
+            body = await self._reporter.mailing_stats(mailing_id)
+        except (ReporterUnavailable, ReporterError):
+            return None
         return _parse("mailing_stats", parse_mailing_stats, body)
-
-    async def _get(self, endpoint: str, path: str) -> Any:
-        try:
-            response = await self._http.get(path)
-        except httpx.HTTPError as exc:
-            log.warning("admin_stats_unavailable", endpoint=endpoint, error=type(exc).__name__)
-            return None
-        if response.status_code != 200:
-            log.warning("admin_stats_unavailable", endpoint=endpoint, status=response.status_code)
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            log.warning("admin_stats_garbled", endpoint=endpoint)
-            return None
 
 
 def _parse(endpoint: str, parse: Callable[[Any], T], body: Any) -> T | None:

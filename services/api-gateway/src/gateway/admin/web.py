@@ -92,12 +92,12 @@ class Admin:
         version = secrets.token_hex(4)
         return cls(settings, cookies, templates, zone, version)
 
-    def start(self, http: httpx.AsyncClient, reporter_http: httpx.AsyncClient) -> None:
+    def start(self, http: httpx.AsyncClient, reporter: ReporterClient) -> None:
         self.http = http
         if self.settings.oidc_enabled:
             self.oidc = OidcClient(self.settings, http)
-        self.stats = StatsClient(reporter_http)
-        self.reporter = ReporterClient(reporter_http)
+        self.stats = StatsClient(reporter)
+        self.reporter = reporter
 
     def csp(self) -> str:
         form_action = "'self'"
