@@ -9,7 +9,7 @@ from typing import Final
 
 from starlette.datastructures import UploadFile
 
-from gateway.admin.web import Page, posted_form
+from gateway.admin.web import Page, posted_upload_form
 from gateway.import_limits import ImportLimits, ImportTooLarge, TooManyImports, declared_length_fits
 from gateway.importer import ImportFormat
 
@@ -36,9 +36,10 @@ def refusal_status(exc: Exception) -> int:
 
 async def posted_upload(page: Page, limits: ImportLimits) -> UploadFile:
     """The form's ``file`` once CSRF is checked; ``ImportTooLarge`` or ``NoFileChosen``."""
-    # Checked before the form is parsed (and spooled): a body over the cap is not read.
+    # Both checked before the form is parsed (and spooled): a body over the cap, or one
+    # without the session's token, is not read.
     declared_length_fits(page.request.headers.get("content-length"), limits)
-    form = await posted_form(page)
+    form = await posted_upload_form(page)
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise NoFileChosen

@@ -233,6 +233,20 @@ async def posted_form(page: Page) -> FormData:
     return form
 
 
+CSRF_HEADER: Final = "X-CSRF-Token"
+
+
+async def posted_upload_form(page: Page) -> FormData:
+    """A POSTed multipart upload, its CSRF token and origin checked BEFORE the body is parsed
+    (a forged upload is never spooled to disk): the token comes in the ``X-CSRF-Token``
+    header (scripts) or in the form action's query string (``upload_action``)."""
+    request = page.request
+    token = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
+    origin = request_origin(request, page.admin.settings.admin_base_url)
+    check_csrf(request, page.session, token, origin)
+    return await request.form(max_files=1, max_fields=50)
+
+
 def render(
     request: Request,
     template: str,
