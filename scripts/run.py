@@ -32,7 +32,8 @@ def _remember(name: str, value: str) -> None:
 
 
 def prepare_env() -> dict[str, str]:
-    """Generate what must exist but must not be committed: an API key, the provider token."""
+    """Generate what must exist but must not be committed: an API key, the internal token, the
+    event signing key, the provider token."""
     dotenv = dotenv_values(ENV_FILE) if ENV_FILE.exists() else {}
     extra: dict[str, str] = {}
     if not _setting("API_KEYS", dotenv):
@@ -42,6 +43,8 @@ def prepare_env() -> dict[str, str]:
         print(f"    curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/v1/clients/\n")
     if not _setting("INTERNAL_API_TOKEN", dotenv):
         _remember("INTERNAL_API_TOKEN", secrets.token_urlsafe(32))  # gateway -> reporter
+    if not _setting("EVENT_SIGNING_KEY", dotenv):
+        _remember("EVENT_SIGNING_KEY", secrets.token_urlsafe(32))  # relay -> every consumer
     if not _setting("SMS_API_URL", dotenv):
         # No real provider configured: run the fake one and point the dispatcher at it.
         token = _setting("SMS_API_TOKEN", dotenv)
