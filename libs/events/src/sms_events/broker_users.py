@@ -1,0 +1,274 @@
+"""Broker users: the platform's services may publish; other projects may only read.
+
+    sms-broker-users setup               # the four service users (passwords from the environment)
+    sms-broker-users add-reader billing  # a read-only user for another project (prints its URL)
+    sms-broker-users definitions -o f    # the same users as a definitions file RabbitMQ loads
+
+Each service connects as its own user (``sms-gateway``, …), allowed on the events exchange,
+the dead-letter exchange and its own queues only: every service runs an outbox relay candidate
+(sms_events.relay), so each may publish, and nothing else may. A reader may declare, bind and
+consume queues named ``ext.<reader>.*`` and read ``sms.events``, nothing else: RabbitMQ wants
+write on the queue and read on the exchange to bind, and write on an exchange to publish to it.
+It also refuses a queue dead-lettering, or an exchange falling back, into an exchange its
+declarer cannot write to, so a reader has no side door into ``sms.events`` either.
+
+Permissions do not stop a service's credentials from being misused: the signature does
+(sms_events.signing). The two together close the bus.
+
+Users are put with ``rabbitmqctl`` where it reaches the broker (a development machine, a
+shell in the broker's container or pod), or written as a definitions file that RabbitMQ loads
+at every boot (``load_definitions``: compose, Kubernetes), with the passwords hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sms_events.settings import RabbitSettings
+
+__all__ = [
+    "SERVICE_USERS",
+    "Permissions",
+    "RabbitmqCtl",
+    "ServiceUser",
+    "definitions",
+    "main",
+    "reader_permissions",
+    "service_permissions",
+    "url_with_user",
+]
+
+EXCHANGE = RabbitSettings.model_fields["amqp_exchange"].default
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceUser:
+    user: str
+    queues: tuple[str, ...]  # QueueSpec names (a test checks them against the services')
+
+
+SERVICE_USERS: Mapping[str, ServiceUser] = {
+    "api-gateway": ServiceUser("sms-gateway", ()),
+    "scheduler": ServiceUser("sms-scheduler", ("scheduler",)),
+    "dispatcher": ServiceUser("sms-dispatcher", ("dispatcher", "dispatcher-projections")),
+    "reporter": ServiceUser("sms-reporter", ("reporter",)),
+}
+
+_READER_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """RabbitMQ's three regular expressions over resource names (unanchored: anchor them)."""
+
+    configure: str
+    write: str
+    read: str
+
+
+def service_permissions(
+    queues: Sequence[str], exchange: str = EXCHANGE, queue_prefix: str = ""
+) -> Permissions:
+    """Declare, publish to and read the exchange, its dead-letter exchange and the service's
+    own queues with their dead-letter queues; nothing else."""
+    own = [re.escape(queue_prefix + queue) + r"(\.dlq)?" for queue in queues]
+    names = "^(" + "|".join([re.escape(exchange), re.escape(exchange) + r"\.dlx", *own]) + ")$"
+    return Permissions(names, names, names)
+
+
+def reader_queue_prefix(name: str) -> str:
+    return f"ext.{name}."
+
+
+def reader_permissions(name: str, exchange: str = EXCHANGE) -> Permissions:
+    """Declare, bind and consume ``ext.<name>.*`` queues bound to ``exchange``; publish nowhere
+    the platform reads."""
+    if not _READER_NAME.fullmatch(name) or name.startswith("sms-"):
+        raise ValueError(f"a reader's name is [a-z][a-z0-9-]+ and not sms-*: {name!r}")
+    own = re.escape(reader_queue_prefix(name)) + ".*"
+    return Permissions(f"^{own}$", f"^{own}$", f"^({re.escape(exchange)}|{own})$")
+
+
+def url_with_user(url: str, user: str, password: str) -> str:
+    """``url`` (an AMQP URL) with its credentials replaced."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password))."""
+    salt = salt if salt is not None else secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    password: str
+    permissions: Permissions
+    administrator: bool = False
+
+
+def definitions(users: Sequence[User], vhost: str = "/") -> dict[str, Any]:
+    """A RabbitMQ definitions document holding ``users`` and their permissions on ``vhost``."""
+    return {
+        "vhosts": [{"name": vhost}],
+        "users": [
+            {
+                "name": u.name,
+                "password_hash": password_hash(u.password),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["administrator"] if u.administrator else [],
+            }
+            for u in users
+        ],
+        "permissions": [
+            {
+                "user": u.name,
+                "vhost": vhost,
+                "configure": u.permissions.configure,
+                "write": u.permissions.write,
+                "read": u.permissions.read,
+            }
+            for u in users
+        ],
+    }
+
+
+class RabbitmqCtl:
+    """Puts users with ``rabbitmqctl`` (idempotent: an existing user gets the new password).
+    Passwords go through stdin, never on a command line other processes can read."""
+
+    def __init__(self, ctl: str = "rabbitmqctl", vhost: str = "/", timeout: float = 60) -> None:
+        self.ctl, self.vhost, self.timeout = ctl, vhost, timeout
+
+    def put_user(self, user: User) -> None:
+        added = self._run("add_user", user.name, stdin=user.password, check=False)
+        if added.returncode != 0:
+            if "already exists" not in added.stdout + added.stderr:
+                raise RuntimeError(f"rabbitmqctl add_user {user.name}: {added.stderr.strip()}")
+            self._run("change_password", user.name, stdin=user.password)
+        p = user.permissions
+        self._run("set_permissions", "-p", self.vhost, user.name, p.configure, p.write, p.read)
+
+    def delete_user(self, name: str) -> None:
+        self._run("delete_user", name, check=False)
+
+    def _run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [self.ctl, "-q", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args[0]}: {done.stderr.strip() or done.stdout}")
+        return done
+
+
+class BrokerUsersSettings(BaseSettings):
+    """The service users' passwords (and the administrator's, for a definitions file)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    rabbitmq_default_user: str = Field(default="sms", description="The broker's administrator")
+    rabbitmq_default_pass: SecretStr | None = None
+    rabbitmq_gateway_pass: SecretStr = Field(description="Password of the sms-gateway user")
+    rabbitmq_scheduler_pass: SecretStr = Field(description="Password of the sms-scheduler user")
+    rabbitmq_dispatcher_pass: SecretStr = Field(description="Password of the sms-dispatcher user")
+    rabbitmq_reporter_pass: SecretStr = Field(description="Password of the sms-reporter user")
+
+    def service_users(self, exchange: str, queue_prefix: str) -> list[User]:
+        passwords = {
+            "api-gateway": self.rabbitmq_gateway_pass,
+            "scheduler": self.rabbitmq_scheduler_pass,
+            "dispatcher": self.rabbitmq_dispatcher_pass,
+            "reporter": self.rabbitmq_reporter_pass,
+        }
+        return [
+            User(
+                spec.user,
+                passwords[service].get_secret_value(),
+                service_permissions(spec.queues, exchange, queue_prefix),
+            )
+            for service, spec in SERVICE_USERS.items()
+        ]
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sms-broker-users", description=__doc__.split("\n")[0])
+    parser.add_argument("--exchange", default=EXCHANGE, help="the events exchange (AMQP_EXCHANGE)")
+    parser.add_argument("--vhost", default="/")
+    sub = parser.add_subparsers(dest="command", required=True)
+    setup = sub.add_parser("setup", help="put the service users (RABBITMQ_*_PASS) with rabbitmqctl")
+    setup.add_argument("--queue-prefix", default="", help="AMQP_QUEUE_PREFIX of the services")
+    reader = sub.add_parser("add-reader", help="put a read-only user with rabbitmqctl")
+    reader.add_argument("name")
+    reader.add_argument("--url", default="amqp://localhost:5672/", help="the URL to print")
+    defs = sub.add_parser("definitions", help="write the service users as RabbitMQ definitions")
+    defs.add_argument("--queue-prefix", default="")
+    defs.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _args(argv)
+    if args.command == "add-reader":
+        password = secrets.token_urlsafe(24)
+        permissions = reader_permissions(args.name, args.exchange)
+        RabbitmqCtl(vhost=args.vhost).put_user(User(args.name, password, permissions))
+        print(f"AMQP URL (shown once): {url_with_user(args.url, args.name, password)}")
+        queues = reader_queue_prefix(args.name) + "*"
+        print(f"queues it may declare and bind to {args.exchange}: {queues}")
+        return 0
+    settings = BrokerUsersSettings()
+    users = settings.service_users(args.exchange, args.queue_prefix)
+    if args.command == "setup":
+        ctl = RabbitmqCtl(vhost=args.vhost)
+        for user in users:
+            ctl.put_user(user)
+            print(f"put broker user {user.name}")
+        return 0
+    if settings.rabbitmq_default_pass is not None:
+        # The administrator too: a node that imports definitions at boot may skip its default.
+        admin = User(
+            settings.rabbitmq_default_user,
+            settings.rabbitmq_default_pass.get_secret_value(),
+            Permissions(".*", ".*", ".*"),
+            administrator=True,
+        )
+        users = [admin, *users]
+    text = json.dumps(definitions(users, args.vhost), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        os.chmod(args.output, 0o644)  # read by the broker's own user; holds only hashes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
