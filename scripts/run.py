@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from dotenv import dotenv_values
 
+from sms_events.broker_users import SERVICE_USERS, BrokerUsersSettings, RabbitmqCtl, url_with_user
 from sms_events.migrate import apply_migrations, migration_dirs
 from sms_events.settings import PostgresSettings
 from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
@@ -64,6 +68,46 @@ def prepare_env() -> dict[str, str]:
     return extra
 
 
+def close_the_bus() -> dict[str, dict[str, str]]:
+    """Each service's own broker user (sms_events.broker_users), put with rabbitmqctl where it
+    manages the broker AMQP_URL names: the environment of each service, its AMQP_URL."""
+    dotenv = dotenv_values(ENV_FILE) if ENV_FILE.exists() else {}
+    url = _setting("AMQP_URL", dotenv) or "amqp://guest:guest@localhost:5672/"
+    parts = urlsplit(url)
+    # rabbitmqctl manages the node installed here; a broker ensure_services.py started in
+    # Docker (port 5673) or a remote one is not it.
+    local = parts.hostname in {"localhost", "127.0.0.1", "::1"} and (parts.port or 5672) == 5672
+    if shutil.which("rabbitmqctl") is None or not local:
+        print(
+            "the event bus is open: every service connects as AMQP_URL's user (no rabbitmqctl"
+            " for this broker); consumers still refuse envelopes the relay did not sign"
+        )
+        return {}
+    for spec in SERVICE_USERS.values():
+        name = f"RABBITMQ_{spec.user.removeprefix('sms-').upper()}_PASS"
+        if not _setting(name, dotenv):
+            _remember(name, secrets.token_urlsafe(24))
+    users = BrokerUsersSettings().service_users(
+        _setting("AMQP_EXCHANGE", dotenv) or "sms.events",
+        _setting("AMQP_QUEUE_PREFIX", dotenv) or "",
+    )
+    try:
+        ctl = RabbitmqCtl()
+        for user in users.values():
+            ctl.put_user(user)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        print(
+            f"the event bus is open: broker users not put ({exc}); consumers still refuse"
+            " envelopes the relay did not sign"
+        )
+        return {}
+    print("broker users:", ", ".join(user.name for user in users.values()))
+    return {
+        service: {"AMQP_URL": url_with_user(url, user.name, user.password)}
+        for service, user in users.items()
+    }
+
+
 def ensure_database(dsn: str) -> None:
     base, _, name = dsn.rpartition("/")
     name = name.split("?")[0]
@@ -76,6 +120,7 @@ def ensure_database(dsn: str) -> None:
 def main() -> int:
     os.chdir(ROOT)
     extra = prepare_env()
+    own_users = close_the_bus()
     dsn = PostgresSettings().database_url
     ensure_database(dsn)
     applied = apply_migrations(dsn, migration_dirs(*(s.module for s in SERVICES)))
@@ -89,7 +134,7 @@ def main() -> int:
     if "FAKE_PROVIDER_TOKEN" in extra:
         group.start_module("fake-provider", "fake_provider")
     for spec in SERVICES:
-        group.start_module(spec.name, spec.module)
+        group.start_module(spec.name, spec.module, own_users.get(spec.name))
     gateway = f"http://{os.environ.get('GATEWAY_HOST', '127.0.0.1')}:" + (
         os.environ.get("GATEWAY_PORT", "8000")
     )

@@ -44,9 +44,11 @@ from sms_events.settings import RabbitSettings
 
 __all__ = [
     "SERVICE_USERS",
+    "BrokerUsersSettings",
     "Permissions",
     "RabbitmqCtl",
     "ServiceUser",
+    "User",
     "definitions",
     "main",
     "reader_permissions",
@@ -200,21 +202,22 @@ class BrokerUsersSettings(BaseSettings):
     rabbitmq_dispatcher_pass: SecretStr = Field(description="Password of the sms-dispatcher user")
     rabbitmq_reporter_pass: SecretStr = Field(description="Password of the sms-reporter user")
 
-    def service_users(self, exchange: str, queue_prefix: str) -> list[User]:
+    def service_users(self, exchange: str, queue_prefix: str) -> dict[str, User]:
+        """Each service's user, keyed by the service's name."""
         passwords = {
             "api-gateway": self.rabbitmq_gateway_pass,
             "scheduler": self.rabbitmq_scheduler_pass,
             "dispatcher": self.rabbitmq_dispatcher_pass,
             "reporter": self.rabbitmq_reporter_pass,
         }
-        return [
-            User(
+        return {
+            service: User(
                 spec.user,
                 passwords[service].get_secret_value(),
                 service_permissions(spec.queues, exchange, queue_prefix),
             )
             for service, spec in SERVICE_USERS.items()
-        ]
+        }
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -244,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"queues it may declare and bind to {args.exchange}: {queues}")
         return 0
     settings = BrokerUsersSettings()
-    users = settings.service_users(args.exchange, args.queue_prefix)
+    users = list(settings.service_users(args.exchange, args.queue_prefix).values())
     if args.command == "setup":
         ctl = RabbitmqCtl(vhost=args.vhost)
         for user in users:
