@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 import psycopg
 from dotenv import dotenv_values
 
-from sms_events.broker_users import SERVICE_USERS, BrokerUsersSettings, RabbitmqCtl, url_with_user
+from sms_events.broker_users import (
+    SERVICE_USERS,
+    BrokerUsersSettings,
+    RabbitmqCtl,
+    password_variable,
+    url_with_user,
+)
 from sms_events.migrate import apply_migrations, migration_dirs
 from sms_events.settings import PostgresSettings
 from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
@@ -83,14 +89,10 @@ def close_the_bus() -> dict[str, dict[str, str]]:
             " for this broker); consumers still refuse envelopes the relay did not sign"
         )
         return {}
-    for spec in SERVICE_USERS.values():
-        name = f"RABBITMQ_{spec.user.removeprefix('sms-').upper()}_PASS"
-        if not _setting(name, dotenv):
+    for service in SERVICE_USERS:
+        if not _setting(name := password_variable(service), dotenv):
             _remember(name, secrets.token_urlsafe(24))
-    users = BrokerUsersSettings().service_users(
-        _setting("AMQP_EXCHANGE", dotenv) or "sms.events",
-        _setting("AMQP_QUEUE_PREFIX", dotenv) or "",
-    )
+    users = BrokerUsersSettings().service_users()
     try:
         ctl = RabbitmqCtl()
         for user in users.values():

@@ -34,10 +34,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sms_events.settings import RabbitSettings
@@ -51,6 +51,7 @@ __all__ = [
     "User",
     "definitions",
     "main",
+    "password_variable",
     "reader_permissions",
     "service_permissions",
     "url_with_user",
@@ -191,63 +192,71 @@ class RabbitmqCtl:
 
 
 class BrokerUsersSettings(BaseSettings):
-    """The service users' passwords (and the administrator's, for a definitions file)."""
+    """The names the services use on the broker, the service users' passwords (and the
+    administrator's, for a definitions file)."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    rabbitmq_default_user: str = Field(default="sms", description="The broker's administrator")
+    amqp_exchange: str = EXCHANGE
+    amqp_queue_prefix: str = RabbitSettings.model_fields["amqp_queue_prefix"].default
+    rabbitmq_default_user: str = "sms"
     rabbitmq_default_pass: SecretStr | None = None
-    rabbitmq_gateway_pass: SecretStr = Field(description="Password of the sms-gateway user")
-    rabbitmq_scheduler_pass: SecretStr = Field(description="Password of the sms-scheduler user")
-    rabbitmq_dispatcher_pass: SecretStr = Field(description="Password of the sms-dispatcher user")
-    rabbitmq_reporter_pass: SecretStr = Field(description="Password of the sms-reporter user")
+    rabbitmq_gateway_pass: SecretStr | None = None
+    rabbitmq_scheduler_pass: SecretStr | None = None
+    rabbitmq_dispatcher_pass: SecretStr | None = None
+    rabbitmq_reporter_pass: SecretStr | None = None
 
-    def service_users(self, exchange: str, queue_prefix: str) -> dict[str, User]:
-        """Each service's user, keyed by the service's name."""
+    def service_users(self) -> dict[str, User]:
+        """Each service's user, keyed by the service's name; every password must be set."""
         passwords = {
             "api-gateway": self.rabbitmq_gateway_pass,
             "scheduler": self.rabbitmq_scheduler_pass,
             "dispatcher": self.rabbitmq_dispatcher_pass,
             "reporter": self.rabbitmq_reporter_pass,
         }
+        if missing := [password_variable(s) for s, p in passwords.items() if p is None]:
+            raise ValueError(f"set {', '.join(missing)}: the service users' passwords")
+        exchange, prefix = self.amqp_exchange, self.amqp_queue_prefix
         return {
             service: User(
                 spec.user,
-                passwords[service].get_secret_value(),
-                service_permissions(spec.queues, exchange, queue_prefix),
+                cast(SecretStr, passwords[service]).get_secret_value(),
+                service_permissions(spec.queues, exchange, prefix),
             )
             for service, spec in SERVICE_USERS.items()
         }
 
 
+def password_variable(service: str) -> str:
+    """The environment variable holding ``service``'s broker password (RABBITMQ_GATEWAY_PASS)."""
+    return f"RABBITMQ_{SERVICE_USERS[service].user.removeprefix('sms-').upper()}_PASS"
+
+
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sms-broker-users", description=__doc__.split("\n")[0])
-    parser.add_argument("--exchange", default=EXCHANGE, help="the events exchange (AMQP_EXCHANGE)")
     parser.add_argument("--vhost", default="/")
     sub = parser.add_subparsers(dest="command", required=True)
-    setup = sub.add_parser("setup", help="put the service users (RABBITMQ_*_PASS) with rabbitmqctl")
-    setup.add_argument("--queue-prefix", default="", help="AMQP_QUEUE_PREFIX of the services")
+    sub.add_parser("setup", help="put the service users (RABBITMQ_*_PASS) with rabbitmqctl")
     reader = sub.add_parser("add-reader", help="put a read-only user with rabbitmqctl")
     reader.add_argument("name")
     reader.add_argument("--url", default="amqp://localhost:5672/", help="the URL to print")
     defs = sub.add_parser("definitions", help="write the service users as RabbitMQ definitions")
-    defs.add_argument("--queue-prefix", default="")
     defs.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _args(argv)
+    settings = BrokerUsersSettings()
     if args.command == "add-reader":
         password = secrets.token_urlsafe(24)
-        permissions = reader_permissions(args.name, args.exchange)
+        permissions = reader_permissions(args.name, settings.amqp_exchange)
         RabbitmqCtl(vhost=args.vhost).put_user(User(args.name, password, permissions))
         print(f"AMQP URL (shown once): {url_with_user(args.url, args.name, password)}")
         queues = reader_queue_prefix(args.name) + "*"
-        print(f"queues it may declare and bind to {args.exchange}: {queues}")
+        print(f"queues it may declare and bind to {settings.amqp_exchange}: {queues}")
         return 0
-    settings = BrokerUsersSettings()
-    users = list(settings.service_users(args.exchange, args.queue_prefix).values())
+    users = list(settings.service_users().values())
     if args.command == "setup":
         ctl = RabbitmqCtl(vhost=args.vhost)
         for user in users:
