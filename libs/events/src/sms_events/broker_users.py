@@ -2,6 +2,7 @@
 
     sms-broker-users setup               # the four service users (passwords from the environment)
     sms-broker-users add-reader billing  # a read-only user for another project (prints its URL)
+    sms-broker-users add-reader billing --print | sh  # the same, where sh has rabbitmqctl
     sms-broker-users definitions -o f    # the same users as a definitions file RabbitMQ loads
 
 Each service connects as its own user (``sms-gateway``, …), allowed on the events exchange,
@@ -29,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -52,6 +54,7 @@ __all__ = [
     "definitions",
     "main",
     "password_variable",
+    "rabbitmqctl_script",
     "reader_permissions",
     "service_permissions",
     "url_with_user",
@@ -74,6 +77,7 @@ SERVICE_USERS: Mapping[str, ServiceUser] = {
 }
 
 _READER_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]{12,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,12 @@ class User:
     permissions: Permissions
     administrator: bool = False
 
+    def __post_init__(self) -> None:
+        # rabbitmqctl reads a password from stdin up to the first blank or quote, silently, and
+        # every password here also goes into an AMQP URL: URL-safe characters only.
+        if not _URL_SAFE.fullmatch(self.password):
+            raise ValueError(f"{self.name}'s broker password must be URL-safe: [A-Za-z0-9._~-]+")
+
 
 def definitions(users: Sequence[User], vhost: str = "/") -> dict[str, Any]:
     """A RabbitMQ definitions document holding ``users`` and their permissions on ``vhost``."""
@@ -154,6 +164,19 @@ def definitions(users: Sequence[User], vhost: str = "/") -> dict[str, Any]:
             for u in users
         ],
     }
+
+
+def rabbitmqctl_script(user: User, vhost: str = "/") -> str:
+    """The shell commands that put ``user`` where only the broker's own container or pod has
+    ``rabbitmqctl`` (the password on stdin, not on a command line)."""
+    name, password = shlex.quote(user.name), shlex.quote(user.password)
+    p = user.permissions
+    patterns = " ".join(shlex.quote(x) for x in (p.configure, p.write, p.read))
+    return (
+        f"printf '%s' {password} | rabbitmqctl -q add_user {name} 2>/dev/null"
+        f" || printf '%s' {password} | rabbitmqctl -q change_password {name}\n"
+        f"rabbitmqctl -q set_permissions -p {shlex.quote(vhost)} {name} {patterns}\n"
+    )
 
 
 class RabbitmqCtl:
@@ -240,6 +263,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     reader = sub.add_parser("add-reader", help="put a read-only user with rabbitmqctl")
     reader.add_argument("name")
     reader.add_argument("--url", default="amqp://localhost:5672/", help="the URL to print")
+    reader.add_argument(
+        "--print",
+        action="store_true",
+        help="print the rabbitmqctl commands (for a shell in the broker's container) instead",
+    )
     defs = sub.add_parser("definitions", help="write the service users as RabbitMQ definitions")
     defs.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     return parser.parse_args(argv)
@@ -250,11 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = BrokerUsersSettings()
     if args.command == "add-reader":
         password = secrets.token_urlsafe(24)
-        permissions = reader_permissions(args.name, settings.amqp_exchange)
-        RabbitmqCtl(vhost=args.vhost).put_user(User(args.name, password, permissions))
-        print(f"AMQP URL (shown once): {url_with_user(args.url, args.name, password)}")
-        queues = reader_queue_prefix(args.name) + "*"
-        print(f"queues it may declare and bind to {settings.amqp_exchange}: {queues}")
+        reader = User(args.name, password, reader_permissions(args.name, settings.amqp_exchange))
+        say = [
+            f"AMQP URL (shown once): {url_with_user(args.url, args.name, password)}",
+            f"queues it may declare and bind to {settings.amqp_exchange}:"
+            f" {reader_queue_prefix(args.name)}*",
+        ]
+        if args.print:  # a script: what is said goes to stderr
+            sys.stdout.write(rabbitmqctl_script(reader, args.vhost))
+            print("\n".join(say), file=sys.stderr)
+        else:
+            RabbitmqCtl(vhost=args.vhost).put_user(reader)
+            print("\n".join(say))
         return 0
     users = list(settings.service_users().values())
     if args.command == "setup":

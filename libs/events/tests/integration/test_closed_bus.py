@@ -28,6 +28,7 @@ from sms_events.broker_users import (
     RabbitmqCtl,
     User,
     definitions,
+    rabbitmqctl_script,
     reader_permissions,
     reader_queue_prefix,
     service_permissions,
@@ -307,3 +308,20 @@ def _import(document: dict[str, Any]) -> None:
         path.write_text(json.dumps(document))
         path.chmod(0o644)
         subprocess.run(["rabbitmqctl", "-q", "import_definitions", str(path)], check=True)
+
+
+def test_the_printed_reader_script_puts_the_same_user(
+    settings: ServiceSettings, ctl: tuple[RabbitmqCtl, list[str]]
+) -> None:
+    # For compose and Kubernetes, where rabbitmqctl is only in the broker's container.
+    name, password = f"script-{uuid4().hex[:8]}", "url-safe_pass.word~0"
+    reader = User(name, password, reader_permissions(name, settings.amqp_exchange))
+    ctl[1].append(name)
+    for _ in range(2):  # a second run changes the password of the user the first one added
+        subprocess.run(["sh", "-e"], input=rabbitmqctl_script(reader), text=True, check=True)
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_user_permissions", name],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["rabbitmqctl", "-q", "authenticate_user", name, password], check=True)
+    assert reader.permissions.write in listed

@@ -11,6 +11,7 @@ import pytest
 
 from sms_events.broker_users import (
     BrokerUsersSettings,
+    User,
     main,
     password_hash,
     reader_permissions,
@@ -81,3 +82,9 @@ def test_definitions_hold_the_administrator_and_every_service_user(
     assert "password" not in json.dumps(document).replace("password_hash", "")
     reporter = next(p for p in document["permissions"] if p["user"] == "sms-reporter")
     assert reporter["write"] == r"^(events\.x|events\.x\.dlx|reporter(\.dlq)?)$"
+
+
+@pytest.mark.parametrize("password", ["has a space", "it's-quoted-x", "p@ss/word-long", "short"])
+def test_a_password_rabbitmqctl_or_a_url_would_mangle_is_refused(password: str) -> None:
+    with pytest.raises(ValueError, match="URL-safe"):
+        User("sms-gateway", password, service_permissions([]))
