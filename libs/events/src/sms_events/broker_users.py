@@ -259,15 +259,16 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sms-broker-users", description=__doc__.split("\n")[0])
     parser.add_argument("--vhost", default="/")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="put the service users (RABBITMQ_*_PASS) with rabbitmqctl")
+    setup = sub.add_parser("setup", help="put the service users (RABBITMQ_*_PASS) with rabbitmqctl")
     reader = sub.add_parser("add-reader", help="put a read-only user with rabbitmqctl")
     reader.add_argument("name")
     reader.add_argument("--url", default="amqp://localhost:5672/", help="the URL to print")
-    reader.add_argument(
-        "--print",
-        action="store_true",
-        help="print the rabbitmqctl commands (for a shell in the broker's container) instead",
-    )
+    for command in (setup, reader):
+        command.add_argument(
+            "--print",
+            action="store_true",
+            help="print the rabbitmqctl commands (for a shell in the broker's container) instead",
+        )
     defs = sub.add_parser("definitions", help="write the service users as RabbitMQ definitions")
     defs.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     return parser.parse_args(argv)
@@ -291,12 +292,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             RabbitmqCtl(vhost=args.vhost).put_user(reader)
             print("\n".join(say))
         return 0
-    users = list(settings.service_users().values())
+    try:
+        users = list(settings.service_users().values())
+    except ValueError as exc:
+        print(f"sms-broker-users: {exc}", file=sys.stderr)
+        return 2
     if args.command == "setup":
         ctl = RabbitmqCtl(vhost=args.vhost)
         for user in users:
-            ctl.put_user(user)
-            print(f"put broker user {user.name}")
+            if args.print:
+                sys.stdout.write(rabbitmqctl_script(user, args.vhost))
+            else:
+                ctl.put_user(user)
+                print(f"put broker user {user.name}")
         return 0
     if settings.rabbitmq_default_pass is not None:
         # The administrator too: a node that imports definitions at boot may skip its default.
