@@ -61,6 +61,10 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app
 
+# Where compose's rabbitmq-users one-shot writes the broker's definitions: a new named volume
+# mounted here takes this directory's owner, so the one-shot (uid 10001) can write to it.
+RUN install -d -o 10001 -g 10001 /broker-definitions
+
 # The wheels are bind-mounted from the build stage, so they never land in a layer. pip
 # compiles the .pyc files here, as root, once: at run time the root filesystem can be read-only.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \

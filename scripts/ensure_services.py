@@ -72,6 +72,12 @@ COMPOSE_SECRETS = (
     "API_KEYS",
     "SMS_API_TOKEN",
     "INTERNAL_API_TOKEN",
+    "EVENT_SIGNING_KEY",
+    # The services' broker users: the broker starts only once their definitions are written.
+    "RABBITMQ_GATEWAY_PASS",
+    "RABBITMQ_SCHEDULER_PASS",
+    "RABBITMQ_DISPATCHER_PASS",
+    "RABBITMQ_REPORTER_PASS",
 )
 _DEFAULT_PORT = {POSTGRES: 5432, RABBITMQ: 5672}
 APT_PACKAGES = {POSTGRES: "postgresql", RABBITMQ: "rabbitmq-server"}

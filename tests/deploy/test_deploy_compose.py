@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sms_events.broker_users import SERVICE_USERS, password_variable
 from tests.deploy.deploy_support import (
     APP_SERVICES,
     COMPOSE_FILE,
@@ -21,6 +23,7 @@ from tests.deploy.deploy_support import (
 )
 
 LONG_RUNNING_APPS = [*APP_SERVICES, FAKE_PROVIDER[0]]
+ONE_SHOTS = ("migrate", "rabbitmq-users")
 
 
 def _service(name: str) -> dict[str, Any]:
@@ -100,7 +103,7 @@ def test_app_service_waits_for_migrations_and_healthy_infrastructure(name: str) 
 
 def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy() -> None:
     for name, service in compose()["services"].items():
-        if name == "migrate":
+        if name in ONE_SHOTS:
             continue
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
@@ -113,6 +116,26 @@ def test_migrate_is_a_one_shot_job_over_every_service() -> None:
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def test_the_broker_loads_the_users_a_one_shot_writes_before_it_starts() -> None:
+    users, rabbitmq = _service("rabbitmq-users"), _service("rabbitmq")
+    assert users["command"][:2] == ["sms-broker-users", "definitions"]
+    assert users["restart"] == "no"
+    assert rabbitmq["depends_on"]["rabbitmq-users"]["condition"] == "service_completed_successfully"
+    output = Path(users["command"][-1])
+    (volume,) = [v for v in users["volumes"] if v.endswith(f":{output.parent}")]
+    mounted = [v for v in rabbitmq["volumes"] if v.startswith(volume.split(":")[0] + ":")]
+    conf = (DEPLOY / "rabbitmq" / "definitions.conf").read_text()
+    (target,) = [v.split(":")[1] for v in mounted]
+    assert f"load_definitions = {target}/{output.name}" in conf
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_service_connects_as_its_own_broker_user(name: str) -> None:
+    url = _service(name)["environment"]["AMQP_URL"]
+    user = SERVICE_USERS[name].user  # compose names the services as the platform does
+    assert url.startswith(f"amqp://{user}:${{{password_variable(name)}:?"), url
+
+
 def test_services_get_time_to_drain_on_stop() -> None:
     # The runtime drains for up to 30 s; the dispatcher's provider calls need more.
     for name in APP_SERVICES:
@@ -121,7 +144,7 @@ def test_services_get_time_to_drain_on_stop() -> None:
 
 
 def test_app_services_run_hardened() -> None:
-    for name in [*LONG_RUNNING_APPS, "migrate"]:
+    for name in [*LONG_RUNNING_APPS, *ONE_SHOTS]:
         service = _service(name)
         assert service["read_only"] is True, name
         assert "ALL" in service["cap_drop"], name

@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 
+from sms_events.broker_users import SERVICE_USERS, password_variable
 from tests.deploy.deploy_support import (
     COMPOSE_FILE,
     ROOT,
@@ -21,6 +22,7 @@ from tests.deploy.deploy_support import (
 )
 
 ENV_EXAMPLE = ROOT / ".env.example"
+BROKER_USER_PASSWORDS = [password_variable(service) for service in SERVICE_USERS]
 README = ROOT / "README.md"
 CONFIG_TABLE = ROOT / "scripts" / "config_table.py"
 
@@ -69,8 +71,10 @@ def test_env_example_secrets_are_placeholders() -> None:
     # Secrets the services read: empty, so the services (or compose's ${X:?}) refuse them.
     assert assigned["API_KEYS"] == ""
     assert assigned["SMS_API_TOKEN"] == ""
+    assert assigned["EVENT_SIGNING_KEY"] == ""
     # Compose-only passwords: a value nobody can mistake for a real one.
-    for name in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "GRAFANA_ADMIN_PASSWORD"):
+    for name in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "GRAFANA_ADMIN_PASSWORD",
+                 *BROKER_USER_PASSWORDS):  # fmt: skip
         assert assigned[name] == "change-me", name
     # Nothing else is set: the services' defaults stay the single source of truth.
     assert set(assigned) == {
@@ -79,6 +83,8 @@ def test_env_example_secrets_are_placeholders() -> None:
         "POSTGRES_PASSWORD",
         "RABBITMQ_DEFAULT_PASS",
         "GRAFANA_ADMIN_PASSWORD",
+        "EVENT_SIGNING_KEY",
+        *BROKER_USER_PASSWORDS,
     }
 
 

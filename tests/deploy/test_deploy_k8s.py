@@ -17,6 +17,7 @@ import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
 import pytest
 
+from sms_events.broker_users import SERVICE_USERS
 from tests.deploy.deploy_support import (
     APP_SERVICES,
     K8S,
@@ -208,6 +209,7 @@ def test_configuration_names_variables_the_services_read(overlay: str) -> None:
 def test_secret_keys_are_variables_the_services_read() -> None:
     secret = _of(render("base"), "Secret")[SECRET]
     readers = set().union(*(settings_env_names(s) for s in APP_SERVICES))
+    readers |= {_amqp_url_key(s) for s in APP_SERVICES}  # each service's AMQP_URL
     assert set(secret["stringData"]) - {KEDA_RABBITMQ_KEY} <= readers
 
 
@@ -287,8 +289,10 @@ def test_every_secret_setting_comes_from_the_secret(overlay: str, service: str) 
     refs = _secret_refs(containers[service])
     missing = settings_secret_env_names(service) - set(refs)
     assert missing == set(), f"{service} gets no {sorted(missing)} from the Secret"
+    # Each service has a broker user of its own (sms_events.broker_users), so its own URL.
+    own = {"AMQP_URL": _amqp_url_key(service)}
     for name, ref in refs.items():
-        assert ref["key"] == name, (service, name)
+        assert ref["key"] == own.get(name, name), (service, name)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -317,3 +321,8 @@ def test_the_secret_template_names_every_optional_secret() -> None:
     for service in APP_SERVICES:
         for name in settings_secret_env_names(service):
             assert name in text, name
+
+
+def _amqp_url_key(service: str) -> str:
+    """The Secret's key of ``service``'s AMQP_URL, with the broker user of its own."""
+    return f"AMQP_URL_{SERVICE_USERS[service].user.removeprefix('sms-').upper()}"

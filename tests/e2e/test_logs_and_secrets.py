@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from sms_events.testing.environment import TEST_SIGNING_KEY
 from tests.e2e.conftest import API_KEY, PROVIDER_TOKEN, System
 from tests.e2e.helpers import create_client, eventually, iso, mailing, messages, now, unique_tag
 
@@ -90,7 +91,8 @@ def _mailing_body(tag: str) -> dict[str, Any]:
 def secrets_never_appear(logs: dict[str, str], phones: list[str]) -> None:
     for name, text in logs.items():
         assert text, f"{name} wrote no log"
-        for secret in (API_KEY, PROVIDER_TOKEN, "Authorization", "authorization", "Bearer "):
+        for secret in (API_KEY, PROVIDER_TOKEN, TEST_SIGNING_KEY, "Authorization", "authorization",
+                       "Bearer "):  # fmt: skip
             assert secret not in text, (name, secret)
         for phone in phones:
             assert phone not in text, (name, "a client's phone")

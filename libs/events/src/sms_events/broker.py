@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from sms_events.envelope import CONTENT_TYPE, Envelope
 from sms_events.feed import cursor_of
 from sms_events.settings import RabbitSettings
+from sms_events.signing import SIGNATURE_HEADER, Signer
 from sms_events.store import RecordedEvent
 
 __all__ = ["Broker", "envelope_of"]
@@ -46,6 +47,10 @@ class Broker:
 
     def __init__(self, settings: RabbitSettings, *, publish_timeout: float = 30.0) -> None:
         self.settings = settings
+        self.signer = Signer.of(
+            settings.event_signing_key.get_secret_value(),
+            [key.get_secret_value() for key in settings.event_signing_keys_previous],
+        )
         self.publish_timeout = publish_timeout
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
@@ -82,7 +87,8 @@ class Broker:
             return self._exchange
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish a batch and wait until the broker confirms every message.
+        """Publish a batch, each message signed (sms_events.signing), and wait until the broker
+        confirms every message.
 
         All messages go out before the first confirm is awaited, so a batch costs one round
         trip, not one per message. Raises if any message is nacked, the connection drops or
@@ -91,11 +97,13 @@ class Broker:
         """
         async with asyncio.timeout(self.publish_timeout):
             exchange = await self.exchange()
+            bodies = [env.to_json() for env in envelopes]
             await asyncio.gather(
                 *(
                     exchange.publish(
                         aio_pika.Message(
-                            body=env.to_json(),
+                            body=body,
+                            headers={SIGNATURE_HEADER: self.signer.sign(body)},
                             content_type=CONTENT_TYPE,
                             message_id=str(env.id),
                             correlation_id=env.correlationid,
@@ -106,7 +114,7 @@ class Broker:
                         routing_key=env.type,
                         mandatory=False,
                     )
-                    for env in envelopes
+                    for env, body in zip(envelopes, bodies, strict=True)
                 )
             )
 

@@ -9,9 +9,11 @@ already folded (``sms_events.replay.unfolded``). That
 transaction is opened by ``sms_events.store.appending``, so the handler may append events,
 unless the consumer is built with ``appends=False``. Acks go out after the commit, one per
 batch. A batch whose handler raises is retried event by event; an event that still fails after
-``attempts`` tries, or that is not a CloudEvent at all, is rejected into the queue's
-dead-letter queue. Database or connection errors are not the event's fault: the batch is kept
-and retried until the database is back. A statement cut off by a timeout is, though: it counts
+``attempts`` tries, or that is not a CloudEvent at all, goes to the queue's dead-letter queue
+with the reason in its ``sms-dead-letter-reason`` header. So does every delivery the relay did
+not sign (sms_events.signing), before it is even parsed: it is never handled. Database or
+connection errors are not the event's fault: the batch is kept and retried until the database
+is back. A statement cut off by a timeout is, though: it counts
 as a failure like any other (``sms_events.db.is_transient``).
 
 While it runs, a consumer reports its queue's depth (a passive declare every
@@ -40,6 +42,7 @@ import asyncpg
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
@@ -59,14 +62,19 @@ from sms_events.metrics import (
     CONSUMER_QUEUE_DEPTH,
 )
 from sms_events.replay import unfolded
+from sms_events.signing import SIGNATURE_HEADER
 from sms_events.tracing import traced
 
-__all__ = ["BatchHandler", "Consumer", "EachHandler", "QueueSpec"]
+__all__ = ["DEAD_LETTER_REASON", "BatchHandler", "Consumer", "EachHandler", "QueueSpec"]
 
 log = structlog.get_logger(__name__)
 
 BatchHandler = Callable[[Connection, Sequence[Envelope]], Awaitable[None]]
 EachHandler = Callable[[Envelope], Awaitable[None]]
+
+DEAD_LETTER_REASON = "sms-dead-letter-reason"
+"""Header of a dead letter: why the consumer refused the event (``unsigned``, ``bad
+signature``, ``unreadable: …`` or the last error's label)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,7 @@ class Consumer:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
+        self._dlx: AbstractExchange | None = None
         self.queue_name = broker.settings.amqp_queue_prefix + spec.name
         self._in_hand = 0  # deliveries taken from the inbox (run) or being handled (run_each)
         self._handled_at = 0.0  # time.monotonic() of the last handling
@@ -139,7 +148,7 @@ class Consumer:
         settings = self._broker.settings
         self._channel = await self._broker.channel(prefetch=self._prefetch)
         exchange = await declare_exchange(self._channel, settings)
-        dlx = await self._channel.declare_exchange(
+        self._dlx = dlx = await self._channel.declare_exchange(
             f"{settings.amqp_exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
         )
         dlq = await self._channel.declare_queue(
@@ -225,7 +234,7 @@ class Consumer:
 
     async def _close_channel(self) -> None:
         await _close(self._channel)
-        self._channel = self._queue = None  # a later run declares on a new channel
+        self._channel = self._queue = self._dlx = None  # a later run declares on a new channel
         log.info("consumer_stopped", queue=self.queue_name)
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
@@ -244,10 +253,8 @@ class Consumer:
     async def _handle_each(
         self, message: AbstractIncomingMessage, handler: EachHandler, stop: asyncio.Event
     ) -> None:
-        try:
-            env = Envelope.from_json(message.body)
-        except EnvelopeError as exc:
-            await self._dead_letter(message, f"unreadable: {exc}")
+        env = await self._accepted(message)
+        if env is None:
             return
         with traced(env.correlationid, causation_id=str(env.id)):
             await self._handle_traced(message, env, handler, stop)
@@ -312,10 +319,8 @@ class Consumer:
     async def _handle(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         parsed: list[tuple[AbstractIncomingMessage, Envelope]] = []
         for message in batch:
-            try:
-                parsed.append((message, Envelope.from_json(message.body)))
-            except EnvelopeError as exc:
-                await self._dead_letter(message, f"unreadable: {exc}")
+            if (env := await self._accepted(message)) is not None:
+                parsed.append((message, env))
         if not parsed:
             return
         envelopes = [env for _, env in parsed]
@@ -324,6 +329,20 @@ class Consumer:
             correlation_id=cid, batch_events=len(envelopes)
         ):
             await self._handle_parsed(parsed, envelopes, stop)
+
+    async def _accepted(self, message: AbstractIncomingMessage) -> Envelope | None:
+        """The delivery's envelope if the relay signed it and it parses; else it is
+        dead-lettered (logged by the id and type its properties claim, never its body)."""
+        signature = (message.headers or {}).get(SIGNATURE_HEADER)
+        refusal = self._broker.signer.refusal(message.body, signature)
+        if refusal is not None:
+            await self._dead_letter(message, refusal, event_type=message.type)
+            return None
+        try:
+            return Envelope.from_json(message.body)
+        except EnvelopeError as exc:
+            await self._dead_letter(message, f"unreadable: {exc}")
+            return None
 
     async def _handle_parsed(
         self,
@@ -492,7 +511,28 @@ class Consumer:
             event_type=event_type,
             reason=reason,
         )
-        await self._settle(message.reject(requeue=False))
+        # A reject would dead-letter it too, but the broker's x-death header says only
+        # "rejected": the copy published here says why. The reject remains the fallback.
+        try:
+            assert self._dlx is not None, "declare() first"
+            await self._dlx.publish(
+                aio_pika.Message(
+                    body=message.body,
+                    headers={**(message.headers or {}), DEAD_LETTER_REASON: reason},
+                    content_type=message.content_type,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    type=message.type,
+                    timestamp=message.timestamp,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=self.queue_name,
+            )
+        except Exception as exc:
+            log.warning("dead_letter_reason_lost", queue=self.queue_name, error=repr(exc))
+            await self._settle(message.reject(requeue=False))
+            return
+        await self._settle(message.ack())
 
     async def _settle(self, action: Awaitable[None]) -> None:
         """Send an ack or reject; if the delivery's channel is gone (broker restart, network),

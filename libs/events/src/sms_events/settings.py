@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["LogSettings", "PostgresSettings", "RabbitSettings", "ServiceSettings"]
+
+_MIN_KEY_LENGTH = 32
 
 _ENV = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -55,6 +59,35 @@ class RabbitSettings(BaseSettings):
         description="Seconds between two attempts to reconnect to RabbitMQ after the connection"
         " was lost (a reconnect_interval in AMQP_URL's query wins)",
     )
+    event_signing_key: SecretStr = Field(
+        description="Secret shared by the platform's services only (32+ characters): the relay"
+        " signs every envelope with it, consumers dead-letter what it did not sign",
+    )
+    event_signing_keys_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated former signing keys, still accepted (never used to sign)"
+        " while a key is rotated",
+    )
+
+    @field_validator("event_signing_keys_previous", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("event_signing_key", "event_signing_keys_previous")
+    @classmethod
+    def _strong(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
+        # A short or copied key would let anyone who guesses it publish events the services obey.
+        for key in value if isinstance(value, list) else [value]:
+            text = key.get_secret_value()
+            if len(text) < _MIN_KEY_LENGTH or _is_placeholder(text):
+                raise ValueError(
+                    f"event signing keys need {_MIN_KEY_LENGTH}+ characters and no placeholder"
+                    " (generate: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value
 
 
 class LogSettings(BaseSettings):
@@ -86,3 +119,7 @@ class ServiceSettings(PostgresSettings, RabbitSettings, LogSettings):
             "minutes)"
         ),
     )
+
+
+def _is_placeholder(text: str) -> bool:
+    return "changeme" in text.lower().replace("-", "").replace("_", "")

@@ -17,14 +17,16 @@ import pytest
 import structlog
 from eventlib_support import TcpProxy, eventually, settings_via
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from sms_events.broker import Broker
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import DEAD_LETTER_REASON, Consumer, QueueSpec
 from sms_events.contracts import ClientDeleted
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
+from sms_events.signing import SIGNATURE_HEADER, Signer
 from sms_events.store import Checkpoint, EventStore, append_new_streams
 from sms_events.tracing import current_metadata
 from tests.support.tcp_proxy import proxied_url
@@ -112,10 +114,16 @@ class Setup:
     async def publish(self, *envelopes: Envelope) -> None:
         await self.broker.publish(envelopes)
 
-    async def publish_raw(self, body: bytes) -> None:
+    async def publish_raw(self, body: bytes, signature: str | None = "sign") -> None:
+        """``body`` as it is, signed with the broker's key unless ``signature`` says what
+        to send instead (None: no signature header)."""
+        if signature == "sign":
+            signature = self.broker.signer.sign(body)
+        headers = {} if signature is None else {SIGNATURE_HEADER: signature}
         exchange = await self.broker.exchange()
         await exchange.publish(
-            aio_pika.Message(body, message_id=uuid4().hex), routing_key=self.routing_key
+            aio_pika.Message(body, message_id=uuid4().hex, headers=headers),
+            routing_key=self.routing_key,
         )
 
     async def rows(self) -> list[asyncpg.Record]:
@@ -275,6 +283,7 @@ async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_the_rest_are_hand
 
     assert dead_letter.message_id == str(poison.id)
     assert Envelope.from_json(dead_letter.body).id == poison.id
+    assert str(dead_letter.headers[DEAD_LETTER_REASON]).startswith("RuntimeError")
     handled = {r["event_id"] for r in await setup.rows()}
     assert handled == {e.id for e in envelopes} - {poison.id}
     assert await setup.processed() == 4  # the failed one is not marked processed
@@ -684,3 +693,74 @@ async def test_a_single_active_consumer_queue_feeds_one_consumer_in_order_and_fa
     await running_two.halt()
     rows = await setup.rows()
     assert sorted(r["n"] for r in rows if r["worker"] == "second") == list(range(20, 25))
+
+
+@pytest.mark.parametrize("mode", ["batches", "each"])
+async def test_an_unsigned_or_forged_event_is_dead_lettered_with_the_reason_never_handled(
+    setup: Setup, settings: ServiceSettings, mode: str
+) -> None:
+    unsigned, forged, signed = (_envelope(setup.routing_key, n) for n in range(3))
+    other_key = Signer.of("another-platform-s-key-0123456789abcdef")
+    recorder = Recorder(setup.name)
+    handled: list[UUID] = []
+
+    async def each(env: Envelope) -> None:
+        handled.append(env.id)
+
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05)
+    await consumer.declare()
+    await setup.publish_raw(unsigned.to_json(), signature=None)
+    await setup.publish_raw(forged.to_json(), signature=other_key.sign(forged.to_json()))
+    tampered = signed.to_json()
+    await setup.publish_raw(
+        tampered.replace(b'"n":2', b'"n":9'), signature=setup.broker.signer.sign(tampered)
+    )
+    await setup.publish(signed)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        consumer.run(stop) if mode == "batches" else consumer.run_each(stop, each)
+    )
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def three_dead() -> bool:
+        dead.extend(await setup.dead_letters())
+        return len(dead) >= 3
+
+    try:
+        await eventually(three_dead, what="three dead letters")
+        await eventually(
+            lambda: _has(setup.rows, signed.id) if mode == "batches" else _listed(handled),
+            what="the signed event handled",
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    reasons = sorted(str(m.headers[DEAD_LETTER_REASON]) for m in dead)
+    assert reasons == ["bad signature", "bad signature", "unsigned"]
+    if mode == "batches":
+        assert [r["event_id"] for r in await setup.rows()] == [signed.id]
+    else:
+        assert handled == [signed.id]
+
+
+async def test_a_key_being_rotated_out_still_verifies(
+    setup: Setup, settings: ServiceSettings, run: Callable[[Consumer], Awaitable[Running]]
+) -> None:
+    old_key = "the-key-being-rotated-out-0123456789abcdef"
+    rotated = settings.model_copy(update={"event_signing_keys_previous": [SecretStr(old_key)]})
+    broker = Broker(rotated)
+    await broker.connect()
+    try:
+        event = _envelope(setup.routing_key)
+        consumer = setup.consumer(Recorder(setup.name), broker=broker)
+        await consumer.declare()
+        await setup.publish_raw(event.to_json(), signature=Signer.of(old_key).sign(event.to_json()))
+        await run(consumer)
+        await eventually(lambda: _has(setup.rows, event.id), what="the event signed by the old key")
+        assert await setup.dead_letters() == []
+    finally:
+        await broker.close()
+
+
+async def _listed(handled: list[UUID]) -> bool:
+    return bool(handled)

@@ -15,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sms_events.migrate import apply_migrations, migration_dirs
 
-__all__ = ["TestEnvironment", "TestSettings"]
+__all__ = ["TEST_SIGNING_KEY", "TestEnvironment", "TestSettings"]
+
+TEST_SIGNING_KEY = "tests-only-event-signing-key-0123456789"
+"""The test runs' EVENT_SIGNING_KEY: every process and every Settings a test builds signs and
+verifies with it (signing stays on in every test, as in production)."""
 
 
 class TestSettings(BaseSettings):
@@ -74,6 +78,7 @@ class TestEnvironment:
             "AMQP_URL": self.amqp_url,
             "AMQP_EXCHANGE": self.amqp_exchange,
             "AMQP_QUEUE_PREFIX": self.amqp_queue_prefix,
+            "EVENT_SIGNING_KEY": TEST_SIGNING_KEY,
         }
 
     def destroy(self) -> None:

@@ -13,7 +13,7 @@ from sms_events.broker import Broker
 from sms_events.db import create_pool
 from sms_events.settings import ServiceSettings
 from sms_events.store import EventStore
-from sms_events.testing.environment import TestEnvironment
+from sms_events.testing.environment import TEST_SIGNING_KEY, TestEnvironment
 
 # Every package that owns migrations; those not installed are skipped.
 _PACKAGES = ["sms_events", "gateway", "scheduler", "dispatcher", "reporter"]
@@ -46,6 +46,7 @@ def settings(test_env: TestEnvironment) -> ServiceSettings:
         amqp_url=test_env.amqp_url,
         amqp_exchange=test_env.amqp_exchange,
         amqp_queue_prefix=test_env.amqp_queue_prefix,
+        event_signing_key=TEST_SIGNING_KEY,
         _env_file=None,
     )
 
