@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 from sms_events.contracts import Event, registered_events
 from sms_events.envelope import CONTENT_TYPE
 from sms_events.settings import RabbitSettings
+from sms_events.signing import SIGNATURE_HEADER
 
 __all__ = ["build_document", "main", "render"]
 
@@ -164,6 +165,19 @@ def _message(cls: type[Event], data_ref: dict[str, Any]) -> dict[str, Any]:
             "location": "$message.payload#/correlationid",
         },
         "tags": [{"name": cls.stream_category}],
+        "headers": {
+            "type": "object",
+            "properties": {
+                SIGNATURE_HEADER: {
+                    "type": "string",
+                    "pattern": "^v1=[0-9a-f]{64}$",
+                    "description": "HMAC-SHA256 of the exact body bytes under the platform's "
+                    "EVENT_SIGNING_KEY, set by the relay: the platform's consumers refuse "
+                    "(dead-letter) a message without a valid one. Other projects cannot check "
+                    "it and need not: their read-only users cannot publish.",
+                }
+            },
+        },
         "payload": _envelope_schema(cls, data_ref),
         "bindings": {
             "amqp": {"messageType": cls.event_type, "bindingVersion": _AMQP_BINDING},
