@@ -35,7 +35,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("provider", "gateway", "system")}
+    # "spare": the gateways a test starts and restarts itself (test_admin_sessions).
+    return {name: free_port() for name in ("provider", "gateway", "system", "spare")}
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def provider(ports: dict[str, int], logs: Path) -> Iterator[Provider]:
-    gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway", "system")]
+    gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway", "system", "spare")]
     provider = Provider(
         port=ports["provider"],
         redirect_uris=[f"{g}/admin/auth/callback" for g in gateways],
@@ -87,7 +88,7 @@ def gateway(
         "API_KEYS": API_KEY,
         "REPORTER_URL": reporter_double.url,
         "ADMIN_REPORTER_TIMEOUT_S": "1",
-        **oidc_env(provider),
+        **oidc_env(provider, f"http://127.0.0.1:{ports['gateway']}"),
     }
     gateway = Gateway(ports["gateway"], env, logs / "gateway.log")
     gateway.start()

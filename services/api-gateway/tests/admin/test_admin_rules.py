@@ -16,6 +16,7 @@ from gateway.admin import AdminSettings
 from gateway.admin.charts import Part, donut, fill_gaps, nice_max, progress_bar, stacked_bars
 from gateway.admin.forms import mailing_body, mailing_changes, mailing_values
 from gateway.admin.oidc import AccessDenied, check_access
+from gateway.admin.roles import Role
 from gateway.admin.sessions import (
     SESSION_COOKIE,
     CookieJar,
@@ -24,7 +25,6 @@ from gateway.admin.sessions import (
     new_session,
     safe_next,
 )
-from gateway.admin.roles import Role
 from gateway.admin.stats import Bucket, parse_mailing_stats, parse_overview
 from gateway.mailing_repository import MailingRow
 
