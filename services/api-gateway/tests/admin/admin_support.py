@@ -5,6 +5,7 @@ thread), and a login through the provider's forms with plain HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
@@ -338,6 +339,18 @@ def session_cookie_of(client: httpx.Client) -> str | None:
         if cookie.name == "sms_admin_session":
             return cookie.value
     return None
+
+
+@contextlib.contextmanager
+def logged_in(base_url: str, email: str) -> Iterator[httpx.Client]:
+    """An httpx client logged in as ``email`` through the provider's forms, sending the Origin
+    a browser sends; redirects are not followed."""
+    with httpx.Client(base_url=base_url, follow_redirects=True, timeout=15) as client:
+        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", email)
+        assert landed.url.path == "/admin/clients", landed.text[:300]
+        client.follow_redirects = False
+        client.headers["Origin"] = base_url
+        yield client
 
 
 def stored_session(database_url: str, sid: str) -> tuple[str | None, dict[str, Any]]:

@@ -15,8 +15,8 @@ from admin_support import (
     Gateway,
     Provider,
     ReporterDouble,
+    logged_in,
     oidc_env,
-    provider_login,
 )
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
@@ -100,11 +100,7 @@ def gateway(
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
     """An httpx client logged in through the provider's forms, sending the Origin a browser
     sends; redirects are not followed."""
-    with httpx.Client(base_url=gateway.url, follow_redirects=True, timeout=15) as client:
-        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", ADMIN_EMAIL)
-        assert landed.url.path == "/admin/clients", landed.text[:300]
-        client.follow_redirects = False
-        client.headers["Origin"] = gateway.url
+    with logged_in(gateway.url, ADMIN_EMAIL) as client:
         yield client
 
 

@@ -24,11 +24,16 @@ from gateway.admin.config import AdminSettings
 from gateway.admin.web import HERE, Admin
 from gateway.reporter_client import make_http_client
 
-__all__ = ["AdminSettings", "install"]
+__all__ = ["ROUTERS", "AdminSettings", "install"]
 
 log = structlog.get_logger(__name__)
 
 OIDC_TIMEOUT_S: Final = 10.0
+# Every router of the admin's pages (the tests check that each route declares its permission).
+ROUTERS: Final = tuple(
+    m.router
+    for m in (auth_pages, dashboard, mailing_pages, client_pages, opt_out_pages, session_pages)
+)
 
 
 def _lifespan(admin: Admin) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
@@ -80,8 +85,7 @@ def install(app: FastAPI, settings: AdminSettings) -> None:
     # The routers' lifespans run inside the app's own (after the pool is open).
     lifecycle = APIRouter(lifespan=_lifespan(admin))
     app.include_router(lifecycle)
-    routers = (auth_pages, dashboard, mailing_pages, client_pages, opt_out_pages, session_pages)
-    for module in routers:
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="admin-static")
     _warn(settings)
