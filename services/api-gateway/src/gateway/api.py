@@ -37,6 +37,7 @@ from gateway.rate_limits import AddressLimitMiddleware, RateLimited, TokenBucket
 from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.responses import JSON
 from gateway.schemas import Readiness, Status
+from gateway.trusted_hosts import TrustedHosts
 from sms_events.broker import Broker
 from sms_events.db import pool_for
 from sms_events.relay import OutboxRelay
@@ -388,5 +389,8 @@ def create_app(settings: Settings) -> FastAPI:
         buckets=TokenBuckets(settings.api_address_rate()),
         prefixes=API_PATHS,
     )
+    if settings.trusted_hosts:
+        # Inside the request middleware too: a refused Host is logged and counted.
+        app.add_middleware(TrustedHosts, hosts=settings.trusted_hosts)
     app.add_middleware(RequestMiddleware)
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
@@ -15,7 +16,7 @@ from gateway.pagination import Cursor, InvalidPage
 from gateway.routing import Pool, slash_routes
 from gateway.schemas import BadRequest, json_content, responses
 
-__all__ = ["router"]
+__all__ = ["AuditEntry", "entries", "router", "stream_of"]
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 route = slash_routes(router)
@@ -73,6 +74,40 @@ class AuditPage(BaseModel):
     results: list[AuditEntry]
 
 
+def stream_of(mailing_id: int | None = None, client_id: int | None = None) -> str | None:
+    """The stream whose history a mailing's or a client's filter means (``None``: all)."""
+    if mailing_id is not None:
+        return f"mailing-{mailing_id}"
+    return f"client-{client_id}" if client_id is not None else None
+
+
+async def entries(
+    pool: asyncpg.Pool,
+    *,
+    limit: int,
+    stream: str | None = None,
+    actor: str | None = None,
+    email: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+) -> list[AuditEntry]:
+    """Who did what, newest first: the API's audit and the admin's History on a mailing or a
+    client page both read it here."""
+    rows = await pool.fetch(_PAGE, actor, email, stream, since, until, before, limit)
+    return [
+        AuditEntry(
+            position=r["global_position"],
+            at=r["recorded_at"],
+            actor=Actor.model_validate(r["actor"]),
+            event=r["type"],
+            stream=r["stream_id"],
+            request_id=r["request_id"],
+        )
+        for r in rows
+    ]
+
+
 @route(
     "",
     ["GET"],
@@ -111,30 +146,21 @@ async def audit(
         if decoded is None or decoded.direction != "before":
             raise InvalidInput({"cursor": ["Invalid cursor: use the `next` link as it is."]})
         before = decoded.boundary
-    stream = (
-        f"mailing-{mailing_id}" if mailing_id is not None
-        else f"client-{client_id}" if client_id is not None else None
-    )  # fmt: skip
-    rows = await pool.fetch(_PAGE, actor, email, stream, since, until, before, page_size + 1)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
+    found = await entries(
+        pool,
+        limit=page_size + 1,
+        stream=stream_of(mailing_id, client_id),
+        actor=actor,
+        email=email,
+        since=since,
+        until=until,
+        before=before,
+    )
+    more = len(found) > page_size
+    found = found[:page_size]
     next_url = None
     if more:
         base = request.url.remove_query_params("cursor")
-        next_url = str(
-            base.include_query_params(cursor=Cursor("before", rows[-1]["global_position"]).encode())
-        )
-    return AuditPage(
-        next=next_url,
-        results=[
-            AuditEntry(
-                position=r["global_position"],
-                at=r["recorded_at"],
-                actor=Actor.model_validate(r["actor"]),
-                event=r["type"],
-                stream=r["stream_id"],
-                request_id=r["request_id"],
-            )
-            for r in rows
-        ],
-    )
+        next_cursor = Cursor("before", found[-1].position).encode()
+        next_url = str(base.include_query_params(cursor=next_cursor))
+    return AuditPage(next=next_url, results=found)

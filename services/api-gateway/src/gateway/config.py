@@ -78,6 +78,12 @@ class Settings(ServiceSettings, AdminSettings):
         le=24 * 30,
         description="Hours the first answer to an Idempotency-Key is kept and replayed",
     )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host names the gateway answers (e.g. sms.example.com, "
+        "*.example.com); another Host gets 400, except on /healthz, /readyz and /metrics, "
+        "which probes reach by pod IP. Empty: any Host",
+    )
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds")
     gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server")
     # reporter_url (the reporter's internal read API) comes from AdminSettings.
@@ -115,6 +121,13 @@ class Settings(ServiceSettings, AdminSettings):
         if isinstance(value, list | tuple):
             stripped = (v.strip() if isinstance(v, str) else v for v in value)
             return [v for v in stripped if v != ""]
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
 
     @field_validator("opt_out_stop_words", mode="before")

@@ -5,6 +5,8 @@ thread), and a login through the provider's forms with plain HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -15,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
@@ -23,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from aiohttp import web
+from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Page
 
 from sms_events.testing.processes import free_port
@@ -34,13 +38,20 @@ PROVIDER_DIR = ROOT / "tools" / "oidc-provider"
 CLIENT_ID = "sms-admin-tests"
 OTHER_CLIENT_ID = "another-app"
 ADMIN_EMAIL = "admin@example.com"
+# Holds a role no setting names: refused.
 VIEWER_EMAIL = "viewer@example.com"
+READER_EMAIL = "reader@example.com"
+OPERATOR_EMAIL = "operator@example.com"
 ROLE = "sms-admin"
+VIEWER_ROLE = "sms-viewer"
+OPERATOR_ROLE = "sms-operator"
 API_KEY = f"admin-tests-{secrets.token_hex(16)}"
 SESSION_SECRET = secrets.token_urlsafe(48)
 USERS = {
     ADMIN_EMAIL: {"email": ADMIN_EMAIL, "roles": [ROLE], "name": "Ada Admin"},
     VIEWER_EMAIL: {"email": VIEWER_EMAIL, "roles": ["viewer"], "name": "Vic Viewer"},
+    READER_EMAIL: {"email": READER_EMAIL, "roles": [VIEWER_ROLE], "name": "Rita Reader"},
+    OPERATOR_EMAIL: {"email": OPERATOR_EMAIL, "roles": [OPERATOR_ROLE], "name": "Otto Operator"},
 }
 
 
@@ -134,14 +145,18 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def oidc_env(provider: Provider, **overrides: str) -> dict[str, str]:
+def oidc_env(provider: Provider, base_url: str, **overrides: str) -> dict[str, str]:
     return {
         "OIDC_ISSUER": provider.issuer,
         "OIDC_CLIENT_ID": CLIENT_ID,
         "OIDC_CLIENT_SECRET": provider.client_secret,
         "ADMIN_SESSION_SECRET": SESSION_SECRET,
+        "ADMIN_BASE_URL": base_url,
         "ADMIN_ROLE_CLAIM": "roles",
+        # The older name, still granting admin; the other two name the lesser roles.
         "ADMIN_REQUIRED_ROLE": ROLE,
+        "ADMIN_OPERATOR_ROLE": OPERATOR_ROLE,
+        "ADMIN_VIEWER_ROLE": VIEWER_ROLE,
         # Chromium and httpx talk plain HTTP to 127.0.0.1 here; production keeps Secure on.
         "ADMIN_COOKIE_SECURE": "false",
         **overrides,
@@ -324,6 +339,37 @@ def session_cookie_of(client: httpx.Client) -> str | None:
         if cookie.name == "sms_admin_session":
             return cookie.value
     return None
+
+
+@contextlib.contextmanager
+def logged_in(base_url: str, email: str) -> Iterator[httpx.Client]:
+    """An httpx client logged in as ``email`` through the provider's forms, sending the Origin
+    a browser sends; redirects are not followed."""
+    with httpx.Client(base_url=base_url, follow_redirects=True, timeout=15) as client:
+        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", email)
+        assert landed.url.path == "/admin/clients", landed.text[:300]
+        client.follow_redirects = False
+        client.headers["Origin"] = base_url
+        yield client
+
+
+def stored_session(database_url: str, sid: str) -> tuple[str | None, dict[str, Any]]:
+    """The ID token and claims the gateway keeps for the session ``sid`` (its cookie's)."""
+    digest = hashlib.sha256(sid.encode()).digest()
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT id_token, claims FROM gateway_admin_sessions WHERE sid_hash = %s", (digest,)
+        ).fetchone()
+    assert row is not None, "no such session"
+    return row[0], row[1]
+
+
+def session_id_of(client: httpx.Client) -> str:
+    """The session id inside ``client``'s signed session cookie."""
+    value = session_cookie_of(client)
+    assert value is not None
+    data = URLSafeTimedSerializer(SESSION_SECRET, salt="sms-admin-session").loads(value)
+    return str(data["sid"])
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -15,8 +15,8 @@ from admin_support import (
     Gateway,
     Provider,
     ReporterDouble,
+    logged_in,
     oidc_env,
-    provider_login,
 )
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
@@ -35,7 +35,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("provider", "gateway", "system")}
+    # "spare": the gateways a test starts and restarts itself (test_admin_sessions).
+    return {name: free_port() for name in ("provider", "gateway", "system", "spare")}
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def provider(ports: dict[str, int], logs: Path) -> Iterator[Provider]:
-    gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway", "system")]
+    gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway", "system", "spare")]
     provider = Provider(
         port=ports["provider"],
         redirect_uris=[f"{g}/admin/auth/callback" for g in gateways],
@@ -87,7 +88,7 @@ def gateway(
         "API_KEYS": API_KEY,
         "REPORTER_URL": reporter_double.url,
         "ADMIN_REPORTER_TIMEOUT_S": "1",
-        **oidc_env(provider),
+        **oidc_env(provider, f"http://127.0.0.1:{ports['gateway']}"),
     }
     gateway = Gateway(ports["gateway"], env, logs / "gateway.log")
     gateway.start()
@@ -99,11 +100,7 @@ def gateway(
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
     """An httpx client logged in through the provider's forms, sending the Origin a browser
     sends; redirects are not followed."""
-    with httpx.Client(base_url=gateway.url, follow_redirects=True, timeout=15) as client:
-        landed = provider_login(client, "/admin/auth/login?next=/admin/clients", ADMIN_EMAIL)
-        assert landed.url.path == "/admin/clients", landed.text[:300]
-        client.follow_redirects = False
-        client.headers["Origin"] = gateway.url
+    with logged_in(gateway.url, ADMIN_EMAIL) as client:
         yield client
 
 

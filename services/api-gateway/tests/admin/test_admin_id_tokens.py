@@ -86,6 +86,7 @@ async def oidc(provider: Provider) -> AsyncIterator[OidcClient]:
         oidc_client_secret=provider.client_secret,
         admin_session_secret=SESSION_SECRET,
         admin_allow_any_user=True,
+        admin_base_url="http://127.0.0.1:8000",
     )
     async with httpx.AsyncClient(timeout=10) as http:
         yield OidcClient(settings, http)

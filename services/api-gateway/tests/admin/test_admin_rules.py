@@ -16,6 +16,7 @@ from gateway.admin import AdminSettings
 from gateway.admin.charts import Part, donut, fill_gaps, nice_max, progress_bar, stacked_bars
 from gateway.admin.forms import mailing_body, mailing_changes, mailing_values
 from gateway.admin.oidc import AccessDenied, check_access
+from gateway.admin.roles import Role
 from gateway.admin.sessions import (
     SESSION_COOKIE,
     CookieJar,
@@ -24,7 +25,6 @@ from gateway.admin.sessions import (
     new_session,
     safe_next,
 )
-from gateway.admin.sessions import User as AdminUser
 from gateway.admin.stats import Bucket, parse_mailing_stats, parse_overview
 from gateway.mailing_repository import MailingRow
 
@@ -39,13 +39,16 @@ def claims(**values: Any) -> dict[str, Any]:
     return {"sub": "u1", "email": "ops@example.com", "email_verified": True, **values}
 
 
-def test_without_rules_every_provider_user_is_let_in() -> None:
-    assert check_access(admin_settings(), claims()).email == "ops@example.com"
+def test_without_rules_every_provider_user_is_let_in_as_an_admin_when_said_so() -> None:
+    user, role = check_access(admin_settings(admin_allow_any_user=True), claims())
+    assert user.email == "ops@example.com" and role is Role.ADMIN
+    with pytest.raises(AccessDenied):
+        check_access(admin_settings(), claims())
 
 
 def test_a_listed_verified_email_is_let_in_and_others_are_not() -> None:
     s = admin_settings(admin_allowed_emails="OPS@example.com")
-    assert check_access(s, claims()).sub == "u1"
+    assert check_access(s, claims())[0].sub == "u1"
     with pytest.raises(AccessDenied):
         check_access(s, claims(email="intruder@example.com"))
     with pytest.raises(AccessDenied):
@@ -135,7 +138,7 @@ def cookie_from(response: Response) -> str:
 def test_a_session_cookie_is_signed_and_expires() -> None:
     jar = CookieJar(secrets.token_urlsafe(40), max_age_s=60, secure=True)
     response = Response()
-    session = new_session(AdminUser(sub="u1", email="a@b.c"), id_token="header.payload.sig")
+    session = new_session(sid="a-random-session-id")
     jar.set_session(response, session)
     header = response.headers["set-cookie"].lower()
     assert "httponly" in header and "samesite=lax" in header and "secure" in header

@@ -26,6 +26,7 @@ def oidc(**values: Any) -> AdminSettings:
         "oidc_client_secret": CLIENT_SECRET,
         "admin_session_secret": SECRET,
         "admin_allowed_emails": "ops@example.com",
+        "admin_base_url": "https://sms.example.com",
     }
     return settings(**(base | values))
 
@@ -49,7 +50,9 @@ def test_auth0_names_are_accepted_as_the_oidc_ones(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AUTH0_CLIENT_SECRET", CLIENT_SECRET)
     monkeypatch.setenv("ADMIN_SESSION_SECRET", SECRET)
     monkeypatch.setenv("ADMIN_ALLOWED_EMAILS", "ops@example.com")
+    monkeypatch.setenv("ADMIN_BASE_URL", "https://sms.example.com/")
     s = settings()
+    assert s.admin_base_url == "https://sms.example.com"
     assert s.oidc_issuer == "https://tenant.eu.auth0.com/"
     assert s.oidc_client_id == "abc"
     assert s.oidc_client_secret is not None
@@ -113,6 +116,29 @@ def test_allowed_emails_are_split_and_lowercased(monkeypatch: pytest.MonkeyPatch
 def test_role_claim_and_role_go_together() -> None:
     with pytest.raises(ValidationError, match="ADMIN_ROLE_CLAIM"):
         oidc(admin_role_claim="roles")
+
+
+def test_oidc_needs_the_public_base_url() -> None:
+    # Every absolute link (redirect URI, logout return, the forms' origin) comes from it,
+    # never from the request's Host.
+    with pytest.raises(ValidationError, match="ADMIN_BASE_URL is required"):
+        oidc(admin_base_url=None)
+    with pytest.raises(ValidationError, match="https"):
+        oidc(admin_base_url="http://sms.example.com")
+    assert oidc(admin_base_url="http://127.0.0.1:8000").admin_base_url == "http://127.0.0.1:8000"
+    assert settings(admin_dev_login=True).admin_base_url is None  # the dev login needs none
+
+
+def test_role_names_and_email_lists_are_each_an_access_rule() -> None:
+    for values in (
+        {"admin_operator_emails": "op@example.com"},
+        {"admin_viewer_emails": "Look@Example.com, "},
+        {"admin_role_claim": "roles", "admin_viewer_role": "sms-viewer"},
+    ):
+        assert oidc(admin_allowed_emails="", **values).oidc_enabled
+    assert oidc(admin_viewer_emails="Look@Example.com, ").admin_viewer_emails == [
+        "look@example.com"
+    ]
 
 
 def test_the_time_zone_must_exist() -> None:

@@ -57,7 +57,7 @@ def system(
         env.env_vars()
         | FAST
         | system_env(own, api_key=API_KEY, provider_token=PROVIDER_TOKEN)
-        | oidc_env(provider)
+        | oidc_env(provider, f"http://127.0.0.1:{ports['system']}")
     )
     commands = {s.name: [sys.executable, "-m", s.module] for s in SERVICES}
     commands["fake-provider"] = [sys.executable, "-m", "fake_provider"]

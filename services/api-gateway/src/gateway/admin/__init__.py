@@ -12,16 +12,28 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
-from gateway.admin import auth_pages, client_pages, dashboard, mailing_pages, opt_out_pages
+from gateway.admin import (
+    auth_pages,
+    client_pages,
+    dashboard,
+    mailing_pages,
+    opt_out_pages,
+    session_pages,
+)
 from gateway.admin.config import AdminSettings
 from gateway.admin.web import HERE, Admin
 from gateway.reporter_client import ReporterClient
 
-__all__ = ["AdminSettings", "install"]
+__all__ = ["ROUTERS", "AdminSettings", "install"]
 
 log = structlog.get_logger(__name__)
 
 OIDC_TIMEOUT_S: Final = 10.0
+# Every router of the admin's pages (the tests check that each route declares its permission).
+ROUTERS: Final = tuple(
+    m.router
+    for m in (auth_pages, dashboard, mailing_pages, client_pages, opt_out_pages, session_pages)
+)
 
 
 def _lifespan(admin: Admin) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
@@ -46,10 +58,12 @@ def _warn(settings: AdminSettings) -> None:
         )
     elif not settings.oidc_enabled:
         log.info("admin_login_not_configured", effect="/admin only explains how to set up login")
-    elif not (settings.admin_allowed_emails or settings.admin_role_claim):
+    elif settings.role_rule().open_to_all:
         log.warning(
             "admin_open_to_every_provider_user",
-            hint="set ADMIN_ALLOWED_EMAILS or ADMIN_ROLE_CLAIM and ADMIN_REQUIRED_ROLE",
+            effect="every account the provider authenticates is an admin",
+            hint="set ADMIN_ALLOWED_EMAILS (or ADMIN_OPERATOR_EMAILS, ADMIN_VIEWER_EMAILS) or "
+            "ADMIN_ROLE_CLAIM with ADMIN_ADMIN_ROLE, ADMIN_OPERATOR_ROLE, ADMIN_VIEWER_ROLE",
         )
 
 
@@ -66,8 +80,7 @@ def install(app: FastAPI, settings: AdminSettings) -> None:
     # The routers' lifespans run inside the app's own (after the pool is open).
     lifecycle = APIRouter(lifespan=_lifespan(admin))
     app.include_router(lifecycle)
-    routers = (auth_pages, dashboard, mailing_pages, client_pages, opt_out_pages)
-    for module in routers:
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="admin-static")
     _warn(settings)

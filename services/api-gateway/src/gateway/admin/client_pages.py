@@ -11,11 +11,13 @@ from fastapi import APIRouter, Response
 from gateway import commands, repository
 from gateway.admin.charts import Part, progress_bar
 from gateway.admin.forms import client_body, client_values, field_errors
+from gateway.admin.history import history
 from gateway.admin.uploads import REFUSALS, chunks, posted_upload, refusal_status, upload_format
 from gateway.admin.web import (
     AdminRoute,
+    ChangePage,
     Page,
-    current_page,
+    ViewPage,
     not_found,
     page_link,
     page_number,
@@ -23,6 +25,7 @@ from gateway.admin.web import (
     render,
     see_other,
 )
+from gateway.audit import AuditEntry
 from gateway.commands import ClientNotFound, ConcurrentModification
 from gateway.domain import InvalidInput
 from gateway.import_jobs import ImportJob, ImportJobs, parse_job_id
@@ -62,7 +65,7 @@ def _client_id(raw: str) -> int | None:
 
 @router.get("")
 async def client_list(
-    page: current_page,
+    page: ViewPage,
     phone: str | None = None,
     tag: str | None = None,
     operator_code: str | None = None,
@@ -103,6 +106,7 @@ def _form(
     errors: dict[str, list[str]] | None = None,
     general: list[str] | None = None,
     status: int = 200,
+    history: list[AuditEntry] | None = None,
 ) -> Response:
     return render(
         page.request,
@@ -115,6 +119,7 @@ def _form(
         errors=errors or {},
         general=general or [],
         zones=COMMON_ZONES,
+        history=history,
     )
 
 
@@ -123,12 +128,12 @@ def _not_found(page: Page) -> Response:
 
 
 @router.get("/new")
-async def new_client(page: current_page) -> Response:
+async def new_client(page: ChangePage) -> Response:
     return _form(page, values=client_values(None))
 
 
 @router.post("/new")
-async def create_client(page: current_page) -> Response:
+async def create_client(page: ChangePage) -> Response:
     form = await posted_form(page)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
@@ -141,12 +146,12 @@ async def create_client(page: current_page) -> Response:
 
 
 @router.get("/import")
-async def import_page(page: current_page) -> Response:
+async def import_page(page: ChangePage) -> Response:
     return render(page.request, "import.html", session=page.session, nav="clients")
 
 
 @router.post("/import")
-async def import_clients(page: current_page) -> Response:
+async def import_clients(page: ChangePage) -> Response:
     jobs: ImportJobs = page.request.app.state.import_jobs
     try:
         upload = await posted_upload(page, jobs.limits)
@@ -174,7 +179,7 @@ def _job_context(job: ImportJob) -> dict[str, Any]:
 
 
 @router.get("/import/{job_id}")
-async def import_job_page(page: current_page, job_id: str) -> Response:
+async def import_job_page(page: ViewPage, job_id: str) -> Response:
     job = await _job(page, job_id)
     if job is None:
         return not_found(page, "Import")
@@ -188,7 +193,7 @@ async def import_job_page(page: current_page, job_id: str) -> Response:
 
 
 @router.get("/import/{job_id}/live")
-async def import_job_live(page: current_page, job_id: str) -> Response:
+async def import_job_live(page: ViewPage, job_id: str) -> Response:
     job = await _job(page, job_id)
     if job is None:
         return not_found(page, "Import")
@@ -201,15 +206,16 @@ async def _client(page: Page, client_id: str) -> ClientRow | None:
 
 
 @router.get("/{client_id}/edit")
-async def edit_client(page: current_page, client_id: str) -> Response:
+async def edit_client(page: ViewPage, client_id: str) -> Response:
     row = await _client(page, client_id)
     if row is None:
         return _not_found(page)
-    return _form(page, values=client_values(row), client=row)
+    changes = await history(page, client_id=row.id)
+    return _form(page, values=client_values(row), client=row, history=changes)
 
 
 @router.post("/{client_id}/edit")
-async def update_client(page: current_page, client_id: str) -> Response:
+async def update_client(page: ChangePage, client_id: str) -> Response:
     form = await posted_form(page)
     row = await _client(page, client_id)
     if row is None:
@@ -230,7 +236,7 @@ async def update_client(page: current_page, client_id: str) -> Response:
 
 
 @router.post("/{client_id}/delete")
-async def delete_client(page: current_page, client_id: str) -> Response:
+async def delete_client(page: ChangePage, client_id: str) -> Response:
     await posted_form(page)
     cid = _client_id(client_id)
     try:

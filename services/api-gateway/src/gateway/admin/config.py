@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.admin.roles import Role, RoleRule
 from sms_events.bearer import is_loopback
 
 __all__ = ["MIN_SECRET_LENGTH", "AdminSettings"]
@@ -62,13 +63,34 @@ class AdminSettings(BaseSettings):
     )
     admin_allowed_emails: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated emails allowed in (verified emails only); empty: no limit",
+        description="Comma-separated emails (verified only) let in as admins",
+    )
+    admin_operator_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated emails (verified only) let in as operators: every change, "
+        "no audit trail or sessions page",
+    )
+    admin_viewer_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated emails (verified only) let in as viewers: every page, no "
+        "change",
     )
     admin_role_claim: str | None = Field(
         default=None, description="ID token claim holding the user's roles, e.g. roles"
     )
+    admin_admin_role: str | None = Field(
+        default=None, description="Value of ADMIN_ROLE_CLAIM that makes the user an admin"
+    )
+    admin_operator_role: str | None = Field(
+        default=None, description="Value of ADMIN_ROLE_CLAIM that makes the user an operator"
+    )
+    admin_viewer_role: str | None = Field(
+        default=None, description="Value of ADMIN_ROLE_CLAIM that makes the user a viewer"
+    )
     admin_required_role: str | None = Field(
-        default=None, description="Role that ADMIN_ROLE_CLAIM must contain"
+        default=None,
+        description="Older name of ADMIN_ADMIN_ROLE (it let its holders do everything, as an "
+        "admin does); both may be set",
     )
     admin_allow_any_user: bool = Field(
         default=False,
@@ -92,8 +114,8 @@ class AdminSettings(BaseSettings):
     )
     admin_base_url: str | None = Field(
         default=None,
-        description="Public URL of the gateway (for redirect URIs behind a proxy); "
-        "default: taken from each request",
+        description="Public URL of the gateway, the base of every absolute link of the admin "
+        "(login redirect, logout return, the origin forms must come from); required with OIDC",
     )
     admin_time_zone: str = Field(
         default="UTC", description="IANA zone in which the admin shows and reads dates"
@@ -108,7 +130,9 @@ class AdminSettings(BaseSettings):
         default=3.0, gt=0, le=60, description="Timeout of each call to the reporter"
     )
 
-    @field_validator("admin_allowed_emails", mode="before")
+    @field_validator(
+        "admin_allowed_emails", "admin_operator_emails", "admin_viewer_emails", mode="before"
+    )
     @classmethod
     def _split_emails(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -148,7 +172,17 @@ class AdminSettings(BaseSettings):
         self._check_oidc()
         self._check_roles()
         self._check_session_secret()
+        self._check_base_url()
         return self
+
+    def _check_base_url(self) -> None:
+        if self.oidc_enabled and self.admin_base_url is None:
+            # Redirect URIs, logout returns and the CSRF origin would otherwise come from the
+            # request's Host, which whoever sends the request chooses.
+            raise ValueError(
+                "ADMIN_BASE_URL is required with OIDC login: the public URL of the gateway, "
+                "e.g. https://sms.example.com"
+            )
 
     def _check_oidc(self) -> None:
         if not self.oidc_enabled:
@@ -160,17 +194,48 @@ class AdminSettings(BaseSettings):
         if self.admin_dev_login:
             raise ValueError("ADMIN_DEV_LOGIN cannot be combined with OIDC login; unset one")
 
+    def _role_names(self) -> dict[Role, list[str]]:
+        named = {
+            Role.ADMIN: [self.admin_admin_role, self.admin_required_role],
+            Role.OPERATOR: [self.admin_operator_role],
+            Role.VIEWER: [self.admin_viewer_role],
+        }
+        return {role: [n for n in names if n] for role, names in named.items()}
+
     def _check_roles(self) -> None:
-        if bool(self.admin_role_claim) != bool(self.admin_required_role):
-            raise ValueError("ADMIN_ROLE_CLAIM and ADMIN_REQUIRED_ROLE must be set together")
-        ruled = self.admin_allowed_emails or self.admin_role_claim
-        if self.oidc_enabled and not ruled and not self.admin_allow_any_user:
+        named = any(self._role_names().values())
+        if bool(self.admin_role_claim) != named:
+            raise ValueError(
+                "ADMIN_ROLE_CLAIM goes with at least one of ADMIN_ADMIN_ROLE, "
+                "ADMIN_OPERATOR_ROLE, ADMIN_VIEWER_ROLE (or ADMIN_REQUIRED_ROLE)"
+            )
+        if self.oidc_enabled and not self._ruled and not self.admin_allow_any_user:
             # Public sign-up or social login would make anyone a full admin.
             raise ValueError(
                 "OIDC login has no access rule: every account the provider authenticates "
-                "would be an admin. Set ADMIN_ALLOWED_EMAILS, or ADMIN_ROLE_CLAIM with "
-                "ADMIN_REQUIRED_ROLE, or ADMIN_ALLOW_ANY_USER=true to mean exactly that"
+                "would be an admin. Set ADMIN_ALLOWED_EMAILS (or ADMIN_OPERATOR_EMAILS, "
+                "ADMIN_VIEWER_EMAILS), or ADMIN_ROLE_CLAIM with role names, or "
+                "ADMIN_ALLOW_ANY_USER=true to mean exactly that"
             )
+
+    @property
+    def _ruled(self) -> bool:
+        emails = self.admin_allowed_emails or self.admin_operator_emails
+        return bool(emails or self.admin_viewer_emails or self.admin_role_claim)
+
+    def role_rule(self) -> RoleRule:
+        """The access rule these settings make (``gateway.admin.roles``)."""
+        return RoleRule(
+            emails={
+                Role.ADMIN: frozenset(self.admin_allowed_emails),
+                Role.OPERATOR: frozenset(self.admin_operator_emails),
+                Role.VIEWER: frozenset(self.admin_viewer_emails),
+            },
+            claim=self.admin_role_claim,
+            claim_roles={r: frozenset(n) for r, n in self._role_names().items()},
+            open_to_all=self.admin_allow_any_user and not self._ruled,
+            dev_login=self.admin_dev_login,
+        )
 
     def _check_session_secret(self) -> None:
         secret = self.admin_session_secret

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from gateway.admin.charts import Part, donut, fill_gaps, stacked_bars
 from gateway.admin.mailing_pages import load_views
 from gateway.admin.stats import Overview
-from gateway.admin.web import AdminRoute, Page, current_page, render
+from gateway.admin.web import AdminRoute, Page, ViewPage, render
 from gateway.lifecycle import MailingState
 from gateway.mailing_repository import list_mailings
 from gateway.pagination import PageRequest
@@ -55,7 +55,7 @@ async def _context(page: Page) -> dict[str, Any]:
 
 @router.get("")
 @router.get("/")
-async def dashboard(page: current_page) -> Response:
+async def dashboard(page: ViewPage) -> Response:
     _, _, rows = await list_mailings(page.pool, PageRequest(1, RECENT))
     recent, reporter_ok = await load_views(page, rows)
     return render(
@@ -70,7 +70,7 @@ async def dashboard(page: current_page) -> Response:
 
 
 @router.get("/live")
-async def dashboard_live(page: current_page) -> Response:
+async def dashboard_live(page: ViewPage) -> Response:
     return render(
         page.request, "_dashboard_live.html", session=page.session, **await _context(page)
     )

@@ -14,11 +14,13 @@ from fastapi import APIRouter, Response
 from gateway import mailing_commands, mailing_repository
 from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
+from gateway.admin.history import history
 from gateway.admin.stats import MailingStats
 from gateway.admin.web import (
     AdminRoute,
+    ChangePage,
     Page,
-    current_page,
+    ViewPage,
     not_found,
     page_number,
     posted_form,
@@ -179,9 +181,7 @@ def _not_found(page: Page) -> Response:
 
 
 @router.get("")
-async def mailing_list(
-    page: current_page, p: str | None = None, notice: str | None = None
-) -> Response:
+async def mailing_list(page: ViewPage, p: str | None = None, notice: str | None = None) -> Response:
     try:
         wanted = PageRequest(page_number(p), PAGE_SIZE)
         count, number, rows = await list_mailings(page.pool, wanted)
@@ -225,7 +225,7 @@ def _form_page(
 
 
 @router.get("/new")
-async def new_mailing(page: current_page) -> Response:
+async def new_mailing(page: ChangePage) -> Response:
     values = mailing_values(None, page.admin.zone)
     start = datetime.now(page.admin.zone).replace(second=0, microsecond=0) + timedelta(minutes=5)
     values["datetime_start"] = start.strftime("%Y-%m-%dT%H:%M")
@@ -234,7 +234,7 @@ async def new_mailing(page: current_page) -> Response:
 
 
 @router.post("/new")
-async def create_mailing(page: current_page) -> Response:
+async def create_mailing(page: ChangePage) -> Response:
     form = await posted_form(page)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     body, errors = mailing_body(form, page.admin.zone)
@@ -260,7 +260,7 @@ def _settings(page: Page) -> Settings:
 
 
 @router.post("/preview")
-async def preview_mailing(page: current_page) -> Response:
+async def preview_mailing(page: ChangePage) -> Response:
     """The forecast of the new-mailing form as it stands (a fragment the form's script shows
     as the operator types); a form that would be refused shows why instead."""
     form = await posted_form(page)
@@ -278,7 +278,7 @@ async def preview_mailing(page: current_page) -> Response:
 
 
 @router.get("/{mailing_id}/edit")
-async def edit_mailing(page: current_page, mailing_id: str) -> Response:
+async def edit_mailing(page: ChangePage, mailing_id: str) -> Response:
     view = await _one(page, mailing_id)
     if view is None:
         return _not_found(page)
@@ -287,7 +287,7 @@ async def edit_mailing(page: current_page, mailing_id: str) -> Response:
 
 
 @router.post("/{mailing_id}/edit")
-async def update_mailing(page: current_page, mailing_id: str) -> Response:
+async def update_mailing(page: ChangePage, mailing_id: str) -> Response:
     form = await posted_form(page)
     view = await _one(page, mailing_id)
     if view is None:
@@ -391,6 +391,7 @@ async def _detail(
 ) -> Response:
     stats = await page.admin.stats.mailing(view.row.id) if page.admin.stats else None
     follow_ups = await mailing_repository.follow_ups(page.pool, view.row.id, FOLLOW_UPS_SHOWN)
+    changes = await history(page, mailing_id=view.row.id)
     return render(
         page.request,
         "mailing_detail.html",
@@ -401,6 +402,7 @@ async def _detail(
         error=error,
         length=measure(view.row.text),
         follow_ups=follow_ups,
+        history=changes,
         **(await _messages(page, view, query) | _live_context(page, view, stats)),
     )
 
@@ -428,7 +430,7 @@ def _live_context(page: Page, view: MailingView, stats: MailingStats | None) -> 
 
 @router.get("/{mailing_id}")
 async def mailing_detail(
-    page: current_page,
+    page: ViewPage,
     mailing_id: str,
     status: str | None = None,
     p: str | None = None,
@@ -442,7 +444,7 @@ async def mailing_detail(
 
 
 @router.get("/{mailing_id}/live")
-async def mailing_live(page: current_page, mailing_id: str) -> Response:
+async def mailing_live(page: ViewPage, mailing_id: str) -> Response:
     view = await _one(page, mailing_id)
     if view is None:
         return _not_found(page)
@@ -454,7 +456,7 @@ async def mailing_live(page: current_page, mailing_id: str) -> Response:
 
 @router.get("/{mailing_id}/messages")
 async def mailing_messages(
-    page: current_page,
+    page: ViewPage,
     mailing_id: str,
     status: str | None = None,
     p: str | None = None,
@@ -489,7 +491,7 @@ async def _resend(page: Page, view: MailingView) -> Response:
 
 
 @router.post("/{mailing_id}/{action}")
-async def mailing_action(page: current_page, mailing_id: str, action: str) -> Response:
+async def mailing_action(page: ChangePage, mailing_id: str, action: str) -> Response:
     await posted_form(page)
     view = await _one(page, mailing_id)
     if view is None or action not in ("cancel", "pause", "resume", "delete", "resend"):

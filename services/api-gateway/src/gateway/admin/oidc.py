@@ -36,6 +36,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
 from gateway.admin.config import AdminSettings
+from gateway.admin.roles import Role, role_of
 from gateway.admin.sessions import LoginState, User
 
 __all__ = [
@@ -116,29 +117,14 @@ def _same_issuer(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
-def check_access(settings: AdminSettings, claims: Mapping[str, Any]) -> User:
-    """The user the claims describe, if the access rules let them in; else ``AccessDenied``.
-
-    With ``ADMIN_ALLOWED_EMAILS`` the email must be listed and verified; with
-    ``ADMIN_ROLE_CLAIM`` the claim must hold ``ADMIN_REQUIRED_ROLE``. With both, either one
-    is enough; with neither, every user the provider authenticates is let in.
-    """
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    name = claims.get("name") if isinstance(claims.get("name"), str) else None
-    user = User(sub=str(claims["sub"]), email=email, name=name)
-    rules: list[bool] = []
-    if settings.admin_allowed_emails:
-        verified = claims.get("email_verified") is True
-        listed = email is not None and email.lower() in settings.admin_allowed_emails
-        rules.append(verified and listed)
-    if settings.admin_role_claim:
-        roles = claims.get(settings.admin_role_claim)
-        if isinstance(roles, str):
-            roles = roles.split()
-        rules.append(isinstance(roles, list) and settings.admin_required_role in roles)
-    if rules and not any(rules):
+def check_access(settings: AdminSettings, claims: Mapping[str, Any]) -> tuple[User, Role]:
+    """The user the claims describe and the role the access rule grants them (the highest of
+    ``gateway.admin.roles.role_of``); ``AccessDenied`` when it grants none."""
+    user = User.from_claims(claims)
+    role = role_of(claims, settings.role_rule())
+    if role is None:
         raise AccessDenied(user, "not an allowed email or role")
-    return user
+    return user, role
 
 
 class OidcClient:

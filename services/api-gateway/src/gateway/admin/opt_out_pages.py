@@ -2,7 +2,7 @@
 off, and a CSV upload imported while the request waits (as ``POST /api/v1/opt-outs/import``).
 
 Everything the admin records has the source ``admin``; the event's metadata names the admin
-(``web.current_page``). The phone to take off travels in the form, not the URL, so that it stays
+(``web.Needs``). The phone to take off travels in the form, not the URL, so that it stays
 out of request logs.
 """
 
@@ -17,8 +17,9 @@ from gateway.admin.forms import field_errors
 from gateway.admin.uploads import REFUSALS, chunks, posted_upload, refusal_status, upload_format
 from gateway.admin.web import (
     AdminRoute,
+    ChangePage,
     Page,
-    current_page,
+    ViewPage,
     not_found,
     page_link,
     page_number,
@@ -96,13 +97,13 @@ async def _list_page(
 
 @router.get("")
 async def opt_out_list(
-    page: current_page, source: str | None = None, p: str | None = None, notice: str | None = None
+    page: ViewPage, source: str | None = None, p: str | None = None, notice: str | None = None
 ) -> Response:
     return await _list_page(page, source=source, p=p, notice=NOTICES.get(notice or ""))
 
 
 @router.post("")
-async def add_opt_out(page: current_page) -> Response:
+async def add_opt_out(page: ChangePage) -> Response:
     form = await posted_form(page)
     values = {k: v for k in ("phone", "reason") if isinstance(v := form.get(k, ""), str)}
     try:
@@ -123,7 +124,7 @@ async def add_opt_out(page: current_page) -> Response:
 
 
 @router.post("/remove")
-async def remove_opt_out(page: current_page) -> Response:
+async def remove_opt_out(page: ChangePage) -> Response:
     form = await posted_form(page)
     try:
         await commands.remove(page.pool, parse_phone(form.get("phone")))
@@ -141,12 +142,12 @@ def _import_page(page: Page, *, status: int = 200, **context: Any) -> Response:
 
 
 @router.get("/import")
-async def import_page(page: current_page) -> Response:
+async def import_page(page: ChangePage) -> Response:
     return _import_page(page)
 
 
 @router.post("/import")
-async def import_file(page: current_page) -> Response:
+async def import_file(page: ChangePage) -> Response:
     jobs: ImportJobs = page.request.app.state.import_jobs
     limits = jobs.limits
     try:

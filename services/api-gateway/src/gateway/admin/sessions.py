@@ -1,9 +1,11 @@
-"""Sessions in signed cookies, the login-in-progress cookie, and the CSRF checks.
+"""The session cookie, the login-in-progress cookie, and the CSRF checks.
 
-The session cookie holds the user, a CSRF token and (for the provider's logout) the ID token,
-signed with ``ADMIN_SESSION_SECRET`` by itsdangerous and timestamped: a cookie that was altered
-or is older than the session lifetime is no session at all. It is HttpOnly, SameSite=Lax,
-scoped to /admin, and Secure unless switched off for local development.
+The session cookie holds a CSRF token and, once logged in, the random id of the session's row
+in ``gateway_admin_sessions`` (``session_store``), where the claims and the ID token stay: a
+cookie alone proves nothing once its row is deleted (logout) or revoked. It is signed with
+``ADMIN_SESSION_SECRET`` by itsdangerous and timestamped, so a cookie that was altered or is
+older than the session lifetime is no session at all. It is HttpOnly, SameSite=Lax, scoped to
+/admin, and Secure unless switched off for local development.
 
 Every POST carries the session's CSRF token in a hidden field, compared in constant time, and
 must come from this site (its Origin, or failing that its Referer, is the gateway's own).
@@ -13,14 +15,16 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
+
+from gateway.admin.roles import Role
 
 __all__ = [
     "CSRF_FIELD",
@@ -55,35 +59,42 @@ class User:
     def label(self) -> str:
         return self.name or self.email or self.sub
 
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> User:
+        email, name = claims.get("email"), claims.get("name")
+        return cls(
+            sub=str(claims["sub"]),
+            email=email if isinstance(email, str) else None,
+            name=name if isinstance(name, str) else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One browser's session; ``user`` is ``None`` until it logs in."""
+    """One browser's session. The cookie holds ``csrf`` and ``sid`` (``None`` until it logs
+    in); ``user``, ``role`` and ``id_token`` are filled from the session's row on each
+    request."""
 
     csrf: str
+    sid: str | None = None
     user: User | None = None
+    role: Role | None = None
     id_token: str | None = None
-    created: int = field(default_factory=lambda: int(time.time()))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"csrf": self.csrf, "sid": self.sid}
 
     @classmethod
     def from_json(cls, data: Any) -> Session:
         if not isinstance(data, dict) or not isinstance(data.get("csrf"), str):
             raise ValueError("session")
-        user = data.get("user")
-        return cls(
-            csrf=data["csrf"],
-            user=User(**user) if isinstance(user, dict) else None,
-            id_token=data.get("id_token") if isinstance(data.get("id_token"), str) else None,
-            created=int(data.get("created", 0)),
-        )
+        sid = data.get("sid")
+        return cls(csrf=data["csrf"], sid=sid if isinstance(sid, str) else None)
 
 
-def new_session(user: User | None = None, id_token: str | None = None) -> Session:
+def new_session(sid: str | None = None) -> Session:
     """A fresh session: a new CSRF token each time, so logging in rotates it."""
-    return Session(csrf=secrets.token_urlsafe(32), user=user, id_token=id_token)
+    return Session(csrf=secrets.token_urlsafe(32), sid=sid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +173,8 @@ class CsrfError(Exception):
 
 
 def request_origin(request: Request, base_url: str | None) -> str:
-    """The origin the admin is served from: ``ADMIN_BASE_URL``'s, or the request's own."""
+    """The origin the admin is served from: ``ADMIN_BASE_URL``'s (required with OIDC), or, for
+    the development login only, the request's own (it answers a loopback Host only)."""
     if base_url:
         parts = urlsplit(base_url)
         return f"{parts.scheme}://{parts.netloc}"

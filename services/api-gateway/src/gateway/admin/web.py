@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import quote, urlsplit
@@ -17,12 +17,14 @@ import httpx
 import structlog
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from starlette.datastructures import URL, FormData
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from gateway.admin import session_store
 from gateway.admin.config import AdminSettings
 from gateway.admin.oidc import OidcClient
+from gateway.admin.roles import Permission, Role, RoleRule, may, permissions_of, session_role
 from gateway.admin.sessions import (
     CSRF_FIELD,
     CookieJar,
@@ -33,6 +35,7 @@ from gateway.admin.sessions import (
     request_origin,
 )
 from gateway.admin.stats import StatsClient
+from gateway.admin.templating import environment
 from gateway.reporter_client import ReporterClient
 from sms_events.tracing import acting_as
 
@@ -40,11 +43,17 @@ __all__ = [
     "LIVE_HEADER",
     "Admin",
     "AdminRoute",
+    "ChangePage",
+    "Forbidden",
+    "Needs",
     "Page",
+    "SessionsPage",
+    "ViewPage",
     "admin_of",
-    "current_page",
+    "logged_in",
     "page_link",
     "page_number",
+    "pool_of",
     "posted_form",
     "render",
     "see_other",
@@ -74,6 +83,7 @@ class Admin:
     templates: Environment
     zone: tzinfo
     asset_version: str
+    rule: RoleRule = field(init=False)
     http: httpx.AsyncClient | None = None
     oidc: OidcClient | None = None
     stats: StatsClient | None = None
@@ -88,9 +98,13 @@ class Admin:
             key, max_age_s=settings.admin_session_max_age_s, secure=settings.cookies_secure
         )
         zone = ZoneInfo(settings.admin_time_zone)
-        templates = _environment(zone)
+        templates = environment(HERE / "templates", zone)
         version = secrets.token_hex(4)
         return cls(settings, cookies, templates, zone, version)
+
+    def __post_init__(self) -> None:
+        # From this process's settings: a changed rule applies to open sessions at restart.
+        self.rule = self.settings.role_rule()
 
     def start(self, http: httpx.AsyncClient, reporter: ReporterClient) -> None:
         self.http = http
@@ -117,87 +131,27 @@ def admin_of(request: Request) -> Admin:
     return admin
 
 
-def _when(value: Any, zone: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None or value == "":
-        return "—"
-    moment: datetime
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            return str(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(zone).strftime(fmt)
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return "—"
-    return f"{value:,}".replace(",", "\u202f")
-
-
-def _pct(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{100 * float(value):.1f} %"
-
-
-def _duration(seconds: Any) -> str:
-    if seconds is None:
-        return "—"
-    total = round(float(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
-
-
-def _seconds(seconds: Any) -> str:
-    """A latency: three significant digits under a minute (they start at 0.1 s), else as a
-    duration."""
-    if seconds is None:
-        return "—"
-    if float(seconds) < 60:
-        return f"{float(seconds):.3g} s"
-    return _duration(seconds)
-
-
-def _environment(zone: tzinfo) -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["when"] = lambda value, fmt="%Y-%m-%d %H:%M": _when(value, zone, fmt)
-    env.filters["num"] = _num
-    env.filters["pct"] = _pct
-    env.filters["duration"] = _duration
-    env.filters["seconds"] = _seconds
-    env.globals["zone_name"] = str(zone)
-    return env
-
-
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A logged-in request: the admin, the session and its user."""
+    """A logged-in request: the admin, the session (its user and role) and the request."""
 
     admin: Admin
     session: Session
     user: User
+    role: Role
     request: Request
 
     @property
     def pool(self) -> asyncpg.Pool:
-        pool: asyncpg.Pool = self.request.app.state.pool
-        return pool
+        return pool_of(self.request)
+
+    def may(self, permission: Permission) -> bool:
+        return may(self.role, permission)
+
+
+def pool_of(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
 
 
 class LoginRequired(Exception):
@@ -208,20 +162,61 @@ class LoginClosed(Exception):
     """No login is configured: every admin page explains how to set it up."""
 
 
-async def _current_page(request: Request) -> Page:
+class Forbidden(Exception):
+    """Logged in, but the role does not grant what the route needs: 403."""
+
+    def __init__(self, page: Page, permission: Permission) -> None:
+        super().__init__(permission.value)
+        self.page = page
+        self.permission = permission
+
+
+async def logged_in(request: Request) -> Session | None:
+    """The request's session with its user and role, or ``None``: no cookie, a cookie whose
+    row was closed, revoked or has expired, or claims the current rule no longer lets in."""
     admin = admin_of(request)
-    if not admin.settings.login_enabled:
-        raise LoginClosed
-    session = admin.cookies.session(request)
-    if session is None or session.user is None:
-        raise LoginRequired
-    user = session.user
-    # The events of the admin's commands carry who made them (the audit trail).
-    acting_as({"type": "oidc", "id": user.sub} | ({"email": user.email} if user.email else {}))
-    return Page(admin, session, user, request)
+    cookie = admin.cookies.session(request)
+    if cookie is None or cookie.sid is None:
+        return None
+    stored = await session_store.load(pool_of(request), cookie.sid)
+    if stored is None:
+        return None
+    user = User.from_claims(stored.claims)
+    role = session_role(stored.kind, stored.claims, admin.rule)
+    if role is None:
+        log.info("admin_session_refused", sub=user.sub, reason="no role under the current rule")
+        return None
+    return replace(cookie, user=user, role=role, id_token=stored.id_token)
 
 
-current_page = Annotated[Page, Depends(_current_page)]
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """The one dependency of every admin page: a logged-in user whose role grants
+    ``permission`` (else the login page, or 403). Checked before the route reads its form, so
+    a forged POST is refused whatever it carries."""
+
+    permission: Permission
+
+    async def __call__(self, request: Request) -> Page:
+        admin = admin_of(request)
+        if not admin.settings.login_enabled:
+            raise LoginClosed
+        session = await logged_in(request)
+        if session is None or session.user is None or session.role is None:
+            raise LoginRequired
+        request.state.admin_session = session  # for the error pages' header
+        page = Page(admin, session, session.user, session.role, request)
+        if not page.may(self.permission):
+            raise Forbidden(page, self.permission)
+        user = session.user
+        # The events of the admin's commands carry who made them (the audit trail).
+        acting_as({"type": "oidc", "id": user.sub} | ({"email": user.email} if user.email else {}))
+        return page
+
+
+ViewPage = Annotated[Page, Depends(Needs(Permission.VIEW))]
+ChangePage = Annotated[Page, Depends(Needs(Permission.CHANGE))]
+SessionsPage = Annotated[Page, Depends(Needs(Permission.SESSIONS))]
 
 
 async def posted_form(page: Page) -> FormData:
@@ -239,7 +234,7 @@ CSRF_HEADER: Final = "X-CSRF-Token"
 async def posted_upload_form(page: Page) -> FormData:
     """A POSTed multipart upload, its CSRF token and origin checked BEFORE the body is parsed
     (a forged upload is never spooled to disk): the token comes in the ``X-CSRF-Token``
-    header (scripts) or in the form action's query string (``upload_action``)."""
+    header (scripts) or in the form action's query string (the import pages' forms)."""
     request = page.request
     token = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
     origin = request_origin(request, page.admin.settings.admin_base_url)
@@ -257,9 +252,12 @@ def render(
 ) -> HTMLResponse:
     admin = admin_of(request)
     context.setdefault("nav", "")
+    role = session.role if session else None
     html = admin.templates.get_template(template).render(
         settings=admin.settings,
         user=session.user if session else None,
+        role=role.label if role else "",
+        can={p.value for p in permissions_of(role)} if role else set(),
         csrf_token=session.csrf if session else "",
         csrf_field=CSRF_FIELD,
         asset_version=admin.asset_version,
@@ -307,8 +305,7 @@ def _login_redirect(request: Request) -> Response:
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    admin = admin_of(request)
-    session = admin.cookies.session(request)
+    session = getattr(request.state, "admin_session", None)
     try:
         return render(
             request, "error.html", status=status, session=session, title=title, message=message
@@ -355,6 +352,22 @@ async def _answer(handler: Handler, request: Request) -> Response:
         if _is_live(request):
             return JSONResponse({"detail": "Admin login is not configured."}, status_code=401)
         return render(request, "closed.html", status=403)
+    except Forbidden as exc:
+        log.warning(
+            "admin_forbidden",
+            sub=exc.page.user.sub,
+            role=exc.page.role.label,
+            needs=exc.permission.value,
+            path=request.url.path,
+        )
+        if _is_live(request):
+            return JSONResponse({"detail": "Not allowed for your role."}, status_code=403)
+        return _error_page(
+            request,
+            403,
+            "Not allowed",
+            f"Your role ({exc.page.role.label}) does not allow this. Ask an admin if you need it.",
+        )
     except CsrfError as exc:
         log.warning("admin_csrf_rejected", reason=str(exc), path=request.url.path)
         return _error_page(
