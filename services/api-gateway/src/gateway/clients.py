@@ -8,6 +8,7 @@ and the import streams.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Annotated
 
 import structlog
@@ -18,7 +19,7 @@ from gateway import commands, importer, repository
 from gateway.commands import ClientNotFound
 from gateway.idempotency import NOT_KEPT_IMPORT, Idem, checked_key
 from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
-from gateway.import_limits import capped, declared_length_fits
+from gateway.importer import ImportFormat
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.repository import ClientFilters, ClientRow
 from gateway.responses import JSON
@@ -38,6 +39,7 @@ from gateway.schemas import (
     import_body,
     responses,
 )
+from gateway.streamed_import import body_format, run_import
 
 __all__ = ["MAX_BODY_BYTES", "router"]
 
@@ -154,27 +156,16 @@ async def create_client(request: Request, pool: Pool, idempotency: Idem) -> Resp
     dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_clients(request: Request, pool: Pool) -> Response:
-    try:
-        fmt = importer.import_format(request.headers.get("content-type"))
-    except importer.UnsupportedMediaType as exc:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
-    jobs: ImportJobs = request.app.state.import_jobs
-    declared_length_fits(request.headers.get("content-length"), jobs.limits)
+    fmt = body_format(request)
     if prefers_async(request.headers.get("prefer")):
         return await _start_job(request, fmt)
-    try:
-        async with jobs.slot():
-            result = await importer.import_clients(
-                pool,
-                capped(request.stream(), jobs.limits.max_bytes),
-                fmt,
-                max_rows=jobs.limits.max_rows,
-            )
-    except ClientDisconnect:
-        # Batches committed so far stay; nobody is left to read an answer.
-        log.info("client_import_aborted")
-        return Response(status_code=status.HTTP_400_BAD_REQUEST)
-    return JSON(result.to_json())
+
+    async def run(
+        body: AsyncIterable[bytes], fmt: ImportFormat, max_rows: int
+    ) -> importer.ImportResult:
+        return await importer.import_clients(pool, body, fmt, max_rows=max_rows)
+
+    return await run_import(request, fmt, run, "clients")
 
 
 async def _start_job(request: Request, fmt: importer.ImportFormat) -> Response:

@@ -3,16 +3,16 @@ mobile-originated messages, which opt a phone out when they are a stop word)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import ClientDisconnect
 
 from gateway import importer
 from gateway.idempotency import NOT_KEPT_IMPORT, Idem, answer_alone, checked_key
-from gateway.import_limits import capped, declared_length_fits
+from gateway.importer import ImportFormat
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
@@ -33,6 +33,7 @@ from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.responses import JSON
 from gateway.routing import Pool, log_fields, read_json, slash_routes
 from gateway.schemas import IMPORT_EXAMPLE, IMPORT_LIMIT_ERRORS, ImportResult, responses
+from gateway.streamed_import import body_format, run_import
 from sms_events.bearer import bearer_matches
 
 __all__ = ["inbound_router", "router"]
@@ -141,24 +142,14 @@ async def create_opt_out(request: Request, pool: Pool, idempotency: Idem) -> Res
     dependencies=[Depends(checked_key(NOT_KEPT_IMPORT))],
 )
 async def import_opt_outs_endpoint(request: Request, pool: Pool) -> Response:
-    try:
-        fmt = importer.import_format(request.headers.get("content-type"))
-    except importer.UnsupportedMediaType as exc:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
-    jobs = request.app.state.import_jobs
-    declared_length_fits(request.headers.get("content-length"), jobs.limits)
-    try:
-        async with jobs.slot():
-            result = await import_opt_outs(
-                pool,
-                capped(request.stream(), jobs.limits.max_bytes),
-                fmt,
-                max_rows=jobs.limits.max_rows,
-            )
-    except ClientDisconnect:
-        log.info("opt_out_import_aborted")  # the batches committed so far stay
-        return Response(status_code=status.HTTP_400_BAD_REQUEST)
-    return JSON(result.to_json())
+    fmt = body_format(request)
+
+    async def run(
+        body: AsyncIterable[bytes], fmt: ImportFormat, max_rows: int
+    ) -> importer.ImportResult:
+        return await import_opt_outs(pool, body, fmt, max_rows=max_rows)
+
+    return await run_import(request, fmt, run, "opt-outs")
 
 
 @route(
