@@ -52,23 +52,8 @@ def _row(r: asyncpg.Record) -> OptOutRow:
 async def record(conn: Connection, phone: str, reason: str | None, source: str) -> OptOutRow | None:
     """Put ``phone`` on the list; None when it is on it already (nothing written). The row
     lock of the upsert orders concurrent writers of one phone."""
-    r = await conn.fetchrow(
-        f"""
-        INSERT INTO gateway_opt_outs AS o
-            (phone, opted_out, reason, source, opted_out_at, version, updated_at)
-        VALUES ($1, true, $2, $3, now(), 1, now())
-        ON CONFLICT (phone) DO UPDATE
-           SET opted_out = true, reason = excluded.reason, source = excluded.source,
-               opted_out_at = excluded.opted_out_at, version = o.version + 1,
-               updated_at = excluded.updated_at
-         WHERE NOT o.opted_out
-        RETURNING {_COLUMNS}
-        """,
-        phone,
-        reason,
-        source,
-    )
-    return _row(r) if r else None
+    rows = await record_many(conn, [(phone, reason)], source)
+    return rows[0] if rows else None
 
 
 async def record_many(
