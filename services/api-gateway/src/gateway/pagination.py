@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
+import asyncpg
 from starlette.datastructures import URL
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "cursor_links",
     "cursor_request",
     "links",
+    "numbered_page",
     "page_request",
 ]
 
@@ -153,3 +156,28 @@ def cursor_links(
         None if next_before is None else to(Cursor("before", next_before)),
         None if previous_after is None else to(Cursor("after", previous_after)),
     )
+
+
+async def numbered_page(
+    pool: asyncpg.Pool,
+    columns: str,
+    source: str,
+    order: str,
+    args: Sequence[Any],
+    page: PageRequest,
+) -> tuple[int, int, list[asyncpg.Record]]:
+    """(total rows of ``source``, page number, that page's ``columns`` in ``order``):
+    ``source`` is the SQL after the select list (``FROM table WHERE …`` over ``args``). One
+    snapshot for both queries, so the count and the page agree; raises ``InvalidPage`` past
+    the end."""
+    n = len(args)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        count = int(await conn.fetchval(f"SELECT count(*) {source}", *args))
+        number, offset = page.resolve(count)
+        rows = await conn.fetch(
+            f"SELECT {columns} {source} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            page.size,
+            offset,
+        )
+    return count, number, list(rows)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from gateway.domain import ClientState
-from gateway.pagination import PageRequest
+from gateway.pagination import PageRequest, numbered_page
 from sms_events.contracts import ClientsImported
 from sms_events.db import Connection
 
@@ -199,18 +199,9 @@ async def list_clients(
         number, _ = page.resolve(0)
         return 0, number, []
     where, args = _where(filters)
-    n = len(args)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        # One snapshot for both queries, so the count and the page agree.
-        count = int(await conn.fetchval(f"SELECT count(*) FROM gateway_clients{where}", *args))
-        number, offset = page.resolve(count)
-        records = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM gateway_clients{where}"
-            f" ORDER BY id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
-            *args,
-            page.size,
-            offset,
-        )
+    count, number, records = await numbered_page(
+        pool, _COLUMNS, f"FROM gateway_clients{where}", "id DESC", args, page
+    )
     return count, number, [_row(r) for r in records]
 
 

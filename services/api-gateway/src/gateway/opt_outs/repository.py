@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.pagination import PageRequest
+from gateway.pagination import PageRequest, numbered_page
 from sms_events.db import Connection
 
 __all__ = [
@@ -108,15 +108,8 @@ async def list_opt_outs(
     """(total, page number, that page newest first); raises ``InvalidPage`` past the end."""
     where = "WHERE opted_out" + (" AND source = $1" if source else "")
     args: list[Any] = [source] if source else []
-    n = len(args)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        count = int(await conn.fetchval(f"SELECT count(*) FROM gateway_opt_outs {where}", *args))
-        number, offset = page.resolve(count)
-        records = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM gateway_opt_outs {where}"
-            f" ORDER BY opted_out_at DESC, phone LIMIT ${n + 1} OFFSET ${n + 2}",
-            *args,
-            page.size,
-            offset,
-        )
+    source_sql = f"FROM gateway_opt_outs {where}"
+    count, number, records = await numbered_page(
+        pool, _COLUMNS, source_sql, "opted_out_at DESC, phone", args, page
+    )
     return count, number, [_row(r) for r in records]
