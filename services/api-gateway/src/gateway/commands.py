@@ -15,7 +15,8 @@ used. A command instead appends at the version of the read-model row it locked, 
 (``append_versioned``). Concurrency stays checked: the row lock orders every writer of one client
 (commands and imports alike), the row and the event commit together, and the unique (stream,
 version) index refuses an event at a version already taken, as by someone appending behind the
-read model's back; the command then fails and is retried, and answers 409 after ``ATTEMPTS``.
+read model's back; the command then fails and is retried, and answers 409 once
+``sms_events.retrying.CONFLICTS`` gives up.
 The alternative, an import appending one event per client to its stream as well, is exactly
 the per-client cost that batching removes.
 
@@ -35,8 +36,6 @@ otherwise retried in a new transaction.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeVar
 
@@ -58,10 +57,10 @@ from gateway.repository import (
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
 from sms_events.replay import writing
+from sms_events.retrying import CONFLICTS, RetryPolicy
 from sms_events.store import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion, appending
 
 __all__ = [
-    "ATTEMPTS",
     "ClientNotFound",
     "ConcurrentModification",
     "Guard",
@@ -73,7 +72,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-ATTEMPTS: Final = 5
 PHONE_TAKEN: Final = "A client with this phone already exists."
 
 T = TypeVar("T")
@@ -142,23 +140,25 @@ async def with_retries(
     attempt: Callable[[Connection], Awaitable[T]],
     subject: str = "client",
     guard: Guard[T] | None = None,
+    policy: RetryPolicy = CONFLICTS,
 ) -> T:
     """Run ``attempt`` in a transaction of its own, again in a new one (so with a new
-    transaction id) after a version conflict; ``ConcurrentModification`` after ``ATTEMPTS``.
-    ``guard`` runs in each attempt's transaction, around ``attempt``."""
-    for n in range(1, ATTEMPTS + 1):
-        try:
-            async with pool.acquire() as conn, appending(conn):
-                if guard is not None:
-                    await guard.before(conn)
-                await writing(conn, READ_MODELS)
-                result = await attempt(conn)
-                if guard is not None:
-                    await guard.after(conn, result)
-                return result
-        except _RETRYABLE as exc:
-            log.warning("command_conflict", subject=subject, attempt=n, error=type(exc).__name__)
-            await asyncio.sleep(random.uniform(0, 0.01 * 2**n))  # let the other writer finish
+    transaction id) after a version conflict, as ``policy`` says; ``ConcurrentModification``
+    once its tries are used up. ``guard`` runs in each attempt's transaction, around
+    ``attempt``."""
+    try:
+        async for tried in policy.retrying(*_RETRYABLE, event="command_conflict", subject=subject):
+            with tried:
+                async with pool.acquire() as conn, appending(conn):
+                    if guard is not None:
+                        await guard.before(conn)
+                    await writing(conn, READ_MODELS)
+                    result = await attempt(conn)
+                    if guard is not None:
+                        await guard.after(conn, result)
+                    return result
+    except _RETRYABLE:
+        pass
     raise ConcurrentModification(subject)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import enum
-import random
 from collections.abc import AsyncGenerator, AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -27,6 +26,7 @@ import asyncpg
 import orjson
 import structlog
 
+from gateway.commands import ConcurrentModification, with_retries
 from gateway.domain import (
     NON_FIELD_ERRORS,
     Errors,
@@ -36,13 +36,12 @@ from gateway.domain import (
 )
 from gateway.import_limits import ImportTooLarge
 from gateway.metrics import IMPORT_ROWS
-from gateway.projection import READ_MODELS
 from gateway.repository import ClientRow, import_batch, written_after_us
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ClientsImported, ImportedClient
 from sms_events.db import Connection
-from sms_events.replay import writing
-from sms_events.store import WrongExpectedVersion, append_new_streams, appending
+from sms_events.retrying import RetryPolicy
+from sms_events.store import WrongExpectedVersion, append_new_streams
 
 __all__ = [
     "BATCH_SIZE",
@@ -68,22 +67,12 @@ EVENT_SIZE: Final = 500
 """Clients per ``clients.imported`` event, as many as the hot path's message batches carry."""
 MAX_ERRORS: Final = 1000
 MAX_LINE_BYTES: Final = 64 * 1024
-ATTEMPTS: Final = 8
+BATCH_CONFLICTS: Final = RetryPolicy(attempts=8, base_s=0.01, cap_s=1.0)
+"""Imports racing on the same clients retry more than a single command does."""
 
 _BOM: Final = b"\xef\xbb\xbf"
 _FIELDS: Final = ("phone", "tag", "time_zone")
 
-
-class _Reordered(Exception):
-    """A stream in the batch was appended to by a younger transaction; retry the batch."""
-
-
-_RETRYABLE = (
-    WrongExpectedVersion,
-    _Reordered,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
 
 Row = tuple[int, str, str | None, bool, str | None]
 """(line, phone, tag, tag given, time zone or None): one valid row, as copied to PostgreSQL."""
@@ -305,21 +294,18 @@ class _Batches:
             await task
 
     async def _commit(self, rows: list[Row]) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._pool.acquire() as conn, appending(conn):
-                    await writing(conn, READ_MODELS)
-                    created, updated = await import_batch(conn, rows)
-                    await self._check_order(conn, updated)
-                    await append_new_streams(conn, _imported_events(created, updated))
-                break
-            except _RETRYABLE as exc:
-                log.warning("import_batch_conflict", attempt=attempt, error=type(exc).__name__)
-                # Full jitter: imports racing on the same clients would otherwise retry in
-                # step and collide again (seen as an import giving up under load).
-                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-        else:
-            raise ImportConflict(self._result)
+        async def attempt(conn: Connection) -> tuple[list[ClientRow], list[ClientRow]]:
+            created, updated = await import_batch(conn, rows)
+            await self._check_order(conn, updated)
+            await append_new_streams(conn, _imported_events(created, updated))
+            return created, updated
+
+        try:
+            created, updated = await with_retries(
+                self._pool, attempt, "import batch", policy=BATCH_CONFLICTS
+            )
+        except ConcurrentModification:
+            raise ImportConflict(self._result) from None
         unchanged = len(rows) - len(created) - len(updated)
         self._result.created += len(created)
         self._result.updated += len(updated)
@@ -337,7 +323,7 @@ class _Batches:
         # (see gateway.commands). A new transaction gets a newer id, so the batch is simply
         # retried. New clients need no check: nobody else knows them yet.
         if updated and await written_after_us(conn, [row.id for row in updated]):
-            raise _Reordered
+            raise WrongExpectedVersion("<import batch>", None, None)  # retried
 
 
 def _imported_events(
