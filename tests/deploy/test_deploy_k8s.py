@@ -137,6 +137,21 @@ def test_services_are_scraped_by_prometheus(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_and_prometheus_reach_the_reporter(overlay: str) -> None:
+    (policy,) = _of(render(overlay), "NetworkPolicy").values()
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "reporter"}
+    assert spec["policyTypes"] == ["Ingress"]
+    port = APP_SERVICES["reporter"][1]
+    sources = []
+    for rule in spec["ingress"]:
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        (peer,) = rule["from"]
+        sources.append(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+    assert sources == ["api-gateway", "prometheus"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_has_requests_and_limits(overlay: str) -> None:
     for name, container in _containers(render(overlay)):
         resources = container["resources"]
