@@ -118,11 +118,13 @@ def test_every_runtime_dependency_is_imported_or_says_why_not(package: str) -> N
     assert not unused, f"{package}: runtime dependencies nothing in src imports: {unused}"
 
 
-def test_tenacity_is_a_test_tool_not_a_runtime_dependency() -> None:
+def test_tenacity_is_the_one_retry_library_and_only_the_event_library_declares_it() -> None:
+    # sms_events.retrying is every service's retry policy: the services get tenacity through
+    # it, and declare no retry library of their own.
     for package in PACKAGES:
-        assert "tenacity" not in _runtime(package), package
-    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "tenacity" in _names(root["dependency-groups"]["dev"])
+        runtime = _runtime(package)
+        assert ("tenacity" in runtime) == (package == "libs/events"), package
+        assert not runtime & {"backoff", "retrying", "stamina"}, package
 
 
 def test_the_lock_covers_every_member_and_pins_every_file_by_hash() -> None:
@@ -191,7 +193,7 @@ def test_each_service_installs_on_its_own_without_dev_tools(package: str, tmp_pa
     ).stdout  # fmt: skip
     installed = {canonicalize_name(line.split("==")[0]) for line in listed.splitlines()}
     assert canonicalize_name(name) in installed
-    assert not installed & {"pytest", "ruff", "mypy", "tenacity", "hypothesis"}, installed
+    assert not installed & {"pytest", "ruff", "mypy", "hypothesis"}, installed
 
 
 def _audit_script() -> Any:
