@@ -25,7 +25,7 @@ from sms_events.broker_users import (
 )
 from sms_events.migrate import apply_migrations, migration_dirs
 from sms_events.settings import PostgresSettings
-from sms_events.testing.processes import SERVICES, ProcessGroup, wait_http_ok
+from sms_events.supervisor import SERVICES, ProcessGroup, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
