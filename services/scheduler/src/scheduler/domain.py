@@ -8,12 +8,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Final
 
 from sms_events.contracts import ResendableStatus
 from sms_events.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
 
 __all__ = [
     "NO_SEND_MOMENT",
+    "PROJECTION_NAME",
     "RESEND_STATES",
     "Mailing",
     "MailingStatus",
@@ -23,6 +25,10 @@ __all__ = [
     "settled_state",
     "source_states",
 ]
+
+PROJECTION_NAME: Final = "scheduler"
+"""The scheduler's tables as ``sms-replay scheduler`` rebuilds them (``projection.py``): their
+writers announce themselves by it (``sms_events.replay.writing``)."""
 
 # Why a message is settled, or a client left out, when its window has no moment before the end.
 NO_SEND_MOMENT = "no send moment before the end"
