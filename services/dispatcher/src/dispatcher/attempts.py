@@ -26,7 +26,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 
-__all__ = ["EVENT_TYPES", "CallRecord", "fold_calls", "record_of"]
+__all__ = ["EVENT_TYPES", "CallRecord", "call_records", "fold_calls", "record_of"]
 
 EVENT_TYPES = frozenset(
     e.event_type for e in (MessagesDelivered, MessageAttemptsFailed, MessagesUndelivered)
@@ -74,7 +74,7 @@ def record_of(verdict: Verdict, recorded_at: datetime) -> CallRecord:
     )
 
 
-def _records(envelopes: Iterable[Envelope]) -> list[CallRecord]:
+def call_records(envelopes: Iterable[Envelope]) -> list[CallRecord]:
     """The first record naming each call among the outcome events in ``envelopes``."""
     first: dict[tuple[int, int], CallRecord] = {}
     for env in envelopes:
@@ -92,7 +92,7 @@ def _records(envelopes: Iterable[Envelope]) -> list[CallRecord]:
 async def fold_calls(conn: Connection, envelopes: Sequence[Envelope]) -> None:
     """Fold the outcome events among ``envelopes`` into ``dispatcher_attempts``: the calls not
     recorded yet (a call already recorded keeps its row)."""
-    if records := _records(envelopes):
+    if records := call_records(envelopes):
         await conn.execute(
             """
             INSERT INTO dispatcher_attempts (message_id, attempt, outcome, status, error, at)
