@@ -205,6 +205,38 @@ def test_reporter_rebuilt_while_a_mailing_sends_misses_and_repeats_nothing(
     assert_same_rows(live, table_rows(system.env.database_url, REPORTER_TABLES))
 
 
+def test_scheduler_and_dispatcher_rebuilt_while_a_mailing_sends_lose_and_repeat_nothing(
+    system: System, history: History
+) -> None:
+    tag = unique_tag()
+    with system.api() as api:
+        rows = "".join(f"7556{i:07d},{tag},Europe/Moscow\n" for i in range(1000))
+        resp = api.post("/api/v1/clients/import", content=f"phone,tag,time_zone\n{rows}".encode(),
+                        headers={"Content-Type": "text/csv"})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        m = create_mailing(api, client_filter=tag)
+        # Swaps while the timer hands over, the dispatcher calls and records, and outcomes
+        # come back to the scheduler (10 s at 100 a second).
+        for name in ("scheduler", "dispatcher"):
+            run_replay(system, name)
+        assert mailing(api, m["id"])["delivered_messages"] < 1000, "sent before the rebuilds"
+        eventually(lambda: assert_counter(api, m["id"], "delivered_messages", 1000), 90)
+    url = system.env.database_url
+    live = settled_rows(url, (*SCHEDULER_TABLES, *DISPATCHER_TABLES))
+    with psycopg.connect(url) as conn:
+        # One call delivered per message, and every message of the mailing delivered once.
+        calls = conn.execute(
+            "SELECT count(*), count(DISTINCT a.message_id) FROM dispatcher_attempts a"
+            " JOIN scheduler_messages m USING (message_id)"
+            " WHERE m.mailing_id = %s AND a.outcome = 'delivered'",
+            (m["id"],),
+        ).fetchone()
+        assert calls == (1000, 1000)
+    for name in ("scheduler", "dispatcher"):
+        run_replay(system, name)
+    assert_same_rows(live, table_rows(url, (*SCHEDULER_TABLES, *DISPATCHER_TABLES)))
+
+
 def test_stats_as_of_a_past_moment_come_from_the_history(system: System, history: History) -> None:
     tag = unique_tag()
     with system.api() as api:
