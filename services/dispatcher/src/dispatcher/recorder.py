@@ -174,7 +174,8 @@ async def _write(conn: Connection, outcomes: list[Outcome]) -> dict[tuple[int, i
     recorded: dict[tuple[int, int], bool] = {}
     if called:
         # The row is what the outcome's event item says (attempts.record_of), so that a
-        # rebuild from the events finds it the same.
+        # rebuild from the events finds it the same. A call's verdict always carries its time
+        # (domain.judge): the clock given for items without one is never used here.
         records = [record_of(o.verdict, datetime.now(UTC)) for o in called]
         rows = await conn.fetch(
             """

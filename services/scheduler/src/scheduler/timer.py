@@ -268,7 +268,8 @@ async def recover_stale(conn: Connection, now: datetime, lease: timedelta) -> in
     """Messages handed over long ago with no result (their due event dead-lettered, say) go
     back on the timer in the slot they had: sent at once if it is still open, timed again for
     the next window if it closed. The dispatcher's claims make sure a copy of a due event still
-    in flight somewhere and this new hand-over never both call the provider."""
+    in flight somewhere and this new hand-over never both call the provider. Appends
+    ``messages.recovered`` for them (the rows change with no other event)."""
     rows = await conn.fetch(
         f"UPDATE scheduler_messages SET state = '{_SCHEDULED}', handed_over_at = NULL,"
         " updated_at = now()"
