@@ -6,6 +6,11 @@ that call's outcome; later ones restate it: a hand-back without a call carries t
 calls made before (``domain.not_attempted``), and the scheduler's settlement of a message that
 ran out of time carries its last call's. So a call is recorded once, by the first item naming
 it, and an item naming no call (a count of 0) records nothing.
+
+The outcome is the verdict's: ``rejected`` for any final failure, a call that ran out of
+attempts included (recorded live as ``retryable`` before the rows followed the events). Items
+recorded before ``status`` and a failure's ``failed_at`` were carried: no status, and the
+failure dated by its event's record time (the outcome's transaction, milliseconds after it).
 """
 
 from __future__ import annotations

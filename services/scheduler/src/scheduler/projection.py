@@ -13,6 +13,18 @@ never started), and ``swept`` is true for a stopped mailing with no scheduled me
 (what the timer's sweep establishes). The resolution jobs (``scheduler_resolutions``) are a
 work queue, not a projection: kept as they are at a swap.
 
+Events recorded before the scheduler carried everything (the fields and types are optional, so
+old events still parse), and what a rebuild makes of them: a ``messages.scheduled`` item
+without ``closes_at`` closes at the mailing's end (what migration scheduler_0002 gave the rows
+of that time); a ``messages.due`` without ``handed_over_at`` was handed over when it was
+recorded (the same transaction). A retry whose slot did not move left no event then: the
+message stays handed over with its earlier attempts until its next outcome restates them
+(a final one does; one delivered after such a retry keeps no last error), and were it still in
+flight, the timer's lease hands it over again. Clients left out and stale hand-overs recovered
+before ``mailing.clients_left_out`` and ``messages.recovered`` existed are not known: none are
+left out (a new resolution finds them again), and such a message stays handed over until its
+next hand-over.
+
 Why the scheduler's consumer does not skip what a rebuild folded (the reporter's does): its
 handlers react to events (resolve audiences, cancel, retry), and an event the rebuild folded
 but the consumer had not handled yet still needs its reaction. It is handled after the swap
