@@ -10,7 +10,10 @@ from typing import Any
 
 import asyncpg
 
+from scheduler.domain import PROJECTION_NAME
+from scheduler.handlers import handle_batch
 from scheduler.projection import fold
+from sms_events.broker import envelope_of
 from sms_events.contracts import (
     ClientsLeftOut,
     DueMessage,
@@ -26,6 +29,8 @@ from sms_events.contracts import (
     MessagesScheduled,
     ScheduledMessage,
 )
+from sms_events.replay import checkpoint_reader
+from sms_events.store import EventStore, appending
 from sms_events.testing.factories import envelope_for
 
 START = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -148,3 +153,33 @@ async def test_clients_are_left_out_and_cleared(pool: asyncpg.Pool) -> None:
         "SELECT client_id, reason FROM scheduler_left_out WHERE mailing_id = $1", mailing
     )
     assert [(r["client_id"], r["reason"]) for r in rows] == [(y, "no moment")]
+
+
+async def test_a_mailing_folded_by_a_rebuild_but_not_handled_yet_is_still_resolved(
+    pool: asyncpg.Pool,
+) -> None:
+    store, mailing = EventStore(pool), _id()
+    event = _mailing(mailing)
+    await store.append(event.stream_id(), [event])
+    [recorded] = await store.read_stream(event.stream_id())
+    env = envelope_of(recorded, "/tests")
+    job = "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1"
+
+    async def handle() -> None:
+        async with pool.acquire() as conn, appending(conn):
+            await handle_batch(conn, [env], clock=lambda: START - timedelta(hours=1))
+
+    # A rebuild folded it and was swapped in at its position; the consumer had not handled it.
+    reader = checkpoint_reader(PROJECTION_NAME)
+    async with pool.acquire() as conn, conn.transaction():
+        await fold(conn, [env])
+        await store.save_checkpoint(reader, recorded.checkpoint, conn=conn)
+    try:
+        await handle()
+        assert await pool.fetchval(job, mailing) == "follow_base"
+    finally:
+        await pool.execute("DELETE FROM event_checkpoints WHERE reader = $1", reader)
+    # Without the rebuild, the same version again is old news (a redelivery): no reaction.
+    await pool.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing)
+    await handle()
+    assert await pool.fetchval(job, mailing) is None
