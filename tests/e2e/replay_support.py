@@ -39,6 +39,9 @@ BOOKKEEPING = frozenset(
         "reporter_mailings.updated_at",
         "scheduler_mailings.updated_at",
         "scheduler_messages.updated_at",
+        # A resolution job's place in the queue and its progress (a rebuilt job starts over).
+        "scheduler_resolutions.requested_at",
+        "scheduler_resolutions.after_client",
         # Which dispatcher process claimed the call: the claim's state (operational, carried
         # over at a swap), not the call's record.
         "dispatcher_attempts.owner",

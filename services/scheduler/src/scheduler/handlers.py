@@ -18,7 +18,6 @@ from scheduler.domain import (
     PROJECTION_NAME,
     MailingStatus,
     MessageState,
-    ResolutionMode,
     Unsent,
     settled_state,
 )
@@ -26,8 +25,8 @@ from scheduler.opt_outs import EVENT_TYPES as OPT_OUT_EVENTS
 from scheduler.opt_outs import apply_opt_outs, opted_out_among
 from scheduler.projection import (
     CLIENT_EVENTS,
+    apply_mailing_state,
     project_clients,
-    project_mailing,
     project_pause,
     project_status,
 )
@@ -37,7 +36,6 @@ from scheduler.resolution import (
     leave_audiences,
     load_mailing,
     message_events,
-    request_resolution,
     settled_events,
 )
 from sms_events.contracts import (
@@ -153,32 +151,7 @@ async def _on_clients(
 async def _on_mailing_state(
     conn: Connection, env: Envelope, now: datetime, *, again: bool = False
 ) -> None:
-    event = env.payload()
-    assert isinstance(event, MailingScheduled | MailingUpdated)
-    start_before = await conn.fetchval(
-        "SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE",
-        event.mailing_id,
-    )
-    if not await project_mailing(conn, env, again=again):
-        return  # an older version than we already have
-    mailing = await load_mailing(conn, event.mailing_id)
-    assert mailing is not None
-    if mailing.stopped:
-        return
-    # The gateway accepts any edit before the start; one it accepted then is applied in full
-    # even when it reaches us after the start (the audience is fixed from the next step on).
-    accepted_before_start = start_before is not None and env.time < start_before
-    if not mailing.started(now) or (isinstance(event, MailingUpdated) and accepted_before_start):
-        mode = ResolutionMode.FOLLOW_BASE
-    elif isinstance(event, MailingScheduled):
-        # Created after its start: resolve once; from now on the audience is fixed.
-        mode = ResolutionMode.ADD_MISSING
-    else:
-        # Edited after the start: only the end can have moved. The slots of messages already
-        # timed stay right (a call never starts after the end, which the dispatcher checks);
-        # clients left out for want of a send moment may have one now.
-        mode = ResolutionMode.LEFT_OUT
-    await request_resolution(conn, mailing.mailing_id, mode)
+    await apply_mailing_state(conn, env, now, again=again)
 
 
 async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:

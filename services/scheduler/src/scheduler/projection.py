@@ -6,12 +6,16 @@ gateway's events (the writes below, the very ones the handlers make before they 
 every message change from the event the scheduler appended in the same transaction
 (scheduled, rescheduled with a retry's attempts and last error, withdrawn, cancelled, due with
 its hand-over time, recovered, left out) or from the dispatcher's outcome (delivered,
-undelivered). The fold re-runs no decision: ids, slots and times are the events'; it appends
-nothing and reads no clock. Two things follow from rules rather than events: a deleted
+undelivered). The fold re-runs no decision about messages: ids, slots and times are the
+events'; it appends nothing and reads no clock. Three things follow from rules: a deleted
 mailing's scheduled messages are gone (the timer deletes them without an event: the mailing
 never started), and ``swept`` is true for a stopped mailing with no scheduled message left
-(what the timer's sweep establishes). The resolution jobs (``scheduler_resolutions``) are a
-work queue, not a projection: kept as they are at a swap.
+(what the timer's sweep establishes). The audience resolutions asked for
+(``scheduler_resolutions``, a work queue) are rebuilt too, so that a restore resumes those
+under way: one is pending from the mailing event that asked for it (the same rule as live, at
+the event's recorded time) until ``mailing.audience_resolved`` or a stop. At a swap a live job
+the rebuild has no row for is kept as it is (``carry``); one it has restarts from the first
+client (every chunk is safe to repeat).
 
 Events recorded before the scheduler carried everything (the fields and types are optional, so
 old events still parse), and what a rebuild makes of them: a ``messages.scheduled`` item
@@ -40,7 +44,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from scheduler.domain import PROJECTION_NAME, MailingStatus, MessageState, source_states
+from scheduler.domain import (
+    PROJECTION_NAME,
+    MailingStatus,
+    MessageState,
+    resolution_mode,
+    source_states,
+)
+from scheduler.resolution import load_mailing, request_resolution
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -49,6 +60,7 @@ from sms_events.contracts import (
     ClientUpdated,
     Event,
     ImportedClient,
+    MailingAudienceResolved,
     MailingCancelled,
     MailingDeleted,
     MailingPaused,
@@ -70,6 +82,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.replay import Projection
+from sms_events.tracing import traced
 
 __all__ = [
     "CLIENT_EVENTS",
@@ -250,6 +263,38 @@ async def project_mailing(conn: Connection, env: Envelope, *, again: bool = Fals
     return row is not None
 
 
+async def apply_mailing_state(
+    conn: Connection,
+    env: Envelope,
+    now: datetime,
+    *,
+    again: bool = False,
+    requested_at: datetime | None = None,
+) -> None:
+    """Write a mailing's state (``project_mailing``) and, unless it is stopped, ask for its
+    audience to be resolved in the mode ``now`` calls for (``requested_at``: the job's place in
+    the queue). Live, ``now`` is the clock when the event is handled; a rebuild passes the time
+    the event was recorded, for both."""
+    event = env.payload()
+    assert isinstance(event, MailingScheduled | MailingUpdated)
+    start_before = await conn.fetchval(
+        "SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE",
+        event.mailing_id,
+    )
+    if not await project_mailing(conn, env, again=again):
+        return  # an older version than we already have
+    mailing = await load_mailing(conn, event.mailing_id)
+    assert mailing is not None
+    if mailing.stopped:
+        return
+    mode = resolution_mode(
+        created=isinstance(event, MailingScheduled),
+        started=mailing.started(now),
+        accepted_before_start=start_before is not None and env.time < start_before,
+    )
+    await request_resolution(conn, mailing.mailing_id, mode, requested_at=requested_at)
+
+
 async def project_pause(conn: Connection, event: MailingPaused | MailingResumed) -> None:
     """Pausing holds an active mailing; resuming releases a paused one; nothing else changes."""
     new, old = (
@@ -333,13 +378,19 @@ async def _fold_one(conn: Connection, env: Envelope, event: Event) -> bool:
     """Fold one mailing or message event (False: not one the scheduler's tables hold)."""
     match event:
         case MailingScheduled() | MailingUpdated():
-            await project_mailing(conn, env)
+            # The audience resolution it asked for, pending until mailing.audience_resolved.
+            with traced(env.correlationid, causation_id=str(env.id)):
+                await apply_mailing_state(conn, env, env.time, requested_at=env.time)
+        case MailingAudienceResolved():
+            await _resolved(conn, event.mailing_id)
         case MailingPaused() | MailingResumed():
             await project_pause(conn, event)
         case MailingCancelled():
             await project_status(conn, event.mailing_id, MailingStatus.CANCELLED)
+            await _resolved(conn, event.mailing_id)  # the timer drops it, with no event
         case MailingDeleted():
             await project_status(conn, event.mailing_id, MailingStatus.DELETED)
+            await _resolved(conn, event.mailing_id)
             # The timer deletes them with no event (the mailing never started: nothing was
             # sent), whenever its sweep comes round.
             await conn.execute(
@@ -397,6 +448,10 @@ async def _fold_one(conn: Connection, env: Envelope, event: Event) -> bool:
         case _:
             return False
     return True
+
+
+async def _resolved(conn: Connection, mailing_id: int) -> None:
+    await conn.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing_id)
 
 
 def _handed_over_at(event: MessagesDue, recorded: datetime) -> datetime:
@@ -483,6 +538,7 @@ _TYPES = (
         for e in (
             MailingScheduled,
             MailingUpdated,
+            MailingAudienceResolved,
             MailingPaused,
             MailingResumed,
             MailingCancelled,
@@ -509,7 +565,10 @@ PROJECTION = Projection(
         "scheduler_mailings",
         "scheduler_messages",
         "scheduler_left_out",
+        "scheduler_resolutions",
     ),
+    # Live jobs are the queue's own state: kept where the rebuild has none (see above).
+    carry=("scheduler_resolutions",),
     fold=fold,
     types=_TYPES,
 )

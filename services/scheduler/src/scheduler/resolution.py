@@ -411,10 +411,17 @@ def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
     return grouped
 
 
-async def request_resolution(conn: Connection, mailing_id: int, mode: ResolutionMode) -> None:
+async def request_resolution(
+    conn: Connection,
+    mailing_id: int,
+    mode: ResolutionMode,
+    *,
+    requested_at: datetime | None = None,
+) -> None:
     """Ask for the mailing's audience to be resolved (``resolve_next_chunk`` does it). One
     asked for while another is under way restarts from the first client in the wider mode:
-    every chunk is safe to repeat."""
+    every chunk is safe to repeat. Jobs are taken oldest ``requested_at`` first (default:
+    the transaction's time)."""
     current = await conn.fetchval(
         "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1 FOR UPDATE", mailing_id
     )
@@ -423,16 +430,18 @@ async def request_resolution(conn: Connection, mailing_id: int, mode: Resolution
     trace = current_metadata()
     await conn.execute(
         """
-        INSERT INTO scheduler_resolutions AS r (mailing_id, mode, correlation_id, causation_id)
-        VALUES ($1, $2, $3, $4)
+        INSERT INTO scheduler_resolutions AS r
+            (mailing_id, mode, correlation_id, causation_id, requested_at)
+        VALUES ($1, $2, $3, $4, coalesce($5, now()))
         ON CONFLICT (mailing_id) DO UPDATE
-           SET mode = excluded.mode, after_client = NULL, requested_at = now(),
+           SET mode = excluded.mode, after_client = NULL, requested_at = excluded.requested_at,
                correlation_id = excluded.correlation_id, causation_id = excluded.causation_id
         """,
         mailing_id,
         mode.value,
         trace.get("correlation_id"),
         trace.get("causation_id"),
+        requested_at,
     )
 
 

@@ -12,12 +12,13 @@ import asyncpg
 
 from scheduler.domain import PROJECTION_NAME
 from scheduler.handlers import handle_batch
-from scheduler.projection import fold
+from scheduler.projection import PROJECTION, fold
 from sms_events.broker import envelope_of
 from sms_events.contracts import (
     ClientsLeftOut,
     DueMessage,
     Event,
+    MailingAudienceResolved,
     MailingCancelled,
     MailingDeleted,
     MailingScheduled,
@@ -44,6 +45,8 @@ def _id() -> int:
 
 async def _fold(pool: asyncpg.Pool, *events: tuple[Event, int]) -> None:
     envelopes = [dataclasses.replace(envelope_for(e, v), time=RECORDED) for e, v in events]
+    # A rebuild reads only the types the projection lists: each one folded here must be.
+    assert {e.type for e in envelopes} <= PROJECTION.types
     async with pool.acquire() as conn, conn.transaction():
         await fold(conn, envelopes)
 
@@ -183,3 +186,22 @@ async def test_a_mailing_folded_by_a_rebuild_but_not_handled_yet_is_still_resolv
     await pool.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", mailing)
     await handle()
     assert await pool.fetchval(job, mailing) is None
+
+
+async def test_a_resolution_is_pending_until_the_audience_is_resolved(pool: asyncpg.Pool) -> None:
+    resolved, running, stopped = _id(), _id(), _id()
+    job = "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1"
+    done = MailingAudienceResolved(mailing_id=resolved, batch_id="a", recipients=0,
+                                   resolved_at=START)  # fmt: skip
+    await _fold(
+        pool,
+        (_mailing(resolved), 1),
+        (done, 1),
+        (_mailing(running), 1),
+        (_mailing(stopped), 1),
+        (MailingCancelled(mailing_id=stopped, cancelled_at=START), 2),
+    )
+    assert await pool.fetchval(job, resolved) is None
+    assert await pool.fetchval(job, running) == "add_missing"  # recorded after its start
+    assert await pool.fetchval(job, stopped) is None
+    await pool.execute("DELETE FROM scheduler_resolutions WHERE mailing_id = $1", running)
