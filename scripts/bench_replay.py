@@ -1,5 +1,6 @@
 """How long ``sms-replay`` takes over a large history: N clients imported, one mailing to all of
-them, every message scheduled, 5% failing once and retried, every message delivered. The
+them, every message scheduled and handed over, 5% failing once and retried (rescheduled and
+handed over again, as the scheduler records it), every message delivered. The
 history is appended straight into a fresh database with the event store's own append code (no
 services run), then each registered projection is rebuilt and timed.
 
@@ -14,6 +15,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -21,6 +23,7 @@ from sms_events.batches import chunks
 from sms_events.contracts import (
     ClientsImported,
     DeliveredMessage,
+    DueMessage,
     Event,
     FailedAttempt,
     ImportedClient,
@@ -28,6 +31,8 @@ from sms_events.contracts import (
     MailingScheduled,
     MessageAttemptsFailed,
     MessagesDelivered,
+    MessagesDue,
+    MessagesRescheduled,
     MessagesScheduled,
     ScheduledMessage,
 )
@@ -38,6 +43,7 @@ from sms_events.store import EventStore, append_new_streams, appending
 from sms_events.testing.environment import TestEnvironment
 
 BATCH = 500  # messages or clients per event, as the services write them
+DUE_BATCH = 200  # messages per messages.due, as the scheduler's timer writes them
 EVENTS_PER_TRANSACTION = 40
 
 
@@ -73,6 +79,33 @@ def history(n: int, mailing_id: int = 1) -> list[list[Event]]:
         )
         for part in chunks(ids, BATCH)
     ]
+    end = start + timedelta(days=1)
+    retried = range(1, n + 1, 20)
+    retry_at = start + timedelta(seconds=30)
+
+    def due(message_ids: Sequence[int], attempt: int, at: datetime) -> list[Event]:
+        return [
+            MessagesDue(
+                mailing_id=mailing_id,
+                batch_id=uuid4().hex,
+                text="Bench",
+                not_after=end,
+                handed_over_at=at,
+                messages=[
+                    DueMessage(
+                        message_id=i,
+                        client_id=i,
+                        phone=f"7{i:010d}",
+                        attempt=attempt,
+                        due_at=at,
+                        closes_at=end,
+                    )
+                    for i in part
+                ],
+            )
+            for part in chunks(message_ids, DUE_BATCH)
+        ]
+
     failed: list[Event] = [
         MessageAttemptsFailed(
             mailing_id=mailing_id,
@@ -82,12 +115,32 @@ def history(n: int, mailing_id: int = 1) -> list[list[Event]]:
                     message_id=i,
                     attempts=1,
                     error="HTTP 503",
-                    retry_at=start + timedelta(seconds=30),
+                    retry_at=retry_at,
+                    failed_at=start,
+                    status=503,
                 )
                 for i in part
             ],
         )
-        for part in chunks(range(1, n + 1, 20), BATCH)
+        for part in chunks(retried, BATCH)
+    ]
+    rescheduled: list[Event] = [
+        MessagesRescheduled(
+            mailing_id=mailing_id,
+            batch_id=uuid4().hex,
+            messages=[
+                ScheduledMessage(
+                    message_id=i,
+                    client_id=i,
+                    due_at=retry_at,
+                    closes_at=end,
+                    attempts=1,
+                    last_error="HTTP 503",
+                )
+                for i in part
+            ],
+        )
+        for part in chunks(retried, BATCH)
     ]
     delivered: list[Event] = [
         MessagesDelivered(
@@ -98,6 +151,7 @@ def history(n: int, mailing_id: int = 1) -> list[list[Event]]:
                     message_id=i,
                     attempt=2 if i % 20 == 1 else 1,
                     sent_at=start + timedelta(seconds=i // 5000),
+                    status=200,
                 )
                 for i in part
             ],
@@ -105,13 +159,16 @@ def history(n: int, mailing_id: int = 1) -> list[list[Event]]:
         for part in chunks(ids, BATCH)
     ]
     mailing = MailingScheduled(mailing_id=mailing_id, text="Bench", datetime_start=start,
-                               datetime_end=start + timedelta(days=1), updated_at=t0)  # fmt: skip
+                               datetime_end=end, updated_at=t0)  # fmt: skip
     resolved = MailingAudienceResolved(mailing_id=mailing_id, batch_id=uuid4().hex,
                                        recipients=n, resolved_at=t0)  # fmt: skip
     groups = [list(g) for g in chunks(imports, EVENTS_PER_TRANSACTION)]
     groups.append([mailing])
     groups += [list(g) for g in chunks([*scheduled, resolved], EVENTS_PER_TRANSACTION)]
-    groups += [list(g) for g in chunks([*failed, *delivered], EVENTS_PER_TRANSACTION)]
+    groups += [list(g) for g in chunks(due(ids, 1, start), EVENTS_PER_TRANSACTION)]
+    groups += [list(g) for g in chunks([*failed, *rescheduled], EVENTS_PER_TRANSACTION)]
+    groups += [list(g) for g in chunks(due(retried, 2, retry_at), EVENTS_PER_TRANSACTION)]
+    groups += [list(g) for g in chunks(delivered, EVENTS_PER_TRANSACTION)]
     return groups
 
 

@@ -405,6 +405,18 @@ class ScheduledMessage(BaseModel):
     time_zone: str | None = Field(
         default=None, exclude_if=_is_none, description="The client's time zone then"
     )
+    # A retry (messages.rescheduled after a failed attempt): the message is waiting again, with
+    # the provider calls made so far and its last error, as the scheduler recorded them. Absent
+    # on any other (re)schedule, and on retries recorded before they were carried (a rebuild
+    # then keeps the message's previous values).
+    attempts: int | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="A retry: provider calls made so far (the message waits again)",
+    )
+    last_error: str | None = Field(
+        default=None, exclude_if=_is_none, description="A retry: the message's last error"
+    )
 
 
 SCHEDULED_CLIENT_FIELDS: Final = ("operator_code", "tag", "time_zone")
@@ -492,6 +504,44 @@ class MessagesDue(_MailingBatch):
     text: str
     not_after: datetime = Field(description="The mailing's end: never send at or after it")
     messages: list[DueMessage]
+    handed_over_at: datetime | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="When the scheduler handed them over (events without it: their record time)",
+    )
+
+
+@register
+class MessagesRecovered(_MailingBatch):
+    event_type: ClassVar[str] = "messages.recovered"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = (
+        "Messages handed over long ago with no result (their due event lost) went back on the "
+        "scheduler's timer, in the slot they had."
+    )
+
+    message_ids: list[int]
+
+
+@register
+class ClientsLeftOut(_MailingBatch):
+    event_type: ClassVar[str] = "mailing.clients_left_out"
+    stream_category: ClassVar[str] = "schedule"
+    description: ClassVar[str] = (
+        "Clients of the audience who get no message for want of a send moment before the end "
+        "(left_out, with why; a later end may bring them in), and clients no longer left out "
+        "(cleared: they got a message, no longer match, were deleted or opted out)."
+    )
+
+    left_out: list[int] = Field(default_factory=list)
+    reason: str | None = Field(default=None, examples=["no send moment before the end"])
+    cleared: list[int] = Field(default_factory=list)
+
+
+_STATUS: Final = (
+    "The provider call's HTTP status (absent: no answer, no call, or recorded before it was "
+    "carried)"
+)
 
 
 class DeliveredMessage(BaseModel):
@@ -500,6 +550,7 @@ class DeliveredMessage(BaseModel):
     message_id: int
     attempt: int
     sent_at: datetime
+    status: int | None = Field(default=None, exclude_if=_is_none, description=_STATUS)
 
 
 class FailedAttempt(BaseModel):
@@ -509,6 +560,13 @@ class FailedAttempt(BaseModel):
     attempts: int = Field(description="Provider calls made so far for this message")
     error: str
     retry_at: datetime = Field(description="Not before this time (backoff, Retry-After)")
+    failed_at: datetime | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="When the call failed (absent: handed back without a call, or recorded "
+        "before it was carried)",
+    )
+    status: int | None = Field(default=None, exclude_if=_is_none, description=_STATUS)
 
 
 class UndeliveredMessage(BaseModel):
@@ -518,6 +576,7 @@ class UndeliveredMessage(BaseModel):
     attempts: int
     error: str
     failed_at: datetime
+    status: int | None = Field(default=None, exclude_if=_is_none, description=_STATUS)
 
 
 class _DispatchBatch(_MailingBatch):

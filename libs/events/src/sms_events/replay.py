@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Final, TextIO, TypeVar
+from uuid import UUID
 
 import asyncpg
 
@@ -62,6 +63,7 @@ __all__ = [
     "Projection",
     "at_moment",
     "first_position",
+    "folded",
     "main",
     "mark_published",
     "parse_moment",
@@ -166,11 +168,19 @@ async def unfolded(
     its tables were rebuilt up to. Call it inside the writer's transaction, before its writes:
     it first takes the projection's lock (shared), so a swap is either wholly before this
     transaction (and its position is read here) or waits for it to end."""
+    done = await folded(conn, projection, envelopes)
+    return [e for e in envelopes if e.id not in done]
+
+
+async def folded(conn: Connection, projection: str, envelopes: Sequence[Envelope]) -> set[UUID]:
+    """The ids of those of ``envelopes`` that a rebuild of ``projection`` already folded (at or
+    before the position its tables were swapped in at), after taking its lock as ``unfolded``
+    does. For a writer that must still react to them (a process manager), not skip them."""
     await writing(conn, projection)
     at = await position(conn, projection)
     if at is None or not envelopes:
-        return list(envelopes)
-    folded = {
+        return set()
+    return {
         r["event_id"]
         for r in await conn.fetch(
             """
@@ -183,7 +193,6 @@ async def unfolded(
             at.global_position,
         )
     }
-    return [e for e in envelopes if e.id not in folded]
 
 
 # --- shadow tables --------------------------------------------------------------------------

@@ -28,8 +28,10 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
+from dispatcher.domain import PROJECTION_NAME
 from dispatcher.provider import Outcome
 from sms_events.db import Connection
+from sms_events.replay import writing
 
 __all__ = ["ClaimResult", "OwnerLease", "claim", "release"]
 
@@ -89,7 +91,10 @@ async def claim(
     pairs = list(wanted)
     if not pairs:
         return ClaimResult()
-    rows = await conn.fetch(_CLAIM, [m for m, _ in pairs], [a for _, a in pairs], owner)
+    async with conn.transaction():
+        # Claims live in a rebuilt table (carried over at a swap): no swap while one is written.
+        await writing(conn, PROJECTION_NAME)
+        rows = await conn.fetch(_CLAIM, [m for m, _ in pairs], [a for _, a in pairs], owner)
     claimed: set[int] = set()
     busy: dict[int, datetime] = {}
     done: set[int] = set()
@@ -106,7 +111,8 @@ async def claim(
 
 async def release(conn: Connection, owner: UUID, pairs: list[tuple[int, int]]) -> None:
     """Drop our claims of (message, attempt) pairs handed back without a call, so that the next
-    hand-over of the same attempt can claim it at once."""
+    hand-over of the same attempt can claim it at once. In the caller's transaction, which has
+    announced it writes the dispatcher's records (``recorder.py``)."""
     if pairs:
         await conn.execute(
             """

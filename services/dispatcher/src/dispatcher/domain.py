@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from dispatcher.backoff import retry_due
 from dispatcher.provider import Outcome, SendResult
@@ -16,7 +17,19 @@ from sms_events.contracts import (
     UndeliveredMessage,
 )
 
-__all__ = ["REFUSALS", "RetryPolicy", "Verdict", "judge", "not_attempted", "refusal"]
+__all__ = [
+    "PROJECTION_NAME",
+    "REFUSALS",
+    "RetryPolicy",
+    "Verdict",
+    "judge",
+    "not_attempted",
+    "refusal",
+]
+
+PROJECTION_NAME: Final = "dispatcher"
+"""The dispatcher's records as ``sms-replay dispatcher`` rebuilds them (``projections.py``):
+their writers announce themselves by it (``sms_events.replay.writing``)."""
 
 Verdict = DeliveredMessage | FailedAttempt | UndeliveredMessage
 
@@ -37,16 +50,24 @@ def judge(
     rng: random.Random,
 ) -> Verdict:
     """The event item for one provider call (``attempt`` counts calls from 1)."""
+    status = result.status
     if result.outcome is Outcome.DELIVERED:
-        return DeliveredMessage(message_id=message_id, attempt=attempt, sent_at=now)
+        return DeliveredMessage(message_id=message_id, attempt=attempt, sent_at=now, status=status)
     error = result.error or "unknown error"
     exhausted = policy.max_attempts and attempt >= policy.max_attempts
     if result.outcome is Outcome.REJECTED or exhausted:
         return UndeliveredMessage(
-            message_id=message_id, attempts=attempt, error=error, failed_at=now
+            message_id=message_id, attempts=attempt, error=error, failed_at=now, status=status
         )
     retry_at = retry_due(now, attempt, policy.base_s, policy.cap_s, rng, result.retry_after_s)
-    return FailedAttempt(message_id=message_id, attempts=attempt, error=error, retry_at=retry_at)
+    return FailedAttempt(
+        message_id=message_id,
+        attempts=attempt,
+        error=error,
+        retry_at=retry_at,
+        failed_at=now,
+        status=status,
+    )
 
 
 def not_attempted(message_id: int, attempt: int, reason: str, retry_at: datetime) -> FailedAttempt:

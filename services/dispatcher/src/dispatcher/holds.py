@@ -39,13 +39,16 @@ async def apply_holds(conn: Connection, envelopes: Sequence[Envelope]) -> None:
                     at,
                 )
             case MailingCancelled() | MailingDeleted():
+                # The event's time, not the clock: a rebuild from the events finds the same.
+                at = event.cancelled_at if isinstance(event, MailingCancelled) else event.deleted_at
                 await conn.execute(
                     """
                     INSERT INTO dispatcher_mailing_holds (mailing_id, stopped, changed_at)
-                    VALUES ($1, true, now())
+                    VALUES ($1, true, $2)
                     ON CONFLICT (mailing_id) DO UPDATE SET stopped = true
                     """,
                     event.mailing_id,
+                    at,
                 )
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
 import structlog
 
+from dispatcher.attempts import record_of
 from dispatcher.claims import release
-from dispatcher.domain import Verdict
+from dispatcher.domain import PROJECTION_NAME, Verdict
 from dispatcher.provider import SendResult
 from sms_events.batches import new_batch_id
 from sms_events.contracts import (
@@ -34,6 +36,7 @@ from sms_events.contracts import (
     UndeliveredMessage,
 )
 from sms_events.db import Connection, is_transient
+from sms_events.replay import writing
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import current_metadata, traced
 from sms_events.waits import wait_any
@@ -166,23 +169,29 @@ def _key(o: Outcome) -> tuple[int, int]:
 async def _write(conn: Connection, outcomes: list[Outcome]) -> dict[tuple[int, int], bool]:
     """Record the calls' outcomes, release the claims of messages handed back without a call,
     and append the events of what this write recorded."""
+    await writing(conn, PROJECTION_NAME)
     called = [o for o in outcomes if o.result is not None]
     recorded: dict[tuple[int, int], bool] = {}
     if called:
+        # The row is what the outcome's event item says (attempts.record_of), so that a
+        # rebuild from the events finds it the same. A call's verdict always carries its time
+        # (domain.judge): the clock given for items without one is never used here.
+        records = [record_of(o.verdict, datetime.now(UTC)) for o in called]
         rows = await conn.fetch(
             """
             UPDATE dispatcher_attempts a
-               SET outcome = u.outcome, status = u.status, error = u.error, at = now()
-            FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[])
-                 AS u(message_id, attempt, outcome, status, error)
+               SET outcome = u.outcome, status = u.status, error = u.error, at = u.at
+            FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[],
+                        $6::timestamptz[]) AS u(message_id, attempt, outcome, status, error, at)
             WHERE a.message_id = u.message_id AND a.attempt = u.attempt AND a.outcome IS NULL
             RETURNING a.message_id, a.attempt
             """,
-            [o.verdict.message_id for o in called],
+            [r.message_id for r in records],
             [o.attempt for o in called],
-            [o.result.outcome.value for o in called if o.result],
-            [o.result.status for o in called if o.result],
-            [o.result.error for o in called if o.result],
+            [r.outcome for r in records],
+            [r.status for r in records],
+            [r.error for r in records],
+            [r.at for r in records],
         )
         recorded = {(r["message_id"], r["attempt"]): True for r in rows}
     handed_back = [o for o in outcomes if o.result is None]

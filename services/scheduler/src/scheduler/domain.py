@@ -8,21 +8,28 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Final
 
 from sms_events.contracts import ResendableStatus
 from sms_events.window import SendSlot, SendWindow, send_slot, send_slots_by_zone, send_window
 
 __all__ = [
     "NO_SEND_MOMENT",
+    "PROJECTION_NAME",
     "RESEND_STATES",
     "Mailing",
     "MailingStatus",
     "MessageState",
     "ResolutionMode",
     "Unsent",
+    "resolution_mode",
     "settled_state",
     "source_states",
 ]
+
+PROJECTION_NAME: Final = "scheduler"
+"""The scheduler's tables as ``sms-replay scheduler`` rebuilds them (``projection.py``): their
+writers announce themselves by it (``sms_events.replay.writing``)."""
 
 # Why a message is settled, or a client left out, when its window has no moment before the end.
 NO_SEND_MOMENT = "no send moment before the end"
@@ -91,6 +98,22 @@ class ResolutionMode(enum.StrEnum):
         """A resolution asked for while another is under way does both: the wider one, anew."""
         order = list(ResolutionMode)
         return order[min(order.index(self), order.index(other))]
+
+
+def resolution_mode(*, created: bool, started: bool, accepted_before_start: bool) -> ResolutionMode:
+    """What resolving a mailing's audience may change after a ``mailing.scheduled`` (``created``)
+    or ``mailing.updated``, handled once the mailing has ``started`` or not."""
+    # The gateway accepts any edit before the start; one it accepted then is applied in full
+    # even when it reaches us after the start (the audience is fixed from the next step on).
+    if not started or (not created and accepted_before_start):
+        return ResolutionMode.FOLLOW_BASE
+    if created:
+        # Created after its start: resolve once; from now on the audience is fixed.
+        return ResolutionMode.ADD_MISSING
+    # Edited after the start: only the end can have moved. The slots of messages already timed
+    # stay right (a call never starts after the end, which the dispatcher checks); clients left
+    # out for want of a send moment may have one now.
+    return ResolutionMode.LEFT_OUT
 
 
 def settled_state(attempts: int) -> MessageState:

@@ -15,31 +15,31 @@ from datetime import UTC, datetime
 import structlog
 
 from scheduler.domain import (
+    PROJECTION_NAME,
     MailingStatus,
     MessageState,
-    ResolutionMode,
     Unsent,
     settled_state,
-    source_states,
 )
 from scheduler.opt_outs import EVENT_TYPES as OPT_OUT_EVENTS
 from scheduler.opt_outs import apply_opt_outs, opted_out_among
+from scheduler.projection import (
+    CLIENT_EVENTS,
+    apply_mailing_state,
+    project_clients,
+    project_pause,
+    project_status,
+)
 from scheduler.resolution import (
     cancelled_events,
     follow_clients,
     leave_audiences,
     load_mailing,
     message_events,
-    request_resolution,
     settled_events,
 )
 from sms_events.contracts import (
     OPTED_OUT,
-    ClientCreated,
-    ClientDeleted,
-    ClientsImported,
-    ClientUpdated,
-    ImportedClient,
     MailingCancelled,
     MailingDeleted,
     MailingPaused,
@@ -54,6 +54,7 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
+from sms_events.replay import folded
 from sms_events.store import append_new_streams
 from sms_events.tracing import traced
 
@@ -81,33 +82,39 @@ async def handle_batch(
 ) -> None:
     """Apply a batch in order, grouping consecutive client events (single changes and import
     batches alike), and consecutive opt-out events, into one set-based step each."""
+    # The batch writes the scheduler's projections (a rebuild's swap waits for it, and it for
+    # the swap); what a rebuild folded already is handled all the same (see projection.py).
+    again = await folded(conn, PROJECTION_NAME, envelopes)
     run: list[Envelope] = []
-    run_step: _RunStep | None = None
+    run_key: tuple[_RunStep, bool] | None = None
     for env in envelopes:
         step = _run_step(env.type)
-        if run and step is not run_step:
-            assert run_step is not None
-            await _traced_run(conn, run, run_step, clock())
+        key = None if step is None else (step, env.id in again)
+        if run and key != run_key:
+            assert run_key is not None
+            await _traced_run(conn, run, *run_key, clock())
             run = []
-        if step is not None:
+        if key is not None:
             run.append(env)
-            run_step = step
+            run_key = key
             continue
-        handler = _HANDLERS.get(env.type)
-        if handler is not None:
-            with traced(env.correlationid, causation_id=str(env.id)):
+        with traced(env.correlationid, causation_id=str(env.id)):
+            if env.type in _MAILING_STATE:
+                await _on_mailing_state(conn, env, clock(), again=env.id in again)
+            elif (handler := _HANDLERS.get(env.type)) is not None:
                 await handler(conn, env, clock())
     if run:
-        assert run_step is not None
-        await _traced_run(conn, run, run_step, clock())
+        assert run_key is not None
+        await _traced_run(conn, run, *run_key, clock())
 
 
-_RunStep = Callable[[Connection, list[Envelope], datetime], Awaitable[None]]
+_RunStep = Callable[..., Awaitable[None]]
+"""(conn, envelopes, now, *, again): one set-based step for a run of events."""
 
 
 def _run_step(event_type: str) -> _RunStep | None:
     """The set-based step that applies a run of events of this type, or None."""
-    if event_type.startswith("client.") or event_type == ClientsImported.event_type:
+    if event_type in CLIENT_EVENTS:
         return _on_clients
     if event_type in OPT_OUT_EVENTS:
         return apply_opt_outs
@@ -115,184 +122,56 @@ def _run_step(event_type: str) -> _RunStep | None:
 
 
 async def _traced_run(
-    conn: Connection, envs: list[Envelope], step: _RunStep, now: datetime
+    conn: Connection, envs: list[Envelope], step: _RunStep, again: bool, now: datetime
 ) -> None:
     # One set-based step for the run: its first event stands for all of them (an import's
     # events share one correlation id anyway); a single event is also the cause.
     first = envs[0]
     cause = str(first.id) if len(envs) == 1 else None
     with traced(first.correlationid, causation_id=cause):
-        await step(conn, envs, now)
+        await step(conn, envs, now, again=again)
 
 
 # --- clients -----------------------------------------------------------------------------------
 
 
-_ClientChange = ClientCreated | ClientUpdated | ClientDeleted | ImportedClient
-
-
-def _changes(env: Envelope) -> list[tuple[int, _ClientChange]]:
-    """(client version, change) of each client an event changes: one for a single client's
-    event (at its stream version), every item of an import batch (at the item's version)."""
-    event = env.payload()
-    if isinstance(event, ClientsImported):
-        return [(c.version, c) for c in event.clients]
-    assert isinstance(event, ClientCreated | ClientUpdated | ClientDeleted)
-    return [(env.sequence or 0, event)]
-
-
-async def _on_clients(conn: Connection, envs: list[Envelope], now: datetime) -> None:
-    # Newest version per client wins, whichever kind of event carried it; the upsert below
-    # also skips versions older than the stored one, and deleted clients (tombstones).
-    latest: dict[int, tuple[int, _ClientChange]] = {}
-    for env in envs:
-        for version, change in _changes(env):
-            if change.client_id not in latest or latest[change.client_id][0] < version:
-                latest[change.client_id] = (version, change)
-    upserts = [(v, e) for v, e in latest.values() if not isinstance(e, ClientDeleted)]
-    deleted = [e.client_id for _, e in latest.values() if isinstance(e, ClientDeleted)]
-    changed: list[int] = []
-    if upserts:
-        rows = await conn.fetch(
-            """
-            INSERT INTO scheduler_clients AS c
-                (client_id, phone, operator_code, tag, time_zone, version)
-            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::int[]) AS u(client_id, phone, operator_code, tag, tz, v)
-            WHERE NOT EXISTS (
-                SELECT 1 FROM scheduler_deleted_clients d WHERE d.client_id = u.client_id)
-            ON CONFLICT (client_id) DO UPDATE
-               SET phone = excluded.phone, operator_code = excluded.operator_code,
-                   tag = excluded.tag, time_zone = excluded.time_zone, version = excluded.version
-             WHERE c.version < excluded.version
-            RETURNING client_id
-            """,
-            *_columns(upserts),
-        )
-        changed = [r["client_id"] for r in rows]
+async def _on_clients(
+    conn: Connection, envs: list[Envelope], now: datetime, *, again: bool = False
+) -> None:
+    changed, deleted = await project_clients(conn, envs, again=again)
     if changed:
         await follow_clients(conn, changed, now)
     if deleted:
-        await _on_clients_deleted(conn, deleted, now)
-
-
-def _columns(upserts: Sequence[tuple[int, _ClientChange]]) -> tuple[list[object], ...]:
-    cols: tuple[list[object], ...] = ([], [], [], [], [], [])
-    for version, e in upserts:
-        assert isinstance(e, ClientCreated | ClientUpdated | ImportedClient)
-        for col, value in zip(
-            cols, (e.client_id, e.phone, e.operator_code, e.tag, e.time_zone, version), strict=True
-        ):
-            col.append(value)
-    return cols
-
-
-async def _on_clients_deleted(conn: Connection, client_ids: list[int], now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO scheduler_deleted_clients SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
-        client_ids,
-    )
-    await conn.execute("DELETE FROM scheduler_clients WHERE client_id = ANY($1)", client_ids)
-    await leave_audiences(conn, client_ids, now, "client deleted")
+        await leave_audiences(conn, deleted, now, "client deleted")
 
 
 # --- mailings ----------------------------------------------------------------------------------
 
 
-async def _on_mailing_state(conn: Connection, env: Envelope, now: datetime) -> None:
-    event = env.payload()
-    assert isinstance(event, MailingScheduled | MailingUpdated)
-    start_before = await conn.fetchval(
-        "SELECT datetime_start FROM scheduler_mailings WHERE mailing_id = $1 FOR UPDATE",
-        event.mailing_id,
-    )
-    row = await conn.fetchrow(
-        """
-        INSERT INTO scheduler_mailings AS g (mailing_id, text, datetime_start, datetime_end,
-            window_start, window_end, client_filter, version, source_mailing_id, source_states)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (mailing_id) DO UPDATE
-           SET text = excluded.text, datetime_start = excluded.datetime_start,
-               datetime_end = excluded.datetime_end, window_start = excluded.window_start,
-               window_end = excluded.window_end, client_filter = excluded.client_filter,
-               version = excluded.version, source_mailing_id = excluded.source_mailing_id,
-               source_states = excluded.source_states, updated_at = now()
-         WHERE g.version < excluded.version
-        RETURNING mailing_id
-        """,
-        event.mailing_id,
-        event.text,
-        event.datetime_start,
-        event.datetime_end,
-        event.send_interval_time_start,
-        event.send_interval_time_end,
-        event.client_filter,
-        env.sequence or 0,
-        event.source_mailing_id,
-        source_states(event.source_statuses),
-    )
-    if row is None:
-        return  # an older version than we already have
-    mailing = await load_mailing(conn, event.mailing_id)
-    assert mailing is not None
-    if mailing.stopped:
-        return
-    # The gateway accepts any edit before the start; one it accepted then is applied in full
-    # even when it reaches us after the start (the audience is fixed from the next step on).
-    accepted_before_start = start_before is not None and env.time < start_before
-    if not mailing.started(now) or (isinstance(event, MailingUpdated) and accepted_before_start):
-        mode = ResolutionMode.FOLLOW_BASE
-    elif isinstance(event, MailingScheduled):
-        # Created after its start: resolve once; from now on the audience is fixed.
-        mode = ResolutionMode.ADD_MISSING
-    else:
-        # Edited after the start: only the end can have moved. The slots of messages already
-        # timed stay right (a call never starts after the end, which the dispatcher checks);
-        # clients left out for want of a send moment may have one now.
-        mode = ResolutionMode.LEFT_OUT
-    await request_resolution(conn, mailing.mailing_id, mode)
+async def _on_mailing_state(
+    conn: Connection, env: Envelope, now: datetime, *, again: bool = False
+) -> None:
+    await apply_mailing_state(conn, env, now, again=again)
 
 
 async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:
     # The timer deletes its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingDeleted)
-    await _set_status(conn, event.mailing_id, MailingStatus.DELETED)
+    await project_status(conn, event.mailing_id, MailingStatus.DELETED)
 
 
 async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) -> None:
     # The timer cancels its unsent messages in chunks (``timer.settle_stopped``).
     event = env.payload()
     assert isinstance(event, MailingCancelled)
-    await _set_status(conn, event.mailing_id, MailingStatus.CANCELLED)
+    await project_status(conn, event.mailing_id, MailingStatus.CANCELLED)
 
 
 async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
     event = env.payload()
     assert isinstance(event, MailingPaused | MailingResumed)
-    # Pausing holds an active mailing; resuming releases a paused one; nothing else changes.
-    new, old = (_PAUSED, _ACTIVE) if isinstance(event, MailingPaused) else (_ACTIVE, _PAUSED)
-    await conn.execute(
-        "UPDATE scheduler_mailings SET status = $2, updated_at = now()"
-        " WHERE mailing_id = $1 AND status = $3",
-        event.mailing_id,
-        new,
-        old,
-    )
-
-
-async def _set_status(conn: Connection, mailing_id: int, status: MailingStatus) -> None:
-    # The mailing may not be known yet (events of another stream raced ahead): remember it.
-    await conn.execute(
-        """
-        INSERT INTO scheduler_mailings (mailing_id, text, datetime_start, datetime_end, status,
-                                        version)
-        VALUES ($1, '', 'epoch', 'epoch', $2, 0)
-        ON CONFLICT (mailing_id) DO UPDATE SET status = $2, swept = false, updated_at = now()
-        """,
-        mailing_id,
-        status.value,
-    )
+    await project_pause(conn, event)
 
 
 # --- outcomes from the dispatcher --------------------------------------------------------------
@@ -410,13 +289,22 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
             [failures[m].attempts for m, _, _ in retry],
             [failures[m].error for m, _, _ in retry],
         )
-        # Where the window moved a retry past its retry_at, say when it is really due.
-        moved = [
-            ScheduledMessage(message_id=m, client_id=clients[m], due_at=due, closes_at=closes)
+        # Every retry, with its slot, calls and last error: what the row now holds, so that a
+        # rebuild from the events finds it (the slot's close is nowhere else).
+        retried = [
+            ScheduledMessage(
+                message_id=m,
+                client_id=clients[m],
+                due_at=due,
+                closes_at=closes,
+                attempts=failures[m].attempts,
+                last_error=failures[m].error,
+            )
             for m, due, closes in retry
-            if due != failures[m].retry_at
         ]
-        await append_new_streams(conn, message_events(MessagesRescheduled, event.mailing_id, moved))
+        await append_new_streams(
+            conn, message_events(MessagesRescheduled, event.mailing_id, retried)
+        )
     if give_up:
         await settle(conn, event.mailing_id, give_up, now)
 
@@ -476,9 +364,9 @@ async def settle(
     await append_new_streams(conn, settled_events(mailing_id, unsent, now))
 
 
+_MAILING_STATE = frozenset({MailingScheduled.event_type, MailingUpdated.event_type})
+
 _HANDLERS = {
-    "mailing.scheduled": _on_mailing_state,
-    "mailing.updated": _on_mailing_state,
     "mailing.deleted": _on_mailing_deleted,
     "mailing.cancelled": _on_mailing_cancelled,
     "mailing.paused": _on_mailing_paused_or_resumed,

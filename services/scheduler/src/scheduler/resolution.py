@@ -33,6 +33,7 @@ from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     SCHEDULED_CLIENT_FIELDS,
+    ClientsLeftOut,
     Event,
     MailingAudienceResolved,
     MessagesCancelled,
@@ -53,6 +54,7 @@ __all__ = [
     "cancelled_events",
     "follow_clients",
     "leave_audiences",
+    "left_out_events",
     "load_mailing",
     "load_mailings",
     "message_events",
@@ -280,16 +282,19 @@ async def resolve(
             *args,
         )
         events += withdrawn_events(mailing.mailing_id, [r["message_id"] for r in left])
-    await _remember_left_out(conn, args, scope.by_ids)
+    events += await _remember_left_out(conn, mailing.mailing_id, args, scope.by_ids)
     _log_changes(mailing.mailing_id, added, moved, left)
     await append_new_streams(conn, events)
     return events
 
 
-async def _remember_left_out(conn: Connection, args: tuple[object, ...], by_ids: bool) -> None:
+async def _remember_left_out(
+    conn: Connection, mailing_id: int, args: tuple[object, ...], by_ids: bool
+) -> list[Event]:
     """Who matches but has no send moment before the end is kept, with why, so that a later
-    ``datetime_end`` can bring them in; whoever has a message or no longer matches is not."""
-    await conn.execute(
+    ``datetime_end`` can bring them in; whoever has a message or no longer matches is not.
+    Returns the events saying who came and went."""
+    rows = await conn.fetch(
         _target(by_ids)
         + f"""
         , dropped AS (
@@ -297,15 +302,27 @@ async def _remember_left_out(conn: Connection, args: tuple[object, ...], by_ids:
             WHERE o.mailing_id = $1 AND {_in_scope("o", 6, by_ids)}
               AND NOT EXISTS (
                   SELECT 1 FROM target t WHERE t.client_id = o.client_id AND t.due IS NULL)
+            RETURNING o.client_id
+        ), added AS (
+            INSERT INTO scheduler_left_out (mailing_id, client_id, reason)
+            SELECT $1, t.client_id, $12 FROM target t
+            WHERE t.due IS NULL
+              AND NOT EXISTS (SELECT 1 FROM scheduler_messages m
+                              WHERE m.mailing_id = $1 AND m.client_id = t.client_id)
+            ON CONFLICT (mailing_id, client_id) DO NOTHING
+            RETURNING client_id
         )
-        INSERT INTO scheduler_left_out (mailing_id, client_id, reason)
-        SELECT $1, t.client_id, $12 FROM target t
-        WHERE t.due IS NULL
-          AND NOT EXISTS (SELECT 1 FROM scheduler_messages m
-                          WHERE m.mailing_id = $1 AND m.client_id = t.client_id)
-        ON CONFLICT (mailing_id, client_id) DO NOTHING
+        SELECT client_id, false AS added FROM dropped
+        UNION ALL SELECT client_id, true FROM added
+        ORDER BY 1
         """,
         *args,
+        NO_SEND_MOMENT,
+    )
+    return left_out_events(
+        mailing_id,
+        [r["client_id"] for r in rows if r["added"]],
+        [r["client_id"] for r in rows if not r["added"]],
         NO_SEND_MOMENT,
     )
 
@@ -371,8 +388,15 @@ async def leave_audiences(
         _SCHEDULED,
         MessageState.CANCELLED.value,
     )
-    await conn.execute("DELETE FROM scheduler_left_out WHERE client_id = ANY($1)", client_ids)
+    cleared: dict[int, list[int]] = defaultdict(list)
+    for r in await conn.fetch(
+        "DELETE FROM scheduler_left_out WHERE client_id = ANY($1) RETURNING mailing_id, client_id",
+        client_ids,
+    ):
+        cleared[r["mailing_id"]].append(r["client_id"])
     events: list[Event] = []
+    for mailing_id, ids in cleared.items():
+        events += left_out_events(mailing_id, [], sorted(ids), None)
     for mailing_id, ids in _by_mailing(left).items():
         events += withdrawn_events(mailing_id, ids)
     for mailing_id, ids in _by_mailing(gone).items():
@@ -387,10 +411,17 @@ def _by_mailing(rows: list[asyncpg.Record]) -> dict[int, list[int]]:
     return grouped
 
 
-async def request_resolution(conn: Connection, mailing_id: int, mode: ResolutionMode) -> None:
+async def request_resolution(
+    conn: Connection,
+    mailing_id: int,
+    mode: ResolutionMode,
+    *,
+    requested_at: datetime | None = None,
+) -> None:
     """Ask for the mailing's audience to be resolved (``resolve_next_chunk`` does it). One
     asked for while another is under way restarts from the first client in the wider mode:
-    every chunk is safe to repeat."""
+    every chunk is safe to repeat. Jobs are taken oldest ``requested_at`` first (default:
+    the transaction's time)."""
     current = await conn.fetchval(
         "SELECT mode FROM scheduler_resolutions WHERE mailing_id = $1 FOR UPDATE", mailing_id
     )
@@ -399,16 +430,18 @@ async def request_resolution(conn: Connection, mailing_id: int, mode: Resolution
     trace = current_metadata()
     await conn.execute(
         """
-        INSERT INTO scheduler_resolutions AS r (mailing_id, mode, correlation_id, causation_id)
-        VALUES ($1, $2, $3, $4)
+        INSERT INTO scheduler_resolutions AS r
+            (mailing_id, mode, correlation_id, causation_id, requested_at)
+        VALUES ($1, $2, $3, $4, coalesce($5, now()))
         ON CONFLICT (mailing_id) DO UPDATE
-           SET mode = excluded.mode, after_client = NULL, requested_at = now(),
+           SET mode = excluded.mode, after_client = NULL, requested_at = excluded.requested_at,
                correlation_id = excluded.correlation_id, causation_id = excluded.causation_id
         """,
         mailing_id,
         mode.value,
         trace.get("correlation_id"),
         trace.get("causation_id"),
+        requested_at,
     )
 
 
@@ -518,6 +551,25 @@ def withdrawn_events(mailing_id: int, message_ids: list[int]) -> list[Event]:
     return [
         MessagesWithdrawn(mailing_id=mailing_id, batch_id=new_batch_id(), message_ids=list(part))
         for part in chunks(message_ids, MESSAGES_PER_EVENT)
+    ]
+
+
+def left_out_events(
+    mailing_id: int, left_out: list[int], cleared: list[int], reason: str | None
+) -> list[Event]:
+    """Clients of the audience left out for want of a send moment, and clients no longer left
+    out, in bounded batches."""
+    return [
+        *(
+            ClientsLeftOut(
+                mailing_id=mailing_id, batch_id=new_batch_id(), left_out=list(p), reason=reason
+            )
+            for p in chunks(left_out, MESSAGES_PER_EVENT)
+        ),
+        *(
+            ClientsLeftOut(mailing_id=mailing_id, batch_id=new_batch_id(), cleared=list(p))
+            for p in chunks(cleared, MESSAGES_PER_EVENT)
+        ),
     ]
 
 

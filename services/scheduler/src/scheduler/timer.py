@@ -21,15 +21,16 @@ services by its message id and mailing id (DEBUG lines, see README "Following on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 
-from scheduler.domain import NO_SEND_MOMENT, MailingStatus, MessageState, Unsent
+from scheduler.domain import NO_SEND_MOMENT, PROJECTION_NAME, MailingStatus, MessageState, Unsent
 from scheduler.handlers import settle
 from scheduler.metrics import DUE_BACKLOG, HANDED_OVER, HANDOVER_LATENESS
 from scheduler.resolution import cancelled_events, load_mailings, message_events, resolve_next_chunk
@@ -38,10 +39,12 @@ from sms_events.contracts import (
     DueMessage,
     Event,
     MessagesDue,
+    MessagesRecovered,
     MessagesRescheduled,
     ScheduledMessage,
 )
 from sms_events.db import Connection, is_transient
+from sms_events.replay import writing
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import traced
 from sms_events.waits import wait_any
@@ -115,6 +118,7 @@ async def hand_over_due(conn: Connection, now: datetime, *, limit: int, max_in_f
                     batch_id=new_batch_id(),
                     text=part[0]["text"],
                     not_after=part[0]["datetime_end"],
+                    handed_over_at=now,
                     messages=[
                         DueMessage(
                             message_id=r["message_id"],
@@ -264,14 +268,27 @@ async def recover_stale(conn: Connection, now: datetime, lease: timedelta) -> in
     """Messages handed over long ago with no result (their due event dead-lettered, say) go
     back on the timer in the slot they had: sent at once if it is still open, timed again for
     the next window if it closed. The dispatcher's claims make sure a copy of a due event still
-    in flight somewhere and this new hand-over never both call the provider."""
-    result = await conn.execute(
+    in flight somewhere and this new hand-over never both call the provider. Appends
+    ``messages.recovered`` for them (the rows change with no other event)."""
+    rows = await conn.fetch(
         f"UPDATE scheduler_messages SET state = '{_SCHEDULED}', handed_over_at = NULL,"
         " updated_at = now()"
-        f" WHERE state = '{_HANDED_OVER}' AND handed_over_at < $1",
+        f" WHERE state = '{_HANDED_OVER}' AND handed_over_at < $1"
+        " RETURNING mailing_id, message_id",
         now - lease,
     )
-    return int(result.split()[-1])
+    by_mailing: dict[int, list[int]] = defaultdict(list)
+    for r in rows:
+        by_mailing[r["mailing_id"]].append(r["message_id"])
+    await append_new_streams(
+        conn,
+        [
+            MessagesRecovered(mailing_id=mailing_id, batch_id=new_batch_id(), message_ids=list(p))
+            for mailing_id, ids in by_mailing.items()
+            for p in chunks(sorted(ids), MESSAGES_PER_DUE_EVENT)
+        ],
+    )
+    return len(rows)
 
 
 class Timer:
@@ -328,24 +345,33 @@ class Timer:
         estimate the due backlog. Each step is a transaction of its own and bounded. Returns
         how much it did (0: idle)."""
         async with self._pool.acquire() as conn:
-            async with appending(conn):
+            async with _step(conn):
                 resolving = await resolve_next_chunk(conn, now, chunk=self._resolve_chunk)
-            async with appending(conn):
+            async with _step(conn):
                 missed = await retime_missed(conn, now, limit=self._batch)
-            async with appending(conn):
+            async with _step(conn):
                 stopped = await settle_stopped(conn, limit=self._batch)
-            async with appending(conn):
+            async with _step(conn):
                 moved = await hand_over_due(
                     conn, now, limit=self._batch, max_in_flight=self._max_in_flight
                 )
             if now - self._last_sweep >= timedelta(seconds=1):
                 self._last_sweep = now
-                async with conn.transaction():
+                async with _step(conn):
                     if recovered := await recover_stale(conn, now, self._lease):
                         log.warning("stale_hand_overs_recovered", count=recovered)
                 DUE_BACKLOG.set(await _due_backlog(conn, now))
         more = self._batch if resolving else 0
         return max(moved, missed, stopped, more)
+
+
+@contextlib.asynccontextmanager
+async def _step(conn: Connection) -> AsyncIterator[None]:
+    """One step of a round: a transaction that may append, and writes the scheduler's tables
+    (a rebuild's swap waits for it, and it for the swap)."""
+    async with appending(conn):
+        await writing(conn, PROJECTION_NAME)
+        yield
 
 
 async def _due_backlog(conn: Connection, now: datetime) -> int:
