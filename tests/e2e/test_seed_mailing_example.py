@@ -26,6 +26,9 @@ def test_three_clients_and_a_started_mailing_end_with_three_delivered(system: Sy
                 "clients_count": 3, "scheduled_messages": 0, "created_messages": 3,
                 "delivered_messages": 3, "undelivered_messages": 0, "cancelled_messages": 0,
             }  # fmt: skip
+            # The counters and the messages are two reads of the reporter: a batch it commits
+            # between them shows the counters ahead, so both are awaited.
+            assert {msg["status"] for msg in m["mailing_messages"]} == {"DL"}  # type: ignore[union-attr]
             return m
 
         detail = eventually(delivered, timeout=30)
