@@ -112,12 +112,32 @@ async def test_import_appends_batch_events_and_is_idempotent(
     assert source == "import"
 
 
+READER = "reader:read:" + "r" * 40
+WRITER = "crm:clients:write:" + "w" * 40
+
+
 async def test_scopes_read_may_list_but_not_write(
-    app: FastAPI, client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    make_settings: Callable[..., Settings], anonymous: httpx.AsyncClient, phone: Callable[..., str]
 ) -> None:
     assert (await anonymous.get("/api/v1/opt-outs/")).status_code == 401
-    assert (await anonymous.post("/api/v1/opt-outs/", json={"phone": "79990000001"})).status_code \
-        == 401  # fmt: skip
+    scoped = create_app(make_settings(api_keys=[READER, WRITER]))
+    body = {"phone": phone()}
+    async with scoped.router.lifespan_context(scoped):
+
+        def as_(key: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=scoped),
+                base_url="http://testserver",
+                headers={"Authorization": f"Bearer {key.rpartition(':')[2]}"},
+            )
+
+        async with as_(READER) as reader, as_(WRITER) as writer:
+            assert (await reader.get("/api/v1/opt-outs/")).status_code == 200
+            refused = await reader.post("/api/v1/opt-outs/", json=body)
+            assert refused.status_code == 403 and "clients:write" in refused.json()["detail"]
+            assert (await writer.post("/api/v1/opt-outs/", json=body)).status_code == 201
+            gone = await reader.delete(f"/api/v1/opt-outs/{body['phone']}/")
+            assert gone.status_code == 403
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 
 import asyncpg
 
-from dispatcher.suppression import newest_states
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
+from sms_events.suppression import newest_states
 
 __all__ = ["ROUTING_KEYS", "BatchOptOuts", "apply_opt_outs", "opted_out_among"]
 
@@ -25,7 +25,7 @@ ROUTING_KEYS = ("opt_out.recorded", "opt_out.removed", "opt_outs.imported")
 
 
 async def apply_opt_outs(conn: Connection, envelopes: Sequence[Envelope]) -> None:
-    """Fold the opt-out events among ``envelopes`` into the table (``suppression.py``)."""
+    """Fold the opt-out events among ``envelopes`` into the table (``sms_events.suppression``)."""
     states = newest_states(envelopes)
     if not states:
         return

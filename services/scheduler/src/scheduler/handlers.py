@@ -22,7 +22,7 @@ from scheduler.domain import (
     settled_state,
 )
 from scheduler.opt_outs import EVENT_TYPES as OPT_OUT_EVENTS
-from scheduler.opt_outs import apply_opt_outs, opted_out_among
+from scheduler.opt_outs import apply_opt_outs
 from scheduler.projection import (
     CLIENT_EVENTS,
     apply_mailing_state,
@@ -36,6 +36,7 @@ from scheduler.resolution import (
     leave_audiences,
     load_mailing,
     message_events,
+    not_opted_out,
     settled_events,
 )
 from sms_events.contracts import (
@@ -220,18 +221,20 @@ async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) ->
         # Stopped while these were with the dispatcher: unsent, so cancelled like the rest.
         await _cancel_unsent(conn, event.mailing_id, list(failures), "mailing cancelled")
         return
-    # A phone that opted out since is never tried again (the dispatcher refuses its calls).
-    if opted := await opted_out_among(conn, list(failures)):
-        await _cancel_unsent(conn, event.mailing_id, list(opted), OPTED_OUT)
-        for message_id in opted:
-            del failures[message_id]
-    rows = await conn.fetch(
-        "SELECT m.message_id, m.client_id, m.attempts, m.last_error, c.time_zone"
+    found = await conn.fetch(
+        "SELECT m.message_id, m.client_id, m.attempts, m.last_error, c.time_zone,"
+        f" c.phone IS NOT NULL AND NOT {not_opted_out('c')} AS opted_out"
         " FROM scheduler_messages m"
         " LEFT JOIN scheduler_clients c USING (client_id)"
         f" WHERE m.message_id = ANY($1) AND m.state IN ('{_HANDED_OVER}', '{_SCHEDULED}')",
         list(failures),
     )
+    # A phone that opted out since is never tried again (the dispatcher refuses its calls).
+    if opted := [r["message_id"] for r in found if r["opted_out"]]:
+        await _cancel_unsent(conn, event.mailing_id, opted, OPTED_OUT)
+        for message_id in opted:
+            del failures[message_id]
+    rows = [r for r in found if not r["opted_out"]]
     retry: list[tuple[int, datetime, datetime]] = []
     give_up: list[Unsent] = []
     clients = {r["message_id"]: r["client_id"] for r in rows}

@@ -22,7 +22,7 @@ from sms_events.contracts import OPTED_OUT
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 
-__all__ = ["EVENT_TYPES", "apply_opt_outs", "opted_out_among"]
+__all__ = ["EVENT_TYPES", "apply_opt_outs"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,17 +53,3 @@ async def _clients_with(conn: Connection, phones: list[str]) -> list[int]:
         "SELECT client_id FROM scheduler_clients WHERE phone = ANY($1) ORDER BY client_id", phones
     )
     return [r["client_id"] for r in rows]
-
-
-async def opted_out_among(conn: Connection, message_ids: list[int]) -> set[int]:
-    """Those of ``message_ids`` whose client's phone is on the list now."""
-    rows = await conn.fetch(
-        """
-        SELECT m.message_id FROM scheduler_messages m
-        JOIN scheduler_clients c USING (client_id)
-        JOIN scheduler_opt_outs o ON o.phone = c.phone AND o.opted_out
-        WHERE m.message_id = ANY($1)
-        """,
-        message_ids,
-    )
-    return {r["message_id"] for r in rows}

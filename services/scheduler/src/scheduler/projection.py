@@ -82,6 +82,7 @@ from sms_events.contracts import (
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.replay import Projection
+from sms_events.suppression import newest_states
 from sms_events.tracing import traced
 
 __all__ = [
@@ -90,7 +91,6 @@ __all__ = [
     "PROJECTION",
     "fold",
     "latest_clients",
-    "newest_opt_outs",
     "project_clients",
     "project_mailing",
     "project_opt_outs",
@@ -134,25 +134,6 @@ def latest_clients(envelopes: Sequence[Envelope]) -> dict[int, tuple[int, Client
             if known is None or known[0] < version:
                 latest[change.client_id] = (version, change)
     return latest
-
-
-def newest_opt_outs(envelopes: Sequence[Envelope]) -> dict[str, tuple[int, bool]]:
-    """phone -> (version, opted out) of the newest change each phone has in ``envelopes``."""
-    newest: dict[str, tuple[int, bool]] = {}
-
-    def note(phone: str, version: int, opted_out: bool) -> None:
-        if phone not in newest or newest[phone][0] < version:
-            newest[phone] = (version, opted_out)
-
-    for env in envelopes:
-        event = env.payload()
-        match event:
-            case OptOutsImported():
-                for item in event.opt_outs:
-                    note(item.phone, item.version, True)
-            case OptOutRecorded() | OptOutRemoved():
-                note(event.phone, env.sequence or 0, isinstance(event, OptOutRecorded))
-    return newest
 
 
 # --- writes shared with the live handlers -------------------------------------------------------
@@ -209,7 +190,7 @@ async def project_opt_outs(
     """Write a run of opt-out events (newest version per phone wins; a removal is a state, so
     an older opt-out arriving late changes nothing). Returns (phone, opted out) written;
     ``again`` as for ``project_clients``."""
-    newest = newest_opt_outs(envelopes)
+    newest = newest_states(envelopes)
     if not newest:
         return []
     rows = await conn.fetch(
@@ -222,8 +203,8 @@ async def project_opt_outs(
         RETURNING phone, opted_out
         """,
         list(newest),
-        [v for v, _ in newest.values()],
-        [o for _, o in newest.values()],
+        [state.version for state in newest.values()],
+        [state.opted_out for state in newest.values()],
         again,
     )
     return [(r["phone"], r["opted_out"]) for r in rows]

@@ -58,6 +58,7 @@ __all__ = [
     "load_mailing",
     "load_mailings",
     "message_events",
+    "not_opted_out",
     "request_resolution",
     "resolve",
     "resolve_next_chunk",
@@ -114,7 +115,7 @@ def _from_source(n: int) -> str:
     )
 
 
-def _not_opted_out(alias: str) -> str:
+def not_opted_out(alias: str) -> str:
     """SQL: client ``alias``'s phone is not on the suppression list (a primary-key probe)."""
     return (
         "NOT EXISTS (SELECT 1 FROM scheduler_opt_outs o"
@@ -133,7 +134,7 @@ def _target(by_ids: bool) -> str:
         SELECT c.client_id, z.due, z.closes
         FROM scheduler_clients c JOIN zones z ON z.zone = c.time_zone
         WHERE {_matches(5)} AND {_in_scope("c", 6, by_ids)} AND {_from_source(10)}
-          AND {_not_opted_out("c")}
+          AND {not_opted_out("c")}
     )
 """
 

@@ -1,6 +1,6 @@
 """The scheduler's client and opt-out folds (``projection.latest_clients``,
-``projection.newest_opt_outs``): the newest version wins, whichever event carried it and in
-whatever order they come."""
+``sms_events.suppression.newest_states``): the newest version wins, whichever event carried
+it and in whatever order they come."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.projection import latest_clients, newest_opt_outs
+from scheduler.projection import latest_clients
 from sms_events.contracts import (
     ClientCreated,
     ClientDeleted,
@@ -21,6 +21,7 @@ from sms_events.contracts import (
     OptOutsImported,
 )
 from sms_events.envelope import Envelope
+from sms_events.suppression import PhoneState, newest_states
 from sms_events.testing.factories import envelope_for
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -71,4 +72,7 @@ def test_the_newest_opt_out_version_wins_and_a_removal_is_a_state() -> None:
         ),
     ]
     for order in itertools.permutations(events):
-        assert newest_opt_outs(list(order)) == {phone: (2, False), "79990000003": (4, True)}
+        assert newest_states(list(order)) == {
+            phone: PhoneState(opted_out=False, version=2),
+            "79990000003": PhoneState(opted_out=True, version=4),
+        }

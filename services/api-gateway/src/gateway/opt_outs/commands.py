@@ -49,13 +49,9 @@ async def record(
     async def attempt(conn: Connection) -> Recorded:
         row = await repository.record(conn, phone, reason, source)
         if row is None:
-            current = await conn.fetchrow(
-                "SELECT phone, reason, source, opted_out_at, version FROM gateway_opt_outs"
-                " WHERE phone = $1",
-                phone,
-            )
+            current = await repository.get_opt_out(conn, phone)
             assert current is not None  # the upsert found it on the list, under our lock
-            return Recorded(OptOutRow(**dict(current)), created=False)
+            return Recorded(current, created=False)
         event = OptOutRecorded(
             phone=phone, reason=reason, source=source, opted_out_at=row.opted_out_at
         )

@@ -95,8 +95,9 @@ async def remove(conn: Connection, phone: str) -> tuple[int, datetime] | None:
     return (r["version"], r["updated_at"]) if r else None
 
 
-async def get_opt_out(pool: asyncpg.Pool, phone: str) -> OptOutRow | None:
-    r = await pool.fetchrow(
+async def get_opt_out(db: asyncpg.Pool | Connection, phone: str) -> OptOutRow | None:
+    """The phone's entry while it is on the list."""
+    r = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM gateway_opt_outs WHERE phone = $1 AND opted_out", phone
     )
     return _row(r) if r else None

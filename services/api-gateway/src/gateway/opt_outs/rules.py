@@ -150,9 +150,6 @@ class StopWords:
     def __init__(self, words: Iterable[str]) -> None:
         self._words = frozenset(_folded(w.strip()) for w in words if w.strip())
 
-    def __bool__(self) -> bool:
-        return bool(self._words)
-
     def match(self, text: str) -> str | None:
         """The stop word ``text`` is, in its folded form, or None."""
         core = _folded(text).strip().strip(_AROUND)

@@ -1,4 +1,5 @@
 """The suppression list's rule: of the opt-out events seen for a phone, the newest version wins.
+Every projection of the list (the scheduler's, the dispatcher's) folds with it.
 
 A phone's versions are its ``opt_out-<phone>`` stream's sequence: a single event's own
 sequence, or the version an import states for each of its items. Keeping the newest makes the

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.suppression import PhoneState, newest_states
 from sms_events.contracts import (
     ImportedOptOut,
     MailingPaused,
@@ -18,6 +17,7 @@ from sms_events.contracts import (
     OptOutsImported,
 )
 from sms_events.envelope import Envelope
+from sms_events.suppression import PhoneState, newest_states
 from sms_events.testing.factories import envelope_for
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
