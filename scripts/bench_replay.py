@@ -6,6 +6,7 @@ services run), then each registered projection is rebuilt and timed.
 
     .venv/bin/python scripts/bench_replay.py            # N=1000000
     N=100000 .venv/bin/python scripts/bench_replay.py
+    ONLY=reporter .venv/bin/python scripts/bench_replay.py   # one projection
 
 Uses TEST_DATABASE_URL (a database of its own, dropped at the end)."""
 
@@ -191,7 +192,10 @@ async def main() -> None:
         size = await pool.fetchval("SELECT pg_size_pretty(pg_total_relation_size('events'))")
         print(f"history: {n:,} clients and messages, {total:,} events ({size}),"
               f" appended in {time.monotonic() - started:.1f} s")  # fmt: skip
+        only = os.environ.get("ONLY")
         for name, projection in sorted(projections().items()):
+            if only and name != only:
+                continue
             last: list[Progress] = []
             began = time.monotonic()
             at = await replay(pool, projection, on_progress=last.append)

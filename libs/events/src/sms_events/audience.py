@@ -36,8 +36,9 @@ def matches_filter(items: Collection[str], operator_code: str, tag: str | None) 
 def matches_sql(n: int, alias: str = "c") -> str:
     """SQL: the row ``alias`` (with ``operator_code`` and ``tag`` columns) matches the filter
     items bound as ``$n`` (a ``text[]``, sorted ``parse_client_filter`` items), as
-    ``matches_filter`` says."""
+    ``matches_filter`` says: true or false, never null (a client without a tag is simply not
+    matched by it)."""
     return (
         f"(cardinality(${n}::text[]) = 0 OR {alias}.operator_code = ANY(${n})"
-        f" OR {alias}.tag = ANY(${n}))"
+        f" OR ({alias}.tag IS NOT NULL AND {alias}.tag = ANY(${n})))"
     )

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 import zlib
@@ -53,7 +54,7 @@ from sms_events.envelope import Envelope
 from sms_events.logs import configure_logging
 from sms_events.relay import RELAY_READER
 from sms_events.settings import PostgresSettings
-from sms_events.store import Checkpoint, EventStore
+from sms_events.store import Checkpoint, EventStore, RecordedEvent
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -309,23 +310,49 @@ async def _fix_sequences(conn: Connection, p: Projection, live: str, shadow: str
 @dataclass(slots=True)
 class _Pages:
     """Pages of the events a projection folds, read on a connection kept outside transactions
-    (the read horizon needs statements of their own) and folded on another."""
+    (the read horizon needs statements of their own) and folded on another.
+
+    The next page is read while the current one folds (``prefetch``): reading and decoding a
+    page and writing the last one's rows overlap, on the database's side and on ours."""
 
     p: Projection
     store: EventStore
     reader: Connection
     page: int
     max_bytes: int
+    _ahead: asyncio.Task[list[RecordedEvent]] | None = None
+    _ahead_of: Checkpoint | None = None
 
-    async def fold_next(self, writer: Connection, after: Checkpoint) -> tuple[Checkpoint, int]:
-        """Fold the page after ``after`` on ``writer``; the new position and its size."""
-        events = await self.store.read_all(
+    def _read(self, after: Checkpoint) -> Awaitable[list[RecordedEvent]]:
+        return self.store.read_all(
             after, limit=self.page, max_bytes=self.max_bytes, types=self.p.types, conn=self.reader
         )
+
+    async def fold_next(
+        self, writer: Connection, after: Checkpoint, *, prefetch: bool = False
+    ) -> tuple[Checkpoint, int]:
+        """Fold the page after ``after`` on ``writer``; the new position and its size. With
+        ``prefetch``, the page after it is being read meanwhile (call ``close`` when done)."""
+        if self._ahead is not None and self._ahead_of == after:
+            events = await self._ahead
+        else:
+            await self.close()
+            events = await self._read(after)
+        self._ahead = None
         if not events:
             return after, 0
+        reached = events[-1].checkpoint
+        if prefetch:
+            self._ahead, self._ahead_of = asyncio.ensure_future(self._read(reached)), reached
         await self.p.fold(writer, [envelope_of(e, _SOURCE) for e in events])
-        return events[-1].checkpoint, len(events)
+        return reached, len(events)
+
+    async def close(self) -> None:
+        """Wait out a read ahead (its connection must be idle before it is used again)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                await ahead
 
 
 async def replay(
@@ -359,18 +386,26 @@ async def replay(
             first_global_position=after.global_position,
             last_global_position=int(last),
         )
-        while True:  # the bulk: each page committed with the position it reached
-            async with writer.transaction():
-                await writer.execute(f"SET LOCAL search_path = {shadow}, {live}")
-                after, n = await pages.fold_next(writer, after)
-                if n:
-                    await store.save_checkpoint(_progress_reader(p.name), after, conn=writer)
-            if not n:
-                break
-            progress.events += n
-            progress.position = after
-            if on_progress is not None:
-                on_progress(progress)
+        try:
+            while True:  # the bulk: each page committed with the position it reached
+                async with writer.transaction():
+                    # A crash loses at most the last pages' commits, and their saved position
+                    # with them: a resumed rebuild folds them again. No need to wait for disk.
+                    await writer.execute(
+                        f"SET LOCAL search_path = {shadow}, {live};"
+                        " SET LOCAL synchronous_commit = off"
+                    )
+                    after, n = await pages.fold_next(writer, after, prefetch=True)
+                    if n:
+                        await store.save_checkpoint(_progress_reader(p.name), after, conn=writer)
+                if not n:
+                    break
+                progress.events += n
+                progress.position = after
+                if on_progress is not None:
+                    on_progress(progress)
+        finally:
+            await pages.close()
         async with writer.transaction():
             await _create_indexes(writer, p, live, shadow)
         async with writer.transaction():

@@ -17,7 +17,7 @@ message leaves a bucket. Two rows per mailing and decade of latency, whatever it
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,22 +80,19 @@ def upper_edge(bucket: int) -> float | None:
     return FLOOR_S * 10 ** (bucket / STEPS_PER_DECADE)
 
 
+_UPPER_EDGES: Final = tuple(FLOOR_S * 10 ** (b / STEPS_PER_DECADE) for b in range(LAST_BUCKET))
+"""The upper edge of every bucket but the last, ascending (``upper_edge``'s values)."""
+
+
 def lower_edge(bucket: int) -> float:
     return 0.0 if bucket <= 0 else FLOOR_S * 10 ** ((bucket - 1) / STEPS_PER_DECADE)
 
 
 def latency_bucket(seconds: float) -> int:
-    """The bucket of a latency (a negative one, from clocks apart, counts in bucket 0)."""
-    if seconds < FLOOR_S:
-        return 0
-    guess = math.floor(STEPS_PER_DECADE * math.log10(seconds / FLOOR_S)) + 1
-    bucket = max(1, min(guess, LAST_BUCKET))
-    # The logarithm can miss an edge by a rounding step: settle on the edges themselves.
-    while bucket > 1 and seconds < lower_edge(bucket):
-        bucket -= 1
-    while (edge := upper_edge(bucket)) is not None and seconds >= edge:
-        bucket += 1
-    return bucket
+    """The bucket of a latency (a negative one, from clocks apart, counts in bucket 0): the
+    number of upper edges at or below it, found among the edges themselves (no logarithm to
+    miss one by a rounding step)."""
+    return bisect_right(_UPPER_EDGES, seconds)
 
 
 def latency_of(s: MessageState) -> int | None:

@@ -28,7 +28,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reporter.breakdown import dimension_keys, latency_of
-from reporter.domain import Fact, Kind, MailingDelta, MessageState, Projection, Status, project
+from reporter.domain import (
+    ClientValues,
+    Fact,
+    Kind,
+    MailingDelta,
+    MessageState,
+    Projection,
+    Status,
+    project,
+)
 from sms_events.vocabulary import MailingState
 from sms_events.vocabulary import mailing_state as shared_mailing_state
 
@@ -160,6 +169,7 @@ class Tally:
     # (mailing_id, latency bucket) -> settled messages
     latency: dict[tuple[int, int], int] = field(default_factory=dict)
     _buckets: dict[datetime, tuple[datetime, datetime]] = field(default_factory=dict)
+    _rows: dict[tuple[int, ClientValues | None], list[list[int]]] = field(default_factory=dict)
 
     def state(self, s: MessageState | None, sign: int) -> None:
         """Add (``sign`` +1) or remove (-1) what a message in state ``s`` contributes."""
@@ -199,16 +209,26 @@ class Tally:
 
     def _breakdown(self, s: MessageState, sign: int) -> None:
         column = _DIMENSION_COLUMN[s.status]
-        for dimension, value in dimension_keys(s):
-            key = (s.mailing_id, dimension, value)
-            counts = self.dimensions.get(key)
-            if counts is None:
-                counts = self.dimensions[key] = [0, 0, 0, 0]
+        for counts in self._dimension_rows(s):
             counts[column] += sign
         bucket = latency_of(s)
         if bucket is not None:
-            key2 = (s.mailing_id, bucket)
-            self.latency[key2] = self.latency.get(key2, 0) + sign
+            key = (s.mailing_id, bucket)
+            self.latency[key] = self.latency.get(key, 0) + sign
+
+    def _dimension_rows(self, s: MessageState) -> list[list[int]]:
+        """The counters of the buckets ``s`` counts in, found once per mailing and client
+        values (a batch holds many messages of few such pairs)."""
+        found = self._rows.get((s.mailing_id, s.client))
+        if found is None:
+            found = self._rows[(s.mailing_id, s.client)] = []
+            for dimension, value in dimension_keys(s):
+                key = (s.mailing_id, dimension, value)
+                counts = self.dimensions.get(key)
+                if counts is None:
+                    counts = self.dimensions[key] = [0, 0, 0, 0]
+                found.append(counts)
+        return found
 
     def global_quarters(self) -> dict[datetime, Activity]:
         out: dict[datetime, Activity] = {}
@@ -250,7 +270,7 @@ _DIMENSION_COLUMN: Mapping[Status, int] = {
 
 
 def _visible_attempts(s: MessageState | None) -> int:
-    return s.attempts if s is not None and s.visible else 0
+    return s.attempts if s is not None and s.status is not Status.WITHDRAWN else 0
 
 
 def _reported_at(fact: Fact) -> datetime:

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reporter.domain import (
+    ClientValues,
     Fact,
     Kind,
     MailingDelta,
@@ -19,6 +20,7 @@ from reporter.domain import (
     MessageState,
     Status,
     apply,
+    apply_general,
     join,
     project,
 )
@@ -283,3 +285,26 @@ def test_pause_and_resume_follow_their_times_not_their_arrival() -> None:
     patch.cancel(T0 + timedelta(hours=1))
     patch.cancel(T0 + timedelta(minutes=30))
     assert patch.cancelled_at == T0 + timedelta(minutes=30)
+
+
+clients = st.builds(
+    ClientValues, st.sampled_from(["900", "901"]), st.none() | st.just("vip"), st.just("UTC")
+)
+any_fact = st.builds(
+    Fact,
+    st.sampled_from(KINDS),
+    st.integers(1, 6),
+    st.just(MAILING),
+    st.datetimes(timezones=st.just(UTC)),
+    client_id=st.none() | st.integers(1, 60),
+    at=st.none() | st.datetimes(timezones=st.just(UTC)),
+    attempts=st.integers(-1, 4),
+    error=st.none() | st.sampled_from(["boom", "HTTP 503", "opted_out"]),
+    client=st.none() | clients,
+)
+
+
+@given(any_fact)
+def test_a_first_fact_leaves_what_the_general_rule_gives_with_no_old_state(f: Fact) -> None:
+    # apply() takes a shortcut for a message's first fact (every message takes it once).
+    assert apply(None, f) == apply_general(None, f)
