@@ -207,55 +207,62 @@ async def save_states(
     if inserts:
         # No ON CONFLICT: under the mailing lock a row we did not load cannot exist, and if it
         # did the counters would be off; failing the batch is the honest outcome.
-        await conn.execute(
-            """
-            INSERT INTO reporter_messages
-                (message_id, mailing_id, client_id, status, datetime_send, attempts, last_error,
-                 cancelled_at, created_at, updated_at, operator_code, tag, time_zone,
-                 first_due_at)
-            SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                                 $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
-                                 $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
-                                 $13::text[], $14::timestamptz[])
-            """,
-            *_columns(inserts),
+        await conn.copy_records_to_table(
+            "reporter_messages", records=_rows(inserts), columns=_MESSAGE_COLUMNS
         )
     if updates:
+        await _stage(conn, updates)
         await conn.execute(
-            """
+            f"""
             UPDATE reporter_messages m SET
                 client_id = u.client_id, status = u.status, datetime_send = u.datetime_send,
                 attempts = u.attempts, last_error = u.last_error, cancelled_at = u.cancelled_at,
                 created_at = u.created_at, updated_at = u.updated_at,
                 operator_code = u.operator_code, tag = u.tag, time_zone = u.time_zone,
                 first_due_at = u.first_due_at
-            FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                        $5::timestamptz[], $6::integer[], $7::text[], $8::timestamptz[],
-                        $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[],
-                        $13::text[], $14::timestamptz[])
-                 AS u(message_id, mailing_id, client_id, status, datetime_send, attempts,
-                      last_error, cancelled_at, created_at, updated_at, operator_code, tag,
-                      time_zone, first_due_at)
+            FROM {_STAGE} u
             WHERE m.message_id = u.message_id
-            """,
-            *_columns(updates),
+            """
         )
 
 
-def _columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
-    return (
-        [s.message_id for s in states],
-        [s.mailing_id for s in states],
-        [s.client_id for s in states],
-        [s.status.value for s in states],
-        [s.datetime_send for s in states],
-        [s.attempts for s in states],
-        [s.last_error for s in states],
-        [s.cancelled_at for s in states],
-        [s.created_at for s in states],
-        [s.updated_at for s in states],
-        *_client_columns(states),
+# Message rows go to the database by COPY: a batch's tens of thousands of rows are written in
+# half the time the same rows take as unnest() arrays (encoding them is most of it).
+_MESSAGE_COLUMNS = (
+    "message_id", "mailing_id", "client_id", "status", "datetime_send", "attempts",
+    "last_error", "cancelled_at", "created_at", "updated_at", "operator_code", "tag",
+    "time_zone", "first_due_at",
+)  # fmt: skip
+_STAGE = "reporter_message_stage"
+"""A temporary table of the connection, emptied at every commit: updated rows are copied in,
+then applied by one UPDATE joining it."""
+
+
+async def _stage(conn: Connection, states: Sequence[MessageState]) -> None:
+    await conn.execute(
+        f"""
+        CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
+            message_id bigint, mailing_id bigint, client_id bigint, status text,
+            datetime_send timestamptz, attempts integer, last_error text,
+            cancelled_at timestamptz, created_at timestamptz, updated_at timestamptz,
+            operator_code text, tag text, time_zone text, first_due_at timestamptz
+        ) ON COMMIT DELETE ROWS
+        """
     )
+    await conn.copy_records_to_table(_STAGE, records=_rows(states), columns=_MESSAGE_COLUMNS)
+
+
+def _rows(states: Sequence[MessageState]) -> list[tuple[object, ...]]:
+    """The states as rows of ``_MESSAGE_COLUMNS``."""
+    return [
+        (
+            s.message_id, s.mailing_id, s.client_id, s.status.value, s.datetime_send,
+            s.attempts, s.last_error, s.cancelled_at, s.created_at, s.updated_at,
+            *((c.operator_code, c.tag, c.time_zone) if (c := s.client) else (None, None, None)),
+            s.first_due_at,
+        )
+        for s in states
+    ]  # fmt: skip
 
 
 def _client_columns(states: Sequence[MessageState]) -> tuple[list[object], ...]:
