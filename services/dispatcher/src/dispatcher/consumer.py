@@ -20,7 +20,7 @@ from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.recorder import OutcomeRecorder
 from dispatcher.send_rate import RatePolicy
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import DeliveryConsumer, QueueSpec
 from sms_events.runtime import Runtime
 
 QUEUE = QueueSpec(name="dispatcher", routing_keys=["messages.due"])
@@ -94,14 +94,14 @@ async def start(rt: Runtime) -> None:
     # The recorder and the lease outlive the consumer's drain: outcomes of the calls still in
     # flight at stop are recorded before they end.
     drained = asyncio.Event()
-    consumer = Consumer(
-        QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch
+    consumer = DeliveryConsumer(
+        QUEUE, rt.broker, dispatcher.handle, prefetch=settings.dispatch_prefetch
     )
     await consumer.declare()
 
     async def run() -> None:
         try:
-            await consumer.run_each(rt.stop, dispatcher.handle)
+            await consumer.run(rt.stop)
         finally:
             drained.set()
             await client.close()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from scheduler.config import Settings
 from scheduler.handlers import handle_batch
 from scheduler.timer import Timer
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.runtime import Runtime
@@ -47,7 +47,7 @@ async def start(rt: Runtime) -> None:
         await handle_batch(conn, events)
         timer.wake.set()  # new or changed messages may be due already
 
-    consumer = Consumer(
+    consumer = BatchConsumer(
         QUEUE,
         rt.pool,
         rt.broker,
