@@ -25,6 +25,7 @@ from sms_events.consumer import DEAD_LETTER_REASON, BatchConsumer, DeliveryConsu
 from sms_events.contracts import ClientDeleted
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
+from sms_events.retrying import RetryPolicy
 from sms_events.settings import ServiceSettings
 from sms_events.signing import SIGNATURE_HEADER, Signer
 from sms_events.store import Checkpoint, EventStore, append_new_streams
@@ -32,6 +33,8 @@ from sms_events.tracing import current_metadata
 from tests.support.tcp_proxy import proxied_url
 
 pytestmark = pytest.mark.usefixtures("rows_table")
+
+TWO_TRIES = RetryPolicy(attempts=2, base_s=0.1, cap_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +275,7 @@ async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_the_rest_are_hand
     envelopes = [_envelope(setup.routing_key, n) for n in range(5)]
     poison = envelopes[2]
     recorder = Recorder(setup.name, fail_on={poison.id})
-    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05, attempts=2)
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05, failures=TWO_TRIES)
     await consumer.declare()
     await setup.publish(*envelopes)
 
@@ -373,7 +376,7 @@ async def test_a_database_outage_delays_handling_but_loses_and_dead_letters_noth
         recorder = Recorder(setup.name)
         spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
         consumer = BatchConsumer(
-            spec, flaky_pool, setup.broker, recorder, batch_wait=0.05, attempts=2
+            spec, flaky_pool, setup.broker, recorder, batch_wait=0.05, failures=TWO_TRIES
         )
         running = await run(consumer)
         before = _envelope(setup.routing_key, 1)
@@ -617,7 +620,9 @@ async def test_an_event_whose_statement_times_out_is_dead_lettered_not_waited_ou
     pool = await create_pool(settings.database_url, min_size=1, max_size=2, command_timeout=0.3)
     try:
         spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
-        consumer = BatchConsumer(spec, pool, setup.broker, handler, batch_wait=0.05, attempts=2)
+        consumer = BatchConsumer(
+            spec, pool, setup.broker, handler, batch_wait=0.05, failures=TWO_TRIES
+        )
         running = await run(consumer)
         await setup.publish(slow, fine)
         (dead,) = await eventually(setup.dead_letters, within=20, what="the slow event dead")
@@ -643,7 +648,7 @@ async def test_a_delivery_consumer_dead_letters_an_event_whose_statement_times_o
                 await _sleep_past_the_timeout(conn, cut_off_by)
         handled.append(env.id)
 
-    consumer = setup.each(handler, attempts=2)
+    consumer = setup.each(handler, failures=TWO_TRIES)
     await consumer.declare()
     await setup.publish(slow, fine)
     stop = asyncio.Event()

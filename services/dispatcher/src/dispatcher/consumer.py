@@ -95,7 +95,12 @@ async def start(rt: Runtime) -> None:
     # flight at stop are recorded before they end.
     drained = asyncio.Event()
     consumer = DeliveryConsumer(
-        QUEUE, rt.broker, dispatcher.handle, prefetch=settings.dispatch_prefetch
+        QUEUE,
+        rt.broker,
+        dispatcher.handle,
+        prefetch=settings.dispatch_prefetch,
+        failures=settings.event_retry(),
+        outages=settings.outage_retry(),
     )
     await consumer.declare()
 

@@ -66,6 +66,8 @@ async def start_projections(rt: Runtime) -> None:
         # some tens of thousands of rows.
         batch_size=100,
         retention=timedelta(hours=rt.settings.processed_events_retention_h),
+        failures=rt.settings.event_retry(),
+        outages=rt.settings.outage_retry(),
         projection=PROJECTION.name,
     )
     await consumer.declare()

@@ -50,6 +50,8 @@ async def start(rt: Runtime) -> None:
         # second (at most ~50,000 rows), however deep the queue after a large mailing.
         batch_size=100,
         retention=timedelta(hours=rt.settings.processed_events_retention_h),
+        failures=rt.settings.event_retry(),
+        outages=rt.settings.outage_retry(),
     )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")

@@ -56,6 +56,8 @@ async def start(rt: Runtime) -> None:
         # to at most ~25,000 rows, however deep the queue.
         batch_size=50,
         retention=timedelta(hours=settings.processed_events_retention_h),
+        failures=settings.event_retry(),
+        outages=settings.outage_retry(),
     )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")

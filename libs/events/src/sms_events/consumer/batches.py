@@ -20,6 +20,7 @@ from sms_events.envelope import Envelope
 from sms_events.horizon import appending
 from sms_events.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_FAILURES
 from sms_events.replay import unfolded
+from sms_events.retrying import EVENT_FAILURES, OUTAGES, RetryPolicy
 
 __all__ = ["BatchConsumer", "BatchHandler", "prune_processed"]
 
@@ -46,7 +47,8 @@ class BatchConsumer:
         *,
         batch_size: int = 500,
         batch_wait: float = 0.02,
-        attempts: int = 3,
+        failures: RetryPolicy = EVENT_FAILURES,
+        outages: RetryPolicy = OUTAGES,
         prefetch: int | None = None,
         retention: timedelta = timedelta(days=7),
         appends: bool = True,
@@ -67,7 +69,10 @@ class BatchConsumer:
         self._handler = handler
         self._batch_size = batch_size
         self._batch_wait = batch_wait
-        self._attempts = attempts
+        # An event of a failed batch is tried alone ``failures.attempts`` times, then
+        # dead-lettered; an outage is waited out by ``outages`` and counts as no try.
+        self._failures = failures
+        self._outages = outages
         self._retention = retention
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._in_hand = 0  # deliveries taken from the inbox
@@ -151,7 +156,7 @@ class BatchConsumer:
     ) -> None:
         started = time.perf_counter()
         try:
-            if not await self._commit_retrying(envelopes, stop):
+            if not await self._commit_waiting(envelopes, stop):
                 return  # stopping: the unacked deliveries return to the queue
         except Exception as exc:
             CONSUMER_FAILURES.labels(self.spec.name).inc()
@@ -176,25 +181,23 @@ class BatchConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.prune_interval)
 
-    async def _commit_retrying(self, envelopes: Sequence[Envelope], stop: asyncio.Event) -> bool:
+    async def _commit_waiting(self, envelopes: Sequence[Envelope], stop: asyncio.Event) -> bool:
         """Commit, waiting out database trouble (not the events' fault) until it is done or
         ``stop`` is set; returns whether it committed. Other errors propagate."""
-        delay = 0.2
-        while True:
-            try:
-                await self._commit(envelopes)
-                return True
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if stop.is_set():
-                    return False
-                log.warning(
-                    "consumer_transient_error", queue=self.queue_name, error=error_label(exc)
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            async for attempt in self._outages.retrying(
+                retry_if=is_transient,
+                stop=stop,
+                event="consumer_transient_error",
+                queue=self.queue_name,
+            ):
+                with attempt:
+                    await self._commit(envelopes)
+        except Exception as exc:
+            if is_transient(exc) and stop.is_set():
+                return False
+            raise
+        return True
 
     async def _commit(self, envelopes: Sequence[Envelope]) -> None:
         async with self._pool.acquire() as conn, self._transaction(conn):
@@ -226,22 +229,18 @@ class BatchConsumer:
         self, parsed: list[tuple[AbstractIncomingMessage, Envelope]], stop: asyncio.Event
     ) -> None:
         for message, env in parsed:
-            error: Exception | None = None
-            for attempt in range(self._attempts):
-                try:
-                    if not await self._commit_retrying([env], stop):
-                        return  # stopping: this and the rest go back to the queue
-                    error = None
-                    break
-                except Exception as exc:
-                    error = exc
-                    if attempt + 1 < self._attempts:
-                        await asyncio.sleep(0.1 * 2**attempt)
-            if error is None:
-                await self._queue.settle(message.ack())
-                self._queue.handled((env,))
-            else:
-                await self._queue.dead_letter(message, error_label(error), event_type=env.type)
+            try:
+                async for attempt in self._failures.retrying(
+                    Exception, event="consumer_event_retried", queue=self.queue_name
+                ):
+                    with attempt:
+                        if not await self._commit_waiting([env], stop):
+                            return  # stopping: this and the rest go back to the queue
+            except Exception as exc:
+                await self._queue.dead_letter(message, error_label(exc), event_type=env.type)
+                continue
+            await self._queue.settle(message.ack())
+            self._queue.handled((env,))
 
 
 async def prune_processed(

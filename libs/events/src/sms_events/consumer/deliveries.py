@@ -16,6 +16,7 @@ from sms_events.consumer.topology import ConsumerQueue, QueueSpec, cancel_task
 from sms_events.db import error_label, is_transient
 from sms_events.envelope import Envelope
 from sms_events.metrics import CONSUMER_FAILURES
+from sms_events.retrying import EVENT_FAILURES, OUTAGES, RetryPolicy
 from sms_events.tracing import traced
 
 __all__ = ["DeliveryConsumer", "DeliveryHandler"]
@@ -48,13 +49,17 @@ class DeliveryConsumer:
         handler: DeliveryHandler,
         *,
         prefetch: int = 1000,
-        attempts: int = 3,
+        failures: RetryPolicy = EVENT_FAILURES,
+        outages: RetryPolicy = OUTAGES,
     ) -> None:
         self.spec = spec
         self._queue = ConsumerQueue(spec, broker, prefetch=prefetch)
         self.queue_name = self._queue.name
         self._handler = handler
-        self._attempts = attempts
+        # A failing event is tried ``failures.attempts`` times, then dead-lettered; an outage
+        # is waited out by ``outages`` and counts as no try.
+        self._failures = failures
+        self._outages = outages
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def declare(self) -> AbstractQueue:
@@ -108,32 +113,41 @@ class DeliveryConsumer:
     async def _handle_traced(
         self, message: AbstractIncomingMessage, env: Envelope, stop: asyncio.Event
     ) -> None:
-        delay = 0.2
         failures = 0
-        while True:
+
+        async def once() -> None:
+            nonlocal failures
             try:
-                await self._handler(env)
-                break
+                await self._waiting_out_outages(env, stop)
             except Exception as exc:
-                if is_transient(exc):
-                    if stop.is_set():
-                        return  # unacked: back to the queue when the channel closes
-                    # Not the event's fault: waited out, not counted as one of its attempts.
-                    log.warning(
-                        "consumer_transient_error", queue=self.queue_name, error=error_label(exc)
-                    )
-                else:
+                if not is_transient(exc):
                     failures += 1
                     CONSUMER_FAILURES.labels(self.spec.name).inc()
-                    if failures >= self._attempts:
-                        await self._queue.dead_letter(
-                            message, error_label(exc), event_type=env.type
-                        )
-                        return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
-                return
-            delay = min(delay * 2, 5.0)
+                raise
+
+        try:
+            async for attempt in self._failures.retrying(
+                Exception, event="consumer_event_retried", stop=stop, queue=self.queue_name
+            ):
+                with attempt:
+                    await once()
+        except Exception as exc:
+            limit = self._failures.attempts
+            if stop.is_set() and (limit is None or failures < limit):
+                return  # unacked: back to the queue when the channel closes
+            await self._queue.dead_letter(message, error_label(exc), event_type=env.type)
+            return
         await self._queue.settle(message.ack())
         self._queue.handled((env,))
+
+    async def _waiting_out_outages(self, env: Envelope, stop: asyncio.Event) -> None:
+        """Handle ``env``, waiting out database trouble (not the event's fault, not one of its
+        tries) until ``stop``, when the last such error is raised."""
+        async for attempt in self._outages.retrying(
+            retry_if=is_transient,
+            stop=stop,
+            event="consumer_transient_error",
+            queue=self.queue_name,
+        ):
+            with attempt:
+                await self._handler(env)
