@@ -12,7 +12,7 @@ from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import BreakerState, CircuitBreaker
 from dispatcher.claims import OwnerLease
 from dispatcher.config import Settings
-from dispatcher.domain import RetryPolicy
+from dispatcher.domain import SendRetryRule
 from dispatcher.handlers import Dispatcher
 from dispatcher.projections import start_projections
 from dispatcher.provider import ProviderClient
@@ -65,7 +65,7 @@ async def start(rt: Runtime) -> None:
         max_cooldown_s=settings.breaker_max_cooldown_s,
         on_change=_breaker_changed,
     )
-    retries = RetryPolicy(
+    retries = SendRetryRule(
         settings.dispatch_retry_base_s,
         settings.dispatch_retry_cap_s,
         settings.dispatch_max_attempts,
@@ -76,6 +76,7 @@ async def start(rt: Runtime) -> None:
         rt.pool,
         interval_s=settings.dispatch_record_interval_ms / 1000,
         max_batch=max(100, settings.dispatch_concurrency),
+        retry=settings.record_retry(),
     )
     provider_hold = ProviderHold(rt.pool)
     dispatcher = Dispatcher(
