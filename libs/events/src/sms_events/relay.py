@@ -38,7 +38,8 @@ from sms_events.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_LEADER,
 )
-from sms_events.store import Checkpoint, EventStore
+from sms_events.retrying import OUTAGES, RetryPolicy
+from sms_events.store import Checkpoint, EventStore, RecordedEvent
 from sms_events.tracing import new_correlation_id
 from sms_events.waits import wait_any
 
@@ -71,6 +72,7 @@ class OutboxRelay:
         batch_size: int = 2000,
         batch_bytes: int = 8 * 1024 * 1024,
         poll_interval: float = 1.0,
+        retry: RetryPolicy = OUTAGES,
     ) -> None:
         self._pool = pool
         self._store = EventStore(pool)
@@ -79,6 +81,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
         self._poll_interval = poll_interval
+        self._retry = retry
         self._wake = asyncio.Event()
         self.is_leader = False
 
@@ -130,7 +133,6 @@ class OutboxRelay:
         # and a standby takes over, and this loop must fail at once instead of publishing on
         # from the pool beside the new leader.
         checkpoint = await self._store.load_checkpoint(RELAY_READER)
-        backoff = 0.1
         while not stop.is_set() and self.is_leader:
             self._wake.clear()
             events = await self._store.read_all(
@@ -144,20 +146,38 @@ class OutboxRelay:
             # about one batch together.
             with structlog.contextvars.bound_contextvars(correlation_id=new_correlation_id()):
                 try:
-                    await self._broker.publish([envelope_of(e, self._source) for e in events])
-                except Exception as exc:  # broker down or nacked: keep the checkpoint, retry
-                    OUTBOX_PUBLISH_FAILURES.inc()
-                    log.warning("relay_publish_failed", error=error_label(exc), batch=len(events))
-                    await self._update_gauges(checkpoint, lock_conn)
-                    await _sleep_unless(stop, backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-            backoff = 0.1
+                    await self._publish(events, stop, checkpoint, lock_conn)
+                except Exception:
+                    continue  # stopping or no longer leading: the loop's condition ends it
             checkpoint = events[-1].checkpoint
             await self._store.save_checkpoint(RELAY_READER, checkpoint, conn=lock_conn)
             OUTBOX_PUBLISHED.inc(len(events))
             self._wake.set()  # more may be waiting (a batch is cut by count or bytes): look again
             await self._update_gauges(checkpoint, lock_conn)
+
+    async def _publish(
+        self,
+        events: list[RecordedEvent],
+        stop: asyncio.Event,
+        checkpoint: Checkpoint,
+        lock_conn: Connection,
+    ) -> None:
+        """Publish ``events``; the broker down or nacking is waited out (the checkpoint kept)
+        until it takes them, ``stop`` is set or the lead is lost (then the error is raised)."""
+        async for attempt in self._retry.retrying(
+            Exception,
+            event="relay_publish_failed",
+            stop=stop,
+            give_up=lambda: not self.is_leader,
+            batch=len(events),
+        ):
+            with attempt:
+                try:
+                    await self._broker.publish([envelope_of(e, self._source) for e in events])
+                except Exception:
+                    OUTBOX_PUBLISH_FAILURES.inc()
+                    await self._update_gauges(checkpoint, lock_conn)
+                    raise
 
     async def _update_gauges(self, checkpoint: Checkpoint, conn: Connection) -> None:
         # Committed events after the checkpoint, whatever the horizon: when an open appender

@@ -12,7 +12,7 @@ transaction of its own that also saves how far the rebuild got, so an interrupte
 resumes (``resume=True``) instead of starting over.
 
 The swap is one transaction. It takes the projection's lock exclusively (``LOCK_NAMESPACE``;
-every live writer of the projection takes it shared first: ``Consumer(projection=...)``, or
+every live writer of the projection takes it shared first: ``BatchConsumer(projection=...)``, or
 ``writing`` for commands), so no live write is half-way; folds what was appended since the last
 page; moves the live tables out and the shadow tables in (``ALTER TABLE ... SET SCHEMA``: a
 catalogue change, milliseconds whatever the size; the old tables are dropped); and records the

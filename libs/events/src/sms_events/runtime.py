@@ -137,7 +137,8 @@ async def run_service(
     try:
         runner = await _health_server(rt, http_host, http_port, http_routes) if http_port else None
         if settings.relay_enabled:
-            rt.spawn(OutboxRelay(pool, broker, source=f"/sms/{name}").run(rt.stop), "relay")
+            relay = OutboxRelay(pool, broker, source=f"/sms/{name}", retry=settings.outage_retry())
+            rt.spawn(relay.run(rt.stop), "relay")
         await start(rt)
         log.info("service_started", http_port=http_port)
         await rt.stop.wait()

@@ -7,7 +7,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["LogSettings", "PostgresSettings", "RabbitSettings", "ServiceSettings"]
+from sms_events.retrying import EVENT_FAILURE_ATTEMPTS, EVENT_FAILURES, OUTAGES, RetryPolicy
+
+__all__ = ["LogSettings", "PostgresSettings", "RabbitSettings", "RetrySettings", "ServiceSettings"]
 
 _MIN_KEY_LENGTH = 32
 
@@ -105,7 +107,52 @@ class LogSettings(BaseSettings):
         return value
 
 
-class ServiceSettings(PostgresSettings, RabbitSettings, LogSettings):
+class RetrySettings(BaseSettings):
+    """The constants of the retry policies (``sms_events.retrying``) the services' loops use."""
+
+    model_config = _ENV
+
+    retry_outage_base_s: float = Field(
+        default=OUTAGES.base_s,
+        gt=0,
+        description="First wait (at most, full jitter) before trying again work that failed"
+        " because the database or broker is away; doubles with each try",
+    )
+    retry_outage_cap_s: float = Field(
+        default=OUTAGES.cap_s,
+        gt=0,
+        description="Longest wait between two tries while the database or broker is away"
+        " (they go on until it is back or the service stops)",
+    )
+    retry_event_attempts: int = Field(
+        default=EVENT_FAILURE_ATTEMPTS,
+        ge=1,
+        description="Tries of an event whose handling fails (not an outage) before it is"
+        " dead-lettered",
+    )
+    retry_event_base_s: float = Field(
+        default=EVENT_FAILURES.base_s,
+        gt=0,
+        description="First wait (at most, full jitter) before trying a failed event again",
+    )
+    retry_event_cap_s: float = Field(
+        default=EVENT_FAILURES.cap_s,
+        gt=0,
+        description="Longest wait between two tries of a failed event",
+    )
+
+    def outage_retry(self) -> RetryPolicy:
+        """How work waits out a database or broker that is away."""
+        return RetryPolicy(None, self.retry_outage_base_s, self.retry_outage_cap_s)
+
+    def event_retry(self) -> RetryPolicy:
+        """How often, and how far apart, a failing event is tried before it is dead-lettered."""
+        return RetryPolicy(
+            self.retry_event_attempts, self.retry_event_base_s, self.retry_event_cap_s
+        )
+
+
+class ServiceSettings(PostgresSettings, RabbitSettings, LogSettings, RetrySettings):
     """What every service needs: the store, the broker, logging and a metrics port."""
 
     relay_enabled: bool = Field(

@@ -63,6 +63,7 @@ from sms_events.contracts import Event, upcast
 from sms_events.db import Connection
 from sms_events.horizon import appending, read_horizon
 from sms_events.metrics import EVENTS_APPENDED
+from sms_events.retrying import APPEND_RACES, RetryPolicy
 from sms_events.tracing import current_metadata
 
 __all__ = [
@@ -215,8 +216,12 @@ class _OutOfOrder(WrongExpectedVersion):
         )
 
 
-# Appends with ANY_VERSION that lose a version race retry this often before giving up.
-_ANY_VERSION_ATTEMPTS: Final = 20
+_NO_RETRY: Final = RetryPolicy(attempts=1, base_s=0, cap_s=0)
+
+
+def _lost_the_race(exc: BaseException) -> bool:
+    # Not _OutOfOrder: retrying in the same transaction keeps the same transaction id.
+    return isinstance(exc, WrongExpectedVersion) and not isinstance(exc, _OutOfOrder)
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -227,8 +232,9 @@ class EventStore:
     """Appends and reads events. Every method takes an optional connection so that callers
     can append in the same transaction as their own read-model writes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, races: RetryPolicy = APPEND_RACES) -> None:
         self._pool = pool
+        self._races = races
 
     async def append(
         self,
@@ -247,9 +253,14 @@ class EventStore:
         transaction opened by ``appending(conn)``.
         """
         new = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
-        attempt = 1
-        while True:
-            try:
+        # With ANY_VERSION the caller asked for "at the end": losing the race for a version to
+        # a concurrent writer is no conflict, so try again at the new end (the savepoint or
+        # transaction of the lost try was rolled back). Any other expected version: no retry.
+        races = self._races if expected_version is ANY_VERSION else _NO_RETRY
+        async for attempt in races.retrying(
+            event="append_version_taken", retry_if=_lost_the_race, level="debug", stream=stream_id
+        ):
+            with attempt:
                 if conn is None:
                     async with self._pool.acquire() as own, appending(own):
                         return await self._append(own, stream_id, new, expected_version)
@@ -258,15 +269,7 @@ class EventStore:
                 opened = conn.transaction() if conn.is_in_transaction() else appending(conn)
                 async with opened:
                     return await self._append(conn, stream_id, new, expected_version)
-            except _OutOfOrder:
-                raise  # retrying in the same transaction keeps the same transaction id
-            except WrongExpectedVersion:
-                # With ANY_VERSION the caller asked for "at the end": losing the race for a
-                # version to a concurrent writer is no conflict, so try again at the new end
-                # (the savepoint or transaction above was rolled back).
-                if expected_version is not ANY_VERSION or attempt >= _ANY_VERSION_ATTEMPTS:
-                    raise
-                attempt += 1
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def _append(
         self,

@@ -34,7 +34,7 @@ from sms_events.broker_users import (
     service_permissions,
     url_with_user,
 )
-from sms_events.consumer import DEAD_LETTER_REASON, Consumer, QueueSpec
+from sms_events.consumer import DEAD_LETTER_REASON, BatchConsumer, QueueSpec
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.settings import ServiceSettings
@@ -141,7 +141,7 @@ async def test_a_service_user_publishes_a_forged_event_and_the_consumer_dead_let
         handled.extend(env.id for env in envelopes)
 
     # The service user's own queue, its dead-letter queue and exchange: enough to consume.
-    consumer = Consumer(QueueSpec(queue, ["mailing.scheduled"]), pool, broker, handler)
+    consumer = BatchConsumer(QueueSpec(queue, ["mailing.scheduled"]), pool, broker, handler)
     await consumer.declare()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))

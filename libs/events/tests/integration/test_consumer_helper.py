@@ -21,10 +21,11 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from sms_events.broker import Broker
-from sms_events.consumer import DEAD_LETTER_REASON, Consumer, QueueSpec
+from sms_events.consumer import DEAD_LETTER_REASON, BatchConsumer, DeliveryConsumer, QueueSpec
 from sms_events.contracts import ClientDeleted
 from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
+from sms_events.retrying import RetryPolicy
 from sms_events.settings import ServiceSettings
 from sms_events.signing import SIGNATURE_HEADER, Signer
 from sms_events.store import Checkpoint, EventStore, append_new_streams
@@ -32,6 +33,8 @@ from sms_events.tracing import current_metadata
 from tests.support.tcp_proxy import proxied_url
 
 pytestmark = pytest.mark.usefixtures("rows_table")
+
+TWO_TRIES = RetryPolicy(attempts=2, base_s=0.1, cap_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +110,13 @@ class Setup:
     def queue(self) -> str:
         return self.broker.settings.amqp_queue_prefix + self.name
 
-    def consumer(self, handler: Recorder, broker: Broker | None = None, **kw: Any) -> Consumer:
+    def consumer(self, handler: Recorder, broker: Broker | None = None, **kw: Any) -> BatchConsumer:
         spec = QueueSpec(name=self.name, routing_keys=[self.routing_key])
-        return Consumer(spec, self.pool, broker or self.broker, handler, **kw)
+        return BatchConsumer(spec, self.pool, broker or self.broker, handler, **kw)
+
+    def each(self, handler: Callable[[Envelope], Awaitable[None]], **kw: Any) -> DeliveryConsumer:
+        spec = QueueSpec(name=self.name, routing_keys=[self.routing_key])
+        return DeliveryConsumer(spec, self.broker, handler, **kw)
 
     async def publish(self, *envelopes: Envelope) -> None:
         await self.broker.publish(envelopes)
@@ -176,7 +183,7 @@ async def setup(broker: Broker, pool: asyncpg.Pool) -> AsyncIterator[Setup]:
 
 
 class Running:
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: BatchConsumer) -> None:
         self.consumer = consumer
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(consumer.run(self.stop))
@@ -187,10 +194,10 @@ class Running:
 
 
 @pytest.fixture
-async def run() -> AsyncIterator[Callable[[Consumer], Awaitable[Running]]]:
+async def run() -> AsyncIterator[Callable[[BatchConsumer], Awaitable[Running]]]:
     running: list[Running] = []
 
-    async def start(consumer: Consumer) -> Running:
+    async def start(consumer: BatchConsumer) -> Running:
         await consumer.declare()
         r = Running(consumer)
         running.append(r)
@@ -221,7 +228,7 @@ async def test_declares_a_durable_quorum_queue_with_a_dead_letter_queue(setup: S
 
 
 async def test_handles_events_in_batches_and_acks_them(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     recorder = Recorder(setup.name)
     consumer = setup.consumer(recorder, batch_size=50, batch_wait=0.05)
@@ -240,7 +247,7 @@ async def test_handles_events_in_batches_and_acks_them(
 
 
 async def test_a_redelivered_event_changes_nothing(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     consumer = setup.consumer(Recorder(setup.name))
     await consumer.declare()
@@ -263,12 +270,12 @@ async def test_a_redelivered_event_changes_nothing(
 
 
 async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_the_rest_are_handled(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     envelopes = [_envelope(setup.routing_key, n) for n in range(5)]
     poison = envelopes[2]
     recorder = Recorder(setup.name, fail_on={poison.id})
-    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05, attempts=2)
+    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05, failures=TWO_TRIES)
     await consumer.declare()
     await setup.publish(*envelopes)
 
@@ -291,7 +298,7 @@ async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_the_rest_are_hand
 
 
 async def test_an_unparseable_body_goes_to_the_dlq(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     consumer = setup.consumer(Recorder(setup.name), batch_size=10, batch_wait=0.05)
     await consumer.declare()
@@ -323,7 +330,7 @@ async def test_an_unparseable_body_goes_to_the_dlq(
 
 
 async def test_stop_finishes_the_batch_in_hand_and_hands_back_the_rest(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     hold = asyncio.Event()
     first = Recorder(setup.name, worker="first", hold=hold)
@@ -360,7 +367,7 @@ async def test_a_database_outage_delays_handling_but_loses_and_dead_letters_noth
     setup: Setup,
     settings: ServiceSettings,
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
-    run: Callable[[Consumer], Awaitable[Running]],
+    run: Callable[[BatchConsumer], Awaitable[Running]],
 ) -> None:
     proxy = await tcp_proxy(settings.database_url)
     dsn = proxied_url(settings.database_url, proxy.port)
@@ -368,7 +375,9 @@ async def test_a_database_outage_delays_handling_but_loses_and_dead_letters_noth
     try:
         recorder = Recorder(setup.name)
         spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
-        consumer = Consumer(spec, flaky_pool, setup.broker, recorder, batch_wait=0.05, attempts=2)
+        consumer = BatchConsumer(
+            spec, flaky_pool, setup.broker, recorder, batch_wait=0.05, failures=TWO_TRIES
+        )
         running = await run(consumer)
         before = _envelope(setup.routing_key, 1)
         await setup.publish(before)
@@ -396,7 +405,7 @@ async def test_a_consumer_survives_losing_its_broker_connection(
     setup: Setup,
     settings: ServiceSettings,
     tcp_proxy: Callable[[int], Awaitable[TcpProxy]],
-    run: Callable[[Consumer], Awaitable[Running]],
+    run: Callable[[BatchConsumer], Awaitable[Running]],
 ) -> None:
     proxy = await tcp_proxy(settings.amqp_url)
     flaky = Broker(settings_via(settings, proxy.port, reconnect_interval=0.2))
@@ -438,7 +447,7 @@ def _sample(name: str, consumer: str) -> float | None:
 
 
 async def test_reports_its_queue_depth_and_no_lag_once_caught_up(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     hold = asyncio.Event()
     recorder = Recorder(setup.name, hold=hold)
@@ -469,7 +478,7 @@ async def test_reports_its_queue_depth_and_no_lag_once_caught_up(
 
 
 async def test_lag_is_the_age_of_the_newest_event_handled(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     recorder = Recorder(setup.name)
     consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.2)
@@ -487,7 +496,7 @@ async def test_lag_is_the_age_of_the_newest_event_handled(
 
 
 async def test_a_batch_is_logged_under_its_first_events_correlation_id(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     recorder = Recorder(setup.name)
     consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.2)
@@ -506,7 +515,7 @@ async def test_a_batch_is_logged_under_its_first_events_correlation_id(
     assert first["batch_events"] == len(recorder.batches[0])
 
 
-async def test_run_each_handles_each_event_under_its_correlation_and_causation_ids(
+async def test_a_delivery_consumer_handles_each_event_under_its_correlation_and_causation_ids(
     setup: Setup,
 ) -> None:
     seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -514,12 +523,12 @@ async def test_run_each_handles_each_event_under_its_correlation_and_causation_i
     async def handler(env: Envelope) -> None:
         seen.append((current_metadata(), structlog.contextvars.get_contextvars()))
 
-    consumer = setup.consumer(Recorder(setup.name))
+    consumer = setup.each(handler)
     await consumer.declare()
     event = _envelope(setup.routing_key, 1, age_s=45, correlation_id="corr-each")
     await setup.publish(event)
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run_each(stop, handler))
+    task = asyncio.create_task(consumer.run(stop))
     try:
         await eventually(lambda: seen, what="the event handled")
     finally:
@@ -536,7 +545,7 @@ async def test_run_each_handles_each_event_under_its_correlation_and_causation_i
 
 
 async def test_a_batch_handler_may_append_events_in_the_consumers_transaction(
-    setup: Setup, pool: asyncpg.Pool, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, pool: asyncpg.Pool, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     client_id = uuid4().int % 10**12
     deleted = ClientDeleted(client_id=client_id, deleted_at=datetime(2025, 1, 15, tzinfo=UTC))
@@ -547,7 +556,7 @@ async def test_a_batch_handler_may_append_events_in_the_consumers_transaction(
         await append_new_streams(conn, [deleted])  # refused unless the batch announced itself
 
     spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
-    consumer = Consumer(spec, pool, setup.broker, project_and_append)
+    consumer = BatchConsumer(spec, pool, setup.broker, project_and_append)
     await consumer.declare()
     event = _envelope(setup.routing_key, 1)
     await setup.publish(event)
@@ -560,7 +569,7 @@ async def test_a_batch_handler_may_append_events_in_the_consumers_transaction(
 
 
 async def test_a_projection_only_consumer_does_not_hold_readers_back_mid_batch(
-    setup: Setup, pool: asyncpg.Pool, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, pool: asyncpg.Pool, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     store = EventStore(pool)
     hold = asyncio.Event()
@@ -597,7 +606,7 @@ async def _sleep_past_the_timeout(conn: Connection, cut_off_by: str) -> None:
 async def test_an_event_whose_statement_times_out_is_dead_lettered_not_waited_out(
     setup: Setup,
     settings: ServiceSettings,
-    run: Callable[[Consumer], Awaitable[Running]],
+    run: Callable[[BatchConsumer], Awaitable[Running]],
     cut_off_by: str,
 ) -> None:
     slow, fine = _envelope(setup.routing_key, 1), _envelope(setup.routing_key, 2)
@@ -611,7 +620,9 @@ async def test_an_event_whose_statement_times_out_is_dead_lettered_not_waited_ou
     pool = await create_pool(settings.database_url, min_size=1, max_size=2, command_timeout=0.3)
     try:
         spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key])
-        consumer = Consumer(spec, pool, setup.broker, handler, batch_wait=0.05, attempts=2)
+        consumer = BatchConsumer(
+            spec, pool, setup.broker, handler, batch_wait=0.05, failures=TWO_TRIES
+        )
         running = await run(consumer)
         await setup.publish(slow, fine)
         (dead,) = await eventually(setup.dead_letters, within=20, what="the slow event dead")
@@ -624,7 +635,7 @@ async def test_an_event_whose_statement_times_out_is_dead_lettered_not_waited_ou
 
 
 @pytest.mark.parametrize("cut_off_by", ["command_timeout", "statement_timeout"])
-async def test_run_each_dead_letters_an_event_whose_statement_times_out(
+async def test_a_delivery_consumer_dead_letters_an_event_whose_statement_times_out(
     setup: Setup, settings: ServiceSettings, cut_off_by: str
 ) -> None:
     slow, fine = _envelope(setup.routing_key, 1), _envelope(setup.routing_key, 2)
@@ -637,11 +648,11 @@ async def test_run_each_dead_letters_an_event_whose_statement_times_out(
                 await _sleep_past_the_timeout(conn, cut_off_by)
         handled.append(env.id)
 
-    consumer = setup.consumer(Recorder(setup.name), attempts=2)
+    consumer = setup.each(handler, failures=TWO_TRIES)
     await consumer.declare()
     await setup.publish(slow, fine)
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run_each(stop, handler))
+    task = asyncio.create_task(consumer.run(stop))
     try:
         (dead,) = await eventually(setup.dead_letters, within=20, what="the slow event dead")
         await eventually(lambda: handled, what="the other event handled")
@@ -670,15 +681,15 @@ async def _ready_is(setup: Setup, n: int) -> bool:
 
 
 async def test_a_single_active_consumer_queue_feeds_one_consumer_in_order_and_fails_over(
-    setup: Setup, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     spec = QueueSpec(name=setup.name, routing_keys=[setup.routing_key], single_active_consumer=True)
     first, second = Recorder(setup.name, worker="first"), Recorder(setup.name, worker="second")
-    one = Consumer(spec, setup.pool, setup.broker, first, batch_size=3, batch_wait=0.01)
+    one = BatchConsumer(spec, setup.pool, setup.broker, first, batch_size=3, batch_wait=0.01)
     await one.declare()
     running_one = await run(one)
     running_two = await run(
-        Consumer(spec, setup.pool, setup.broker, second, batch_size=3, batch_wait=0.01)
+        BatchConsumer(spec, setup.pool, setup.broker, second, batch_size=3, batch_wait=0.01)
     )
     published = [_envelope(setup.routing_key, n) for n in range(20)]
     await setup.publish(*published)
@@ -707,7 +718,11 @@ async def test_an_unsigned_or_forged_event_is_dead_lettered_with_the_reason_neve
     async def each(env: Envelope) -> None:
         handled.append(env.id)
 
-    consumer = setup.consumer(recorder, batch_size=10, batch_wait=0.05)
+    consumer: BatchConsumer | DeliveryConsumer = (
+        setup.consumer(recorder, batch_size=10, batch_wait=0.05)
+        if mode == "batches"
+        else setup.each(each)
+    )
     await consumer.declare()
     await setup.publish_raw(unsigned.to_json(), signature=None)
     await setup.publish_raw(forged.to_json(), signature=other_key.sign(forged.to_json()))
@@ -717,9 +732,7 @@ async def test_an_unsigned_or_forged_event_is_dead_lettered_with_the_reason_neve
     )
     await setup.publish(signed)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        consumer.run(stop) if mode == "batches" else consumer.run_each(stop, each)
-    )
+    task = asyncio.create_task(consumer.run(stop))
     dead: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def three_dead() -> bool:
@@ -744,7 +757,7 @@ async def test_an_unsigned_or_forged_event_is_dead_lettered_with_the_reason_neve
 
 
 async def test_a_key_being_rotated_out_still_verifies(
-    setup: Setup, settings: ServiceSettings, run: Callable[[Consumer], Awaitable[Running]]
+    setup: Setup, settings: ServiceSettings, run: Callable[[BatchConsumer], Awaitable[Running]]
 ) -> None:
     old_key = "the-key-being-rotated-out-0123456789abcdef"
     rotated = settings.model_copy(update={"event_signing_keys_previous": [SecretStr(old_key)]})

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from gateway.metrics import REPORTER_REQUESTS, REPORTER_SECONDS
 from gateway.pagination import Cursor
+from sms_events import reporter_contract as contract
 from sms_events.bearer import bearer_header
 
 __all__ = [
@@ -49,17 +50,7 @@ COUNTER_KEYS: Final = (
     "undelivered_messages",
     "cancelled_messages",
 )
-MESSAGE_KEYS: Final = (
-    "id",
-    "datetime_send",
-    "status",
-    "mailing_id",
-    "client_id",
-    "attempts",
-    "last_error",
-    "created_at",
-    "updated_at",
-)
+MESSAGE_KEYS: Final = tuple(contract.Message.model_fields)  # the seed's order
 
 
 class ReporterUnavailable(RuntimeError):
@@ -106,32 +97,10 @@ class MessagePage:
     previous_after: int | None = None
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("counter")
-    return value
-
-
 def _counters(raw: Any) -> Counters:
-    if not isinstance(raw, Mapping):
-        raise ValueError("counters")
-    values = {key: _count(raw[key]) for key in COUNTER_KEYS}
-    return Counters(**values, resolved=raw.get("resolved_at") is not None)
-
-
-def _boundary(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("boundary")
-    return value
-
-
-def _message(raw: Any) -> dict[str, Any]:
-    # Passed through as the reporter rendered it (ISO 8601 with Z), in the seed's key order.
-    if not isinstance(raw, Mapping):
-        raise ValueError("message")
-    return {key: raw[key] for key in MESSAGE_KEYS}
+    parsed = contract.MailingCounters.model_validate(raw)
+    values = {key: getattr(parsed, key) for key in COUNTER_KEYS}
+    return Counters(**values, resolved=parsed.resolved_at is not None)
 
 
 def make_http_client(base_url: str, timeout: float, token: SecretStr | None) -> httpx.AsyncClient:
@@ -189,26 +158,27 @@ class ReporterClient:
             params["status"] = status
         body = await self._get("messages", MESSAGES_PATH.format(mailing_id=mailing_id), params)
         try:
-            count = _count(body["count"])
-            results = body["results"]
-            if not isinstance(results, list):
-                raise ValueError("results")
-            return MessagePage(
-                count,
-                [_message(item) for item in results],
-                _boundary(body["next_before"]),
-                _boundary(body["previous_after"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            page = contract.MessagePage.model_validate(body)
+        except ValueError as exc:  # pydantic's ValidationError is one
             raise self._garbled("messages", exc) from None
+        # Each message passed through as the reporter rendered it (ISO 8601 with Z), checked
+        # by the model above, in the seed's key order.
+        return MessagePage(
+            page.count,
+            [{key: item[key] for key in MESSAGE_KEYS} for item in body["results"]],
+            page.next_before,
+            page.previous_after,
+        )
 
     async def overall_stats(self, *, as_of: datetime | None = None) -> dict[str, Any]:
         """Figures over every mailing (read from the reporter's projections, or from the
         event history as they were at ``as_of``)."""
         body = await self._get("stats", STATS_PATH, _as_of_params(as_of))
-        if not isinstance(body, dict):
-            raise self._garbled("stats", ValueError("not an object"))
-        return body
+        try:
+            contract.Overview.model_validate(body)
+        except ValueError as exc:
+            raise self._garbled("stats", exc) from None
+        return body  # type: ignore[no-any-return]
 
     async def mailing_stats(
         self, mailing_id: int, *, as_of: datetime | None = None
@@ -221,9 +191,12 @@ class ReporterClient:
             _as_of_params(as_of),
             missing_ok=True,
         )
-        if body is not None and not isinstance(body, dict):
-            raise self._garbled("mailing_stats", ValueError("not an object"))
-        return body
+        if body is not None:
+            try:
+                contract.MailingStats.model_validate(body)
+            except ValueError as exc:
+                raise self._garbled("mailing_stats", exc) from None
+        return body  # type: ignore[no-any-return]
 
     async def _get(
         self, endpoint: str, path: str, params: Mapping[str, Any], *, missing_ok: bool = False

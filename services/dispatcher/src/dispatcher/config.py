@@ -6,7 +6,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from dispatcher.recorder import RECORD_RETRIES
 from sms_events.bearer import is_loopback
+from sms_events.retrying import RetryPolicy
 from sms_events.settings import ServiceSettings
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "token", "secret", "xxx"}
@@ -74,6 +76,18 @@ class Settings(ServiceSettings):
     dispatch_record_interval_ms: float = Field(
         default=5, ge=0, description="How long outcomes gather before they are recorded together"
     )
+    dispatch_record_retry_base_s: float = Field(
+        default=RECORD_RETRIES.base_s,
+        gt=0,
+        description="First wait (at most, full jitter) before writing outcomes again after the"
+        " write failed; doubles with each try (they go on until it goes through)",
+    )
+    dispatch_record_retry_cap_s: float = Field(
+        default=RECORD_RETRIES.cap_s,
+        gt=0,
+        description="Longest wait between two tries of writing outcomes (short: they land soon"
+        " after the database is back, before their claims lapse)",
+    )
     breaker_failure_threshold: int = Field(
         default=20, ge=1, description="Consecutive retryable failures that open the circuit"
     )
@@ -83,6 +97,12 @@ class Settings(ServiceSettings):
     breaker_max_cooldown_s: float = Field(
         default=60, gt=0, description="Longest wait between probes"
     )
+
+    def record_retry(self) -> RetryPolicy:
+        """How the outcome recorder tries again a write that failed."""
+        return RetryPolicy(
+            None, self.dispatch_record_retry_base_s, self.dispatch_record_retry_cap_s
+        )
 
     @model_validator(mode="after")
     def _token_over_tls(self) -> Settings:

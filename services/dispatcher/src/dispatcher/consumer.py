@@ -12,7 +12,7 @@ from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import BreakerState, CircuitBreaker
 from dispatcher.claims import OwnerLease
 from dispatcher.config import Settings
-from dispatcher.domain import RetryPolicy
+from dispatcher.domain import SendRetryRule
 from dispatcher.handlers import Dispatcher
 from dispatcher.projections import start_projections
 from dispatcher.provider import ProviderClient
@@ -20,7 +20,7 @@ from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.recorder import OutcomeRecorder
 from dispatcher.send_rate import RatePolicy
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import DeliveryConsumer, QueueSpec
 from sms_events.runtime import Runtime
 
 QUEUE = QueueSpec(name="dispatcher", routing_keys=["messages.due"])
@@ -65,7 +65,7 @@ async def start(rt: Runtime) -> None:
         max_cooldown_s=settings.breaker_max_cooldown_s,
         on_change=_breaker_changed,
     )
-    retries = RetryPolicy(
+    retries = SendRetryRule(
         settings.dispatch_retry_base_s,
         settings.dispatch_retry_cap_s,
         settings.dispatch_max_attempts,
@@ -76,6 +76,7 @@ async def start(rt: Runtime) -> None:
         rt.pool,
         interval_s=settings.dispatch_record_interval_ms / 1000,
         max_batch=max(100, settings.dispatch_concurrency),
+        retry=settings.record_retry(),
     )
     provider_hold = ProviderHold(rt.pool)
     dispatcher = Dispatcher(
@@ -94,14 +95,19 @@ async def start(rt: Runtime) -> None:
     # The recorder and the lease outlive the consumer's drain: outcomes of the calls still in
     # flight at stop are recorded before they end.
     drained = asyncio.Event()
-    consumer = Consumer(
-        QUEUE, rt.pool, rt.broker, handler=None, prefetch=settings.dispatch_prefetch
+    consumer = DeliveryConsumer(
+        QUEUE,
+        rt.broker,
+        dispatcher.handle,
+        prefetch=settings.dispatch_prefetch,
+        failures=settings.event_retry(),
+        outages=settings.outage_retry(),
     )
     await consumer.declare()
 
     async def run() -> None:
         try:
-            await consumer.run_each(rt.stop, dispatcher.handle)
+            await consumer.run(rt.stop)
         finally:
             drained.set()
             await client.close()

@@ -20,7 +20,7 @@ from sms_events.contracts import (
 __all__ = [
     "PROJECTION_NAME",
     "REFUSALS",
-    "RetryPolicy",
+    "SendRetryRule",
     "Verdict",
     "judge",
     "not_attempted",
@@ -35,7 +35,11 @@ Verdict = DeliveredMessage | FailedAttempt | UndeliveredMessage
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class SendRetryRule:
+    """When a message whose provider call failed is called again (a domain rule, persisted
+    with the message's next attempt), unlike ``sms_events.retrying.RetryPolicy``, which waits
+    out a transient error inside one process."""
+
     base_s: float = 2.0
     cap_s: float = 300.0
     max_attempts: int = 0  # 0: retry until the mailing's end
@@ -46,7 +50,7 @@ def judge(
     attempt: int,
     result: SendResult,
     now: datetime,
-    policy: RetryPolicy,
+    policy: SendRetryRule,
     rng: random.Random,
 ) -> Verdict:
     """The event item for one provider call (``attempt`` counts calls from 1)."""

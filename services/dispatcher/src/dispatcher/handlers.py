@@ -35,7 +35,7 @@ from dispatcher import metrics
 from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease, claim
-from dispatcher.domain import REFUSALS, RetryPolicy, judge, not_attempted, refusal
+from dispatcher.domain import REFUSALS, SendRetryRule, judge, not_attempted, refusal
 from dispatcher.holds import hold_of
 from dispatcher.opt_outs import BatchOptOuts
 from dispatcher.provider import ProviderClient
@@ -72,7 +72,7 @@ class Dispatcher:
         client: ProviderClient,
         limiter: RateLimiter,
         breaker: CircuitBreaker,
-        policy: RetryPolicy,
+        policy: SendRetryRule,
         *,
         concurrency: int,
         lease: OwnerLease,

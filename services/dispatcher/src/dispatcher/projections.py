@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from dispatcher import attempts, holds, opt_outs
 from dispatcher.domain import PROJECTION_NAME
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.replay import Projection
@@ -56,7 +56,7 @@ PROJECTION = Projection(
 
 
 async def start_projections(rt: Runtime) -> None:
-    consumer = Consumer(
+    consumer = BatchConsumer(
         PROJECTIONS_QUEUE,
         rt.pool,
         rt.broker,
@@ -66,6 +66,8 @@ async def start_projections(rt: Runtime) -> None:
         # some tens of thousands of rows.
         batch_size=100,
         retention=timedelta(hours=rt.settings.processed_events_retention_h),
+        failures=rt.settings.event_retry(),
+        outages=rt.settings.outage_retry(),
         projection=PROJECTION.name,
     )
     await consumer.declare()

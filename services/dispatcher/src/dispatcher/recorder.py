@@ -37,13 +37,19 @@ from sms_events.contracts import (
 )
 from sms_events.db import Connection, is_transient
 from sms_events.replay import writing
+from sms_events.retrying import RetryPolicy
 from sms_events.store import append_new_streams, appending
 from sms_events.tracing import current_metadata, traced
 from sms_events.waits import wait_any
 
-__all__ = ["Outcome", "OutcomeRecorder"]
+__all__ = ["RECORD_RETRIES", "Outcome", "OutcomeRecorder"]
 
 log = structlog.get_logger(__name__)
+
+
+RECORD_RETRIES = RetryPolicy(attempts=None, base_s=0.1, cap_s=1.0)
+"""Writing outcomes while the database is away (or failing): tried until it goes through."""
+_TRIES_WHEN_STOPPING = 8  # about five seconds of tries once the dispatcher is stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +78,13 @@ class OutcomeRecorder:
         *,
         interval_s: float = 0.005,
         max_batch: int = 500,
+        retry: RetryPolicy = RECORD_RETRIES,
         parallel: int = 3,
     ) -> None:
         self._pool = pool
         self._interval_s = interval_s
         self._max_batch = max_batch
+        self._retry = retry
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._arrived = asyncio.Event()
         # Writes overlap: while one commits, the next gathers and starts. The calls waiting on
@@ -129,34 +137,38 @@ class OutcomeRecorder:
         outcome not recorded is a call that would be made again), and retrying any other
         failure too, logged: the calls keep their slots until their outcomes are written. The
         retries stay a second apart at most, so outcomes land as soon as the database is back,
-        before a redelivered copy of their due event can take over the lapsed claims."""
-        delay, failures, tries = 0.1, 0, 0
-        while True:
-            try:
-                async with self._pool.acquire() as conn, appending(conn):
-                    recorded = await _write(conn, [o for o, _ in batch])
-                break
-            except Exception as exc:
-                tries += 1
-                if not is_transient(exc):
-                    # Never given up: an outcome not recorded is a call made again (its claim
-                    # stays), so the calls keep their slots until the write goes through.
-                    failures += 1
-                    log.error("outcomes_not_recorded", count=len(batch), error=type(exc).__name__,
-                              failures=failures)  # fmt: skip
-                elif delay == 0.1:  # once per outage, not once per try
-                    log.warning(
-                        "outcomes_not_recorded_yet", count=len(batch), error=type(exc).__name__
-                    )
-                if stop.is_set() and tries >= 8:  # about five seconds
-                    # Stopping and the database stays away: give up; the claims without an
-                    # outcome are called again after the lease (at most these calls repeat).
-                    for _, future in batch:
-                        if not future.done():
-                            future.cancel()
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        before a redelivered copy of their due event can take over the lapsed claims (the
+        policy's cap: ``RECORD_RETRIES``)."""
+        failures = tries = 0
+        recorded: dict[tuple[int, int], bool] = {}
+        try:
+            async for attempt in self._retry.retrying(
+                Exception,
+                event="outcomes_not_recorded_yet",
+                # Stopping and the database stays away (about five seconds): give up; the
+                # claims without an outcome are called again after the lease (at most these
+                # calls repeat).
+                give_up=lambda: stop.is_set() and tries >= _TRIES_WHEN_STOPPING,  # noqa: B023 -- reads the tries so far, on purpose
+                count=len(batch),
+            ):
+                with attempt:
+                    tries += 1
+                    try:
+                        async with self._pool.acquire() as conn, appending(conn):
+                            recorded = await _write(conn, [o for o, _ in batch])
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            # Never given up: an outcome not recorded is a call made again (its
+                            # claim stays), so the calls keep their slots until it is written.
+                            failures += 1
+                            log.error("outcomes_not_recorded", count=len(batch),
+                                      error=type(exc).__name__, failures=failures)  # fmt: skip
+                        raise
+        except Exception:
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
+            return
         for outcome, future in batch:
             if not future.done():
                 future.set_result(recorded.get(_key(outcome), False))

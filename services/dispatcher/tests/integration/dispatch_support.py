@@ -18,7 +18,7 @@ import asyncpg
 from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.claims import OwnerLease
-from dispatcher.domain import RetryPolicy
+from dispatcher.domain import SendRetryRule
 from dispatcher.handlers import Dispatcher
 from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
@@ -80,7 +80,7 @@ async def new_dispatcher(
         client,
         limiter or RateLimiter(None, 0),
         breaker or CircuitBreaker(failure_threshold=100),
-        RetryPolicy(base_s=1, cap_s=10, max_attempts=max_attempts),
+        SendRetryRule(base_s=1, cap_s=10, max_attempts=max_attempts),
         concurrency=concurrency,
         lease=lease,
         recorder=recorder,

@@ -21,7 +21,7 @@ from dispatcher.projections import PROJECTIONS_QUEUE, handle_projections
 from dispatcher.ratelimit import RateLimiter
 from fake_provider import RunningProvider
 from sms_events.broker import Broker
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 from sms_events.contracts import (
     OPTED_OUT,
     ImportedOptOut,
@@ -175,13 +175,13 @@ def _calls(provider: RunningProvider, ids: list[int]) -> int:
 
 
 @pytest.fixture
-async def projections_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[Consumer]:
+async def projections_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[BatchConsumer]:
     # Its own queue and consumer name: a fresh processed_events history for this test.
     spec = QueueSpec(
         name=f"dispatcher-projections-{uuid4().hex[:8]}",
         routing_keys=PROJECTIONS_QUEUE.routing_keys,
     )
-    consumer = Consumer(spec, pool, broker, handle_projections, appends=False)
+    consumer = BatchConsumer(spec, pool, broker, handle_projections, appends=False)
     await consumer.declare()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
@@ -191,7 +191,7 @@ async def projections_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncItera
 
 
 async def test_the_queue_applies_holds_and_opt_outs_published_on_the_broker(
-    pool: asyncpg.Pool, broker: Broker, projections_consumer: Consumer
+    pool: asyncpg.Pool, broker: Broker, projections_consumer: BatchConsumer
 ) -> None:
     mailing_id = random.randint(10**9, 10**12)
     phone, imported = new_phone(), new_phone()

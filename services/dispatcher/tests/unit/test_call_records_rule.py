@@ -9,7 +9,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from dispatcher.attempts import CallRecord, call_records, record_of
-from dispatcher.domain import RetryPolicy, Verdict, judge, not_attempted
+from dispatcher.domain import SendRetryRule, Verdict, judge, not_attempted
 from dispatcher.provider import Outcome, SendResult
 from sms_events.contracts import (
     DeliveredMessage,
@@ -41,7 +41,7 @@ def _envelope(*verdicts: Verdict) -> Envelope:
 
 
 def test_the_folded_record_of_a_call_is_the_one_the_recorder_wrote() -> None:
-    policy, rng = RetryPolicy(max_attempts=3), random.Random(1)
+    policy, rng = SendRetryRule(max_attempts=3), random.Random(1)
     answers = [
         SendResult(Outcome.DELIVERED, 200, None, None, 0.1),
         SendResult(Outcome.RETRYABLE, 503, "HTTP 503", 5.0, 0.1),
@@ -58,7 +58,7 @@ def test_the_folded_record_of_a_call_is_the_one_the_recorder_wrote() -> None:
 
 def test_a_final_failure_is_recorded_as_rejected_whatever_the_provider_said() -> None:
     timeout = SendResult(Outcome.RETRYABLE, None, "timeout", None, 0.1)
-    verdict = judge(7, 3, timeout, AT, RetryPolicy(max_attempts=3), random.Random(1))
+    verdict = judge(7, 3, timeout, AT, SendRetryRule(max_attempts=3), random.Random(1))
     assert record_of(verdict, RECORDED) == CallRecord(7, 3, "rejected", None, "timeout", AT)
 
 

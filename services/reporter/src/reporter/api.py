@@ -1,4 +1,7 @@
-"""Internal HTTP read API for the gateway, served beside /healthz, /readyz and /metrics."""
+"""Internal HTTP read API for the gateway, served beside /healthz, /readyz and /metrics.
+
+Its answers' schemas are declared once, in ``sms_events.reporter_contract`` (the gateway parses
+with them too), and served as OpenAPI at ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from reporter.history import History
 from reporter.message_pages import MAX_MESSAGE_ID, Newer, Older, PageNumber, Position, messages_page
 from sms_events.bearer import bearer_matches
 from sms_events.replay import parse_moment
+from sms_events.reporter_contract import openapi
 from sms_events.runtime import RUNTIME
 
 __all__ = ["MAX_IDS", "MAX_PAGE_SIZE", "ROUTES"]
@@ -193,6 +197,14 @@ async def mailing_stats(request: web.Request) -> web.Response:
     return _json(found)
 
 
+_OPENAPI = orjson.dumps(openapi())
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /openapi.json -> the API's OpenAPI document (sms_events.reporter_contract)."""
+    return web.Response(body=_OPENAPI, content_type="application/json")
+
+
 def _authorized(handler: Handler) -> Handler:
     """401 unless the request carries INTERNAL_API_TOKEN (when one is set: without it the
     reporter binds loopback only, see config)."""
@@ -217,5 +229,6 @@ ROUTES = [
         ("/internal/v1/mailings/counters", mailing_counters),
         ("/internal/v1/mailings/{mailing_id}/messages", mailing_messages),
         ("/internal/v1/mailings/{mailing_id}/stats", mailing_stats),
+        ("/openapi.json", openapi_document),
     )
 ]

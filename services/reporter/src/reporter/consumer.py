@@ -13,7 +13,7 @@ from reporter.daily_report import DailyReporter, ReportConfig
 from reporter.gauges import refresh_gauges
 from reporter.handlers import handle_batch
 from reporter.projection import PROJECTION
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 from sms_events.runtime import Runtime
 
 __all__ = ["QUEUE", "start"]
@@ -39,7 +39,7 @@ async def start(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, Settings)
     # A pure projection: its batches append nothing, so they must not hold back the relay.
-    consumer = Consumer(
+    consumer = BatchConsumer(
         QUEUE,
         rt.pool,
         rt.broker,
@@ -50,6 +50,8 @@ async def start(rt: Runtime) -> None:
         # second (at most ~50,000 rows), however deep the queue after a large mailing.
         batch_size=100,
         retention=timedelta(hours=rt.settings.processed_events_retention_h),
+        failures=rt.settings.event_retry(),
+        outages=rt.settings.outage_retry(),
     )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")

@@ -61,6 +61,7 @@ from reporter.report_adapters import (
 )
 from sms_events.db import create_pool
 from sms_events.logs import configure_logging
+from sms_events.retrying import OUTAGES, RetryPolicy
 from sms_events.tracing import traced
 
 __all__ = ["DailyReporter", "Delivery", "Outcome", "ReportConfig", "deliver", "main"]
@@ -90,6 +91,8 @@ class ReportConfig:
     lease_s: float = 600.0
     retry_base_s: float = 30.0
     retry_cap_s: float = 1800.0
+    # Marking a sent day in the database: a blip waited out while the lease protects the day.
+    record_retry: RetryPolicy = OUTAGES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReportConfig:
@@ -99,6 +102,7 @@ class ReportConfig:
             catch_up_days=settings.report_catch_up_days,
             recipients=settings.report_to,
             smtp=SmtpConfig.from_settings(settings),
+            record_retry=settings.outage_retry(),
         )
 
     @property
@@ -155,7 +159,7 @@ async def deliver(
         with contextlib.suppress(Exception):
             await mark_failed(pool, claimed, error, delay)
         return Delivery(Outcome.FAILED, mid, error)
-    recorded = await _record_sent(pool, claimed, mid, config.lease_s / 2)
+    recorded = await _record_sent(pool, claimed, mid, config.lease_s / 2, config.record_retry)
     DAILY_REPORTS.labels("sent").inc()
     log.info(
         "daily_report_sent", day=day.isoformat(), attempt=claimed.attempt, message_id=mid,
@@ -167,25 +171,30 @@ async def deliver(
     return Delivery(Outcome.SENT, mid)
 
 
-async def _record_sent(pool: asyncpg.Pool, claimed: Claim, mid: str, within_s: float) -> bool:
+async def _record_sent(
+    pool: asyncpg.Pool, claimed: Claim, mid: str, within_s: float, retry: RetryPolicy
+) -> bool:
     """Mark the day sent, retrying a database blip while the lease still protects the day."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    delay = 0.2
-    while True:
-        try:
-            if await mark_sent(pool, claimed, mid):
-                return True
-            log.error("daily_report_claim_lost", day=claimed.day.isoformat(), message_id=mid)
-            return False
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if asyncio.get_running_loop().time() + delay > deadline:
-                log.error(
-                    "daily_report_not_recorded", day=claimed.day.isoformat(), message_id=mid,
-                    error=_describe(exc),
-                )  # fmt: skip
+    try:
+        async for attempt in retry.retrying(
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            event="daily_report_not_recorded_yet",
+            within_s=within_s,
+            day=claimed.day.isoformat(),
+        ):
+            with attempt:
+                if await mark_sent(pool, claimed, mid):
+                    return True
+                log.error("daily_report_claim_lost", day=claimed.day.isoformat(), message_id=mid)
                 return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error(
+            "daily_report_not_recorded", day=claimed.day.isoformat(), message_id=mid,
+            error=_describe(exc),
+        )  # fmt: skip
+    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,14 +22,14 @@ from reporter_testkit import (
 from reporter.consumer import QUEUE
 from reporter.handlers import handle_batch
 from sms_events.broker import Broker
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 
 
 @pytest.fixture
-async def running_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[Consumer]:
+async def running_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[BatchConsumer]:
     # Its own queue and consumer name: a fresh processed_events history for this test.
     spec = QueueSpec(name=f"reporter-{uuid4().hex[:8]}", routing_keys=QUEUE.routing_keys)
-    consumer = Consumer(spec, pool, broker, handle_batch)
+    consumer = BatchConsumer(spec, pool, broker, handle_batch)
     await consumer.declare()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
@@ -39,7 +39,7 @@ async def running_consumer(pool: asyncpg.Pool, broker: Broker) -> AsyncIterator[
 
 
 async def test_the_same_cloudevent_published_twice_is_counted_once(
-    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+    pool: asyncpg.Pool, broker: Broker, running_consumer: BatchConsumer
 ) -> None:
     mailing, msgs = new_id(), ids(3)
     first = envelope(scheduled(mailing, msgs))
@@ -81,7 +81,7 @@ async def test_the_same_cloudevent_published_twice_is_counted_once(
 
 
 async def test_client_events_reach_the_reporter_queue_and_count_once(
-    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+    pool: asyncpg.Pool, broker: Broker, running_consumer: BatchConsumer
 ) -> None:
     from datetime import UTC, datetime
 
@@ -120,7 +120,7 @@ async def test_client_events_reach_the_reporter_queue_and_count_once(
 
 
 async def test_an_import_batch_reaches_the_reporter_queue_and_counts_its_new_clients(
-    pool: asyncpg.Pool, broker: Broker, running_consumer: Consumer
+    pool: asyncpg.Pool, broker: Broker, running_consumer: BatchConsumer
 ) -> None:
     from datetime import UTC, datetime
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from scheduler.config import Settings
 from scheduler.handlers import handle_batch
 from scheduler.timer import Timer
-from sms_events.consumer import Consumer, QueueSpec
+from sms_events.consumer import BatchConsumer, QueueSpec
 from sms_events.db import Connection
 from sms_events.envelope import Envelope
 from sms_events.runtime import Runtime
@@ -47,7 +47,7 @@ async def start(rt: Runtime) -> None:
         await handle_batch(conn, events)
         timer.wake.set()  # new or changed messages may be due already
 
-    consumer = Consumer(
+    consumer = BatchConsumer(
         QUEUE,
         rt.pool,
         rt.broker,
@@ -56,6 +56,8 @@ async def start(rt: Runtime) -> None:
         # to at most ~25,000 rows, however deep the queue.
         batch_size=50,
         retention=timedelta(hours=settings.processed_events_retention_h),
+        failures=settings.event_retry(),
+        outages=settings.outage_retry(),
     )
     await consumer.declare()
     rt.spawn(consumer.run(rt.stop), "consumer")
