@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
+from typing import NamedTuple
 
 from sms_events.vocabulary import MessageStatus
 
@@ -83,8 +84,7 @@ _TARGET: Mapping[Kind, Status] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ClientValues:
+class ClientValues(NamedTuple):
     """The client's values when its message was scheduled: the statistics' dimensions."""
 
     operator_code: str
@@ -102,8 +102,7 @@ class ClientValues:
         return ClientValues(operator_code, tag, time_zone)
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(NamedTuple):
     """One thing an event says about one message.
 
     ``at`` is the time the fact carries (due_at, retry_at, sent_at, failed_at; None for a
@@ -121,8 +120,10 @@ class Fact:
     client: ClientValues | None = None  # messages.scheduled only
 
 
-@dataclass(frozen=True, slots=True)
-class MessageState:
+class MessageState(NamedTuple):
+    """A message as the projection holds it. Values (named tuples, like ``Fact``): immutable,
+    and cheap to build and compare, which the fold does a few times per message."""
+
     message_id: int
     mailing_id: int
     client_id: int | None

@@ -181,16 +181,17 @@ async def track_clients(
     """
     change = 0
     if created:
-        rows = await conn.fetch(
+        change += await conn.fetchval(
             """
-            INSERT INTO reporter_clients (client_id, created)
-            SELECT id, true FROM unnest($1::bigint[]) AS u(id) ORDER BY id
-            ON CONFLICT (client_id) DO NOTHING
-            RETURNING client_id
+            WITH added AS (
+                INSERT INTO reporter_clients (client_id, created)
+                SELECT id, true FROM unnest($1::bigint[]) AS u(id) ORDER BY id
+                ON CONFLICT (client_id) DO NOTHING
+                RETURNING 1)
+            SELECT count(*) FROM added
             """,
             sorted(set(created)),
         )
-        change += len(rows)
     if deleted:
         ids = sorted(deleted)
         # The deletion's own time (not the clock's: a rebuild must find the same).
