@@ -3,8 +3,9 @@ bounded concurrency under the rate limit and the circuit breaker, and record eac
 it arrives (``recorder.py``).
 
 Whether a call may start is decided when it starts, after every wait: its phone not opted out
-(``opt_outs.BatchOptOuts``: looked up for the whole batch with the claim, and again, at most
-once a second per batch, for the calls still to start), inside the message's send slot and
+and its mailing neither paused nor cancelled (``call_checks.CallChecks``: looked up for the
+whole batch with the claim, and again, at most once a second per batch, for the calls still to
+start), inside the message's send slot and
 before the mailing's end (``domain.refusal``), while no ``Retry-After`` holds the
 provider, the circuit admits it and this process's lease covers its claim. What may not start
 is handed back to the scheduler, which times it again. A call keeps its concurrency slot until
@@ -34,10 +35,10 @@ import structlog
 from dispatcher import metrics
 from dispatcher.adaptive_rate import AdaptiveRate
 from dispatcher.breaker import CircuitBreaker
+from dispatcher.call_checks import CallChecks
 from dispatcher.claims import OwnerLease, claim
 from dispatcher.domain import REFUSALS, SendRetryRule, judge, not_attempted, refusal
 from dispatcher.holds import hold_of
-from dispatcher.opt_outs import BatchOptOuts
 from dispatcher.provider import ProviderClient
 from dispatcher.provider_hold import ProviderHold
 from dispatcher.ratelimit import RateLimiter
@@ -82,13 +83,13 @@ class Dispatcher:
         clock: Callable[[], datetime] = _now,
         rng: random.Random | None = None,
         stopping: asyncio.Event | None = None,
-        opt_outs_max_age_s: float = 1.0,
+        checks_max_age_s: float = 1.0,
     ) -> None:
         """``stopping`` set (the service's stop signal) means: finish the provider calls in
         flight, but start no new one; the messages not sent yet are handed back to the
         scheduler, so a shutdown neither waits for a whole prefetch of batches to go out nor
-        leaves calls unrecorded. A batch's opt-outs are looked up again before a call once the
-        last lookup is older than ``opt_outs_max_age_s``."""
+        leaves calls unrecorded. A batch's opt-outs and its mailing's hold are looked up again
+        before a call once the last lookup is older than ``checks_max_age_s``."""
         self._pool = pool
         self._client = client
         self._limiter = limiter
@@ -103,7 +104,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._last_failure: str | None = None  # shown while the circuit is open
         self._stopping = stopping or asyncio.Event()
-        self._opt_outs_max_age_s = opt_outs_max_age_s
+        self._checks_max_age_s = checks_max_age_s
         self._in_hand: set[tuple[int, int]] = set()  # (message, attempt) reserved by a task here
 
     async def handle(self, env: Envelope) -> None:
@@ -135,8 +136,13 @@ class Dispatcher:
             if hold is None:
                 claimed = await claim(conn, self._lease.owner, mine)
                 todo = [by_id[m] for m in claimed.claimed]
-                opt_outs = await BatchOptOuts.fetch(
-                    conn, self._pool, [m.phone for m in todo], self._opt_outs_max_age_s
+                checks = await CallChecks.fetch(
+                    conn,
+                    self._pool,
+                    due.mailing_id,
+                    hold,
+                    [m.phone for m in todo],
+                    self._checks_max_age_s,
                 )
         if hold is not None:
             # Handed back without a claim; the scheduler keeps them until resumed.
@@ -150,7 +156,7 @@ class Dispatcher:
         until_here = self._clock() + timedelta(seconds=self._lease.ttl_s)
         busy = {**claimed.busy, **dict.fromkeys(held_here, until_here)}
         results = await asyncio.gather(
-            self._send_claimed(due, todo, owner, opt_outs), self._hand_back_busy(due, by_id, busy)
+            self._send_claimed(due, todo, owner, checks), self._hand_back_busy(due, by_id, busy)
         )
         outcomes = [o for part in results for o in part]
         if outcomes:
@@ -162,9 +168,9 @@ class Dispatcher:
             _log_outcomes(due.mailing_id, outcomes)
 
     async def _send_claimed(
-        self, due: MessagesDue, messages: list[DueMessage], owner: UUID, opt_outs: BatchOptOuts
+        self, due: MessagesDue, messages: list[DueMessage], owner: UUID, checks: CallChecks
     ) -> list[Outcome]:
-        sends = (self._send(due, m, owner, opt_outs) for m in messages)
+        sends = (self._send(due, m, owner, checks) for m in messages)
         return list(await asyncio.gather(*sends))
 
     async def _hand_back_busy(
@@ -204,7 +210,7 @@ class Dispatcher:
         return outcomes
 
     async def _refusal(
-        self, due: MessagesDue, m: DueMessage, owner: UUID, opt_outs: BatchOptOuts
+        self, due: MessagesDue, m: DueMessage, owner: UUID, checks: CallChecks
     ) -> FailedAttempt | None:
         """Why a call for ``m`` may not start now, or None. Checked before waiting for the
         rate limit and again at the moment of the call."""
@@ -213,7 +219,10 @@ class Dispatcher:
         if owner != self._lease.owner or not self._lease.valid():
             # The claim may be someone else's by now (or will be before the call ends).
             return not_attempted(m.message_id, m.attempt, CLAIM_LOST, self._clock())
-        opted_out = await opt_outs.opted_out(m.phone)
+        if (hold := await checks.hold()) is not None:
+            # Handed back; the scheduler keeps them until resumed, or cancels them.
+            return not_attempted(m.message_id, m.attempt, f"mailing {hold}", self._clock())
+        opted_out = await checks.opted_out(m.phone)
         now = self._clock()
         if (refused := refusal(m, due.not_after, now, opted_out=opted_out)) is not None:
             return refused
@@ -223,15 +232,15 @@ class Dispatcher:
         return None
 
     async def _send(
-        self, due: MessagesDue, m: DueMessage, owner: UUID, opt_outs: BatchOptOuts
+        self, due: MessagesDue, m: DueMessage, owner: UUID, checks: CallChecks
     ) -> Outcome:
         """Call the provider for one claimed message, or hand it back; returns once the
         outcome is committed. The concurrency slot is held until then."""
         async with self._slots:
-            refused = await self._refusal(due, m, owner, opt_outs)
+            refused = await self._refusal(due, m, owner, checks)
             if refused is None:
                 await self._limiter.acquire()
-                refused = await self._refusal(due, m, owner, opt_outs)
+                refused = await self._refusal(due, m, owner, checks)
             if refused is None and not self._breaker.allow(time.monotonic()):
                 # Asked only now, right before the call: a half-open circuit admits exactly the
                 # probe that is really made.
@@ -243,7 +252,7 @@ class Dispatcher:
                 refused = not_attempted(
                     m.message_id, m.attempt, reason, self._clock() + timedelta(seconds=wait)
                 )
-            opt_outs.started(m.phone)
+            checks.started(m.phone)
             if refused is not None:
                 if refused.error in REFUSALS:
                     metrics.REFUSED.labels(refused.error).inc()

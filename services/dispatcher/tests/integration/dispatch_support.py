@@ -66,7 +66,7 @@ async def new_dispatcher(
     clock: Callable[[], datetime] | None = None,
     limiter: RateLimiter | None = None,
     send_rate: AdaptiveRate | None = None,
-    opt_outs_max_age_s: float = 1.0,
+    checks_max_age_s: float = 1.0,
 ) -> Dispatcher:
     client = ProviderClient(url, TOKEN, concurrency=concurrency, timeout_s=2)
     _clients.append(client)
@@ -88,7 +88,7 @@ async def new_dispatcher(
         rng=random.Random(1),
         stopping=stopping,
         send_rate=send_rate,
-        opt_outs_max_age_s=opt_outs_max_age_s,
+        checks_max_age_s=checks_max_age_s,
         **({"clock": clock} if clock else {}),
     )
 

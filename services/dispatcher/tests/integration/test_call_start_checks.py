@@ -1,5 +1,6 @@
-"""Opt-outs in the dispatcher against the real PostgreSQL and RabbitMQ: the projection keeps the
-newest version per phone, and a call never starts for a phone known to have opted out."""
+"""Opt-outs and holds in the dispatcher against the real PostgreSQL and RabbitMQ: the projection
+keeps the newest version per phone, and a call never starts for a phone known to have opted out
+or for a mailing known to be paused or cancelled."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from dispatch_support import due_messages, eventually, new_dispatcher, new_phone, outcomes_of
 from prometheus_client import REGISTRY
 
-from dispatcher import opt_outs
+from dispatcher import call_checks, opt_outs
 from dispatcher.holds import hold_of
 from dispatcher.projections import PROJECTIONS_QUEUE, handle_projections
 from dispatcher.ratelimit import RateLimiter
@@ -135,14 +136,14 @@ async def test_an_opt_out_while_a_batch_waits_for_the_rate_stops_its_later_calls
     """At 5 calls a second, 15 calls take about 3 s: opted out after the first call, the phones
     are refused within about a second, with one lookup per second for the whole batch."""
     lookups = 0
-    lookup = opt_outs.opted_out_among
+    lookup = call_checks.opted_out_among
 
     async def counted(db: asyncpg.Pool, phones: Collection[str]) -> set[str]:
         nonlocal lookups
         lookups += 1
         return await lookup(db, phones)
 
-    monkeypatch.setattr(opt_outs, "opted_out_among", counted)
+    monkeypatch.setattr(call_checks, "opted_out_among", counted)
     limiter = RateLimiter(pool, 5, key=f"opt-out-{random.getrandbits(32)}", slot_s=0.2)
     phone = new_phone()
     due, ids = due_messages(n=15, phones=[phone] * 15)
@@ -165,6 +166,31 @@ async def test_an_opt_out_while_a_batch_waits_for_the_rate_stops_its_later_calls
     assert len(results["messages.delivered"]) + len(back) == len(ids)
     assert _calls(provider, ids) == len(results["messages.delivered"])
     assert lookups <= elapsed + 2  # the claim's, then at most one a second
+
+
+async def test_a_pause_while_a_batch_waits_for_the_rate_stops_its_later_calls(
+    pool: asyncpg.Pool, provider: RunningProvider
+) -> None:
+    """As with an opt-out: the calls still waiting for rate tokens when the pause lands are
+    handed back unsent (the scheduler keeps them until the mailing resumes)."""
+    limiter = RateLimiter(pool, 5, key=f"pause-{random.getrandbits(32)}", slot_s=0.2)
+    due, ids = due_messages(n=15)
+    dispatcher = await new_dispatcher(pool, provider.url, concurrency=15, limiter=limiter)
+    handling = asyncio.create_task(dispatcher.handle(envelope_for(due)))
+
+    async def called() -> bool:
+        return _calls(provider, ids) >= 1
+
+    await eventually(called, what="the first call")
+    await _apply(pool, envelope_for(MailingPaused(mailing_id=due.mailing_id, paused_at=NOW)))
+    await asyncio.wait_for(handling, 10)
+
+    results = await outcomes_of(pool, due.mailing_id)
+    back = results.get("messages.attempt_failed", [])
+    assert {m["error"] for m in back} == {"mailing paused"}
+    assert len(back) >= 5  # the last 2 s or more of the batch
+    assert len(results["messages.delivered"]) + len(back) == len(ids)
+    assert _calls(provider, ids) == len(results["messages.delivered"])
 
 
 def _calls(provider: RunningProvider, ids: list[int]) -> int:
