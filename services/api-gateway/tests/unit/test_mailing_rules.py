@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.domain import InvalidInput
-from gateway.lifecycle import MailingState
-from gateway.mailing_rules import (
+from gateway.errors import InvalidInput
+from gateway.mailings.lifecycle import MailingState
+from gateway.mailings.rules import (
     DATETIME_MESSAGE,
     END_BEFORE_START,
     END_IN_THE_PAST,

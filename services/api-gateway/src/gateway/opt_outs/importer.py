@@ -15,9 +15,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from gateway.commands import with_retries
-from gateway.domain import InvalidInput
-from gateway.importer import (
+from gateway.clients.importer import (
     EVENT_SIZE,
     MAX_LINE_BYTES,
     CsvRows,
@@ -25,9 +23,11 @@ from gateway.importer import (
     ImportResult,
     parsed_lines,
 )
+from gateway.errors import InvalidInput
 from gateway.metrics import OPT_OUTS
 from gateway.opt_outs import repository
 from gateway.opt_outs.rules import parse_opt_out
+from gateway.transactions import with_retries
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ImportedOptOut, OptOutsImported
 from sms_events.db import Connection

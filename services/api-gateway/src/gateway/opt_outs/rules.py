@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, get_args
 
-from gateway.domain import NON_FIELD_ERRORS, PHONE_MESSAGE, Errors, InvalidInput, normalize_phone
+from gateway.clients.rules import PHONE_MESSAGE, normalize_phone
+from gateway.errors import NON_FIELD_ERRORS, Errors, InvalidInput
 from sms_events.contracts import OptOutSource
 
 __all__ = [

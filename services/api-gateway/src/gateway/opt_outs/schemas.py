@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
+from gateway.docs import ErrorDetail, json_body, json_content
 from gateway.opt_outs.rules import REASON_MAX_LENGTH
-from gateway.schemas import ErrorDetail, json_body, json_content
 from sms_events.contracts import OptOutSource
 
 __all__ = [

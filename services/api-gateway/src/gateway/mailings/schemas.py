@@ -1,6 +1,6 @@
 """Request and response shapes of /api/v1/mailings/, with the examples shown in /docs.
 
-Validation lives in ``gateway.mailing_rules``; these models document the contract, which is
+Validation lives in ``gateway.mailings.rules``; these models document the contract, which is
 the old Django REST framework API's, plus ``state`` and the messages of a mailing.
 """
 
@@ -11,14 +11,14 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.lifecycle import MailingState
-from gateway.mailing_rules import (
+from gateway.docs import BadRequest, ErrorDetail, json_body, json_content
+from gateway.mailings.lifecycle import MailingState
+from gateway.mailings.rules import (
     CLIENT_FILTER_MAX_LENGTH,
     END_BEFORE_START,
     STARTED,
     TEXT_MAX_LENGTH,
 )
-from gateway.schemas import BadRequest, ErrorDetail, json_body, json_content
 from sms_events.vocabulary import MessageStatus
 
 __all__ = [

@@ -3,7 +3,8 @@ and deletions a mailing's state allows.
 
 No I/O and no clock: ``now`` is passed in. Field errors raise ``InvalidInput`` (a 400 naming
 each field); an edit or deletion the mailing's state refuses raises ``EditRefused`` (a 400 with
-``detail`` saying why). Lifecycle commands (cancel, pause, resume) are ``gateway.lifecycle``'s.
+``detail`` saying why). Lifecycle commands (cancel, pause, resume) are
+``gateway.mailings.lifecycle``'s.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, time
 from typing import Any, Final
 
-from gateway.domain import (
+from gateway.errors import (
     NON_FIELD_ERRORS,
     NOT_NULL,
     NOT_STRING,
     NULL_CHARACTER,
     REQUIRED,
-    UNSET,
+    DomainError,
     Errors,
     InvalidInput,
-    Unset,
 )
-from gateway.lifecycle import DomainError, MailingState, can_move_end, editable
+from gateway.fields import UNSET, Unset
+from gateway.mailings.lifecycle import MailingState, can_move_end, editable
 from sms_events.contracts import RESENDABLE_STATUSES
 from sms_events.segments import measure
 

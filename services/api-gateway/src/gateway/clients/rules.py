@@ -6,7 +6,6 @@ judged exactly like the body of a ``POST /api/v1/clients/``.
 
 from __future__ import annotations
 
-import enum
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -14,17 +13,23 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
+from gateway.errors import (
+    NON_FIELD_ERRORS,
+    NOT_NULL,
+    NOT_STRING,
+    NULL_CHARACTER,
+    REQUIRED,
+    Errors,
+    InvalidInput,
+)
+from gateway.fields import UNSET, Unset
+
 __all__ = [
     "DEFAULT_TIME_ZONE",
-    "NON_FIELD_ERRORS",
     "PHONE_MESSAGE",
     "TAG_MAX_LENGTH",
-    "UNSET",
     "ClientChange",
     "ClientState",
-    "Errors",
-    "InvalidInput",
-    "Unset",
     "apply_change",
     "is_time_zone",
     "normalize_phone",
@@ -32,18 +37,10 @@ __all__ = [
     "parse_change",
 ]
 
-Errors = dict[str, list[str]]
-"""Field name -> messages, the body of a 400 answer (Django REST framework's shape)."""
-
 PHONE_MESSAGE: Final = "Phone must be 11 digits starting with 7, e.g. 79991234567."
 TAG_MAX_LENGTH: Final = 20
 DEFAULT_TIME_ZONE: Final = "UTC"
-NON_FIELD_ERRORS: Final = "non_field_errors"
 
-REQUIRED: Final = "This field is required."
-NOT_NULL: Final = "This field may not be null."
-NOT_STRING: Final = "Not a valid string."
-NULL_CHARACTER: Final = "Null characters are not allowed."
 TAG_TOO_LONG: Final = f"Ensure this field has no more than {TAG_MAX_LENGTH} characters."
 TIME_ZONE_MESSAGE: Final = "Unknown time zone; use an IANA name such as Europe/Moscow or UTC."
 NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object with the client's fields."
@@ -52,23 +49,6 @@ NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object with the client's f
 _PHONE = re.compile(r"7[0-9]{10}")
 # Names that exist on one machine but mean something else (or nothing) on another.
 _NOT_PORTABLE = frozenset({"localtime", "posixrules", "Factory"})
-
-
-class Unset(enum.Enum):
-    """Marks a field the caller did not send (different from sending ``null``)."""
-
-    UNSET = "UNSET"
-
-
-UNSET: Final = Unset.UNSET
-
-
-class InvalidInput(ValueError):
-    """The input breaks one or more rules; ``errors`` says which, per field."""
-
-    def __init__(self, errors: Errors) -> None:
-        super().__init__(", ".join(sorted(errors)))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
