@@ -1,8 +1,10 @@
 """HTTP plumbing shared by the /api/v1/ routers: paths with and without a trailing slash,
 hand-parsed JSON bodies, ids in paths, fields for the request log line.
 
-Bodies are parsed here rather than by FastAPI, so that errors come back in the old API's shape
-(400, each field with its messages) instead of FastAPI's 422.
+Bodies are read here rather than by FastAPI (415, 413 and unreadable JSON answered in the old
+API's words) and handed as they are to the commands, which validate them with the aggregate's
+request model (``gateway.fields.validate``): the idempotency guard fingerprints the raw body,
+and the admin pages and the importers feed the same commands.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from gateway.clients.rules import (
     is_time_zone,
     normalize_phone,
     operator_code,
-    parse_change,
 )
+from gateway.clients.schemas import parse_change
 from gateway.errors import InvalidInput
 from gateway.fields import UNSET
 

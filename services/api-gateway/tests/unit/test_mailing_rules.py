@@ -22,8 +22,8 @@ from gateway.mailings.rules import (
     check_deletable,
     edit,
     new_mailing,
-    parse_change,
 )
+from gateway.mailings.schemas import parse_change
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 START = NOW + timedelta(hours=1)

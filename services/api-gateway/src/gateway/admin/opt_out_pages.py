@@ -32,7 +32,8 @@ from gateway.errors import ConcurrentModification, InvalidInput, status_of
 from gateway.import_limits import ImportTooLarge, TooManyImports, capped
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
-from gateway.opt_outs.rules import REASON_MAX_LENGTH, SOURCES, parse_opt_out, parse_phone
+from gateway.opt_outs.rules import REASON_MAX_LENGTH, SOURCES, parse_phone
+from gateway.opt_outs.schemas import parse_opt_out
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 
 __all__ = ["router"]

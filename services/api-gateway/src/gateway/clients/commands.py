@@ -51,7 +51,8 @@ from gateway.clients.repository import (
     update_client,
     written_after_us,
 )
-from gateway.clients.rules import apply_change, parse_change
+from gateway.clients.rules import apply_change
+from gateway.clients.schemas import parse_change
 from gateway.errors import InvalidInput, NotFound
 from gateway.transactions import Guard, with_retries
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated

@@ -27,7 +27,7 @@ import orjson
 import structlog
 
 from gateway.clients.repository import ClientRow, import_batch, written_after_us
-from gateway.clients.rules import parse_change
+from gateway.clients.schemas import parse_change
 from gateway.errors import NON_FIELD_ERRORS, ConcurrentModification, Errors, InvalidInput
 from gateway.fields import Unset
 from gateway.import_limits import ImportTooLarge

@@ -1,18 +1,29 @@
 """Request and response shapes of /api/v1/clients/, with the examples shown in /docs.
 
-Validation itself lives in ``gateway.clients.rules`` (the importer needs the same rules); these
-models document the contract, which is the old Django REST framework API's, field for field.
+The request models validate what they document: each field carries its rule (a function of
+``gateway.clients.rules``, with the old Django REST framework API's message), and
+``parse_change`` judges a body and an import row alike.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from gateway.clients.rules import DEFAULT_TIME_ZONE, PHONE_MESSAGE, TAG_MAX_LENGTH
+from gateway.clients.rules import (
+    DEFAULT_TIME_ZONE,
+    NOT_AN_OBJECT,
+    PHONE_MESSAGE,
+    TAG_MAX_LENGTH,
+    ClientChange,
+    check_phone,
+    check_tag,
+    check_time_zone,
+)
 from gateway.docs import ImportErrorRow, json_body
+from gateway.fields import given, validate
 
 __all__ = [
     "CLIENT_EXAMPLE",
@@ -26,6 +37,7 @@ __all__ = [
     "ImportJob",
     "client_body",
     "import_body",
+    "parse_change",
 ]
 
 CLIENT_EXAMPLE: Final[dict[str, Any]] = {
@@ -71,21 +83,32 @@ class Client(BaseModel):
     updated_at: datetime
 
 
+# Each field's rule, bound once for the bodies of POST and PUT, of PATCH, and for import rows.
+# The rule runs first and sees every value, null included (pydantic would let a null through an
+# optional field unchecked, where the old API says "may not be null").
+Phone = Annotated[str, BeforeValidator(check_phone)]
+Tag = Annotated[str | None, BeforeValidator(check_tag)]
+TimeZone = Annotated[str, BeforeValidator(check_time_zone)]
+# PATCH documents its fields as optional (a null is still refused by the rule).
+PhoneOrUnset = Annotated[str | None, BeforeValidator(check_phone)]
+TimeZoneOrUnset = Annotated[str | None, BeforeValidator(check_time_zone)]
+
+
 class ClientCreate(BaseModel):
     """Body of POST and PUT. Unknown fields are ignored. PUT leaves out fields unchanged."""
 
-    phone: str = Field(
+    phone: Phone = Field(
         pattern=PHONE_PATTERN,
         description=f"{PHONE_MESSAGE} A leading + is accepted and dropped; must be unique.",
         examples=["79991234567"],
     )
-    tag: str | None = Field(
+    tag: Tag = Field(
         default=None,
         max_length=TAG_MAX_LENGTH,
         description="Up to 20 characters; blank or null means no tag",
         examples=["vip"],
     )
-    time_zone: str = Field(
+    time_zone: TimeZone = Field(
         default=DEFAULT_TIME_ZONE,
         description="IANA time zone name (zoneinfo), used for the client's send window",
         examples=["Europe/Moscow"],
@@ -95,9 +118,17 @@ class ClientCreate(BaseModel):
 class ClientPatch(BaseModel):
     """Body of PATCH: any subset of the writable fields."""
 
-    phone: str | None = Field(default=None, pattern=PHONE_PATTERN, examples=["79991234567"])
-    tag: str | None = Field(default=None, max_length=TAG_MAX_LENGTH, examples=["vip"])
-    time_zone: str | None = Field(default=None, examples=["Europe/Moscow"])
+    phone: PhoneOrUnset = Field(default=None, pattern=PHONE_PATTERN, examples=["79991234567"])
+    tag: Tag = Field(default=None, max_length=TAG_MAX_LENGTH, examples=["vip"])
+    time_zone: TimeZoneOrUnset = Field(default=None, examples=["Europe/Moscow"])
+
+
+def parse_change(data: Any, *, require_phone: bool) -> ClientChange:
+    """A request body (or an import row) already decoded from JSON or CSV, validated by
+    ``ClientCreate`` (``require_phone``) or ``ClientPatch``; fields it left out are ``UNSET``.
+    Raises ``InvalidInput`` with every broken rule at once."""
+    model = ClientCreate if require_phone else ClientPatch
+    return ClientChange(**given(validate(model, data, not_an_object=NOT_AN_OBJECT)))
 
 
 class ClientPage(BaseModel):

@@ -36,9 +36,8 @@ from gateway.mailings.rules import (
     edit,
     follow_up,
     new_mailing,
-    parse_change,
-    parse_resend,
 )
+from gateway.mailings.schemas import parse_change, parse_resend
 from gateway.transactions import Guard, with_retries
 from sms_events.contracts import (
     Event,

@@ -22,8 +22,8 @@ from gateway.deps import Pool
 from gateway.docs import responses
 from gateway.idempotency import NOT_KEPT_FORECAST, checked_key
 from gateway.mailings.forecast import Departures, cost, departures
-from gateway.mailings.rules import MailingFields, new_mailing, parse_change
-from gateway.mailings.schemas import documented_errors, mailing_body
+from gateway.mailings.rules import MailingFields, new_mailing
+from gateway.mailings.schemas import documented_errors, mailing_body, parse_change
 from gateway.responses import JSON
 from gateway.routing import log_fields, read_json, slash_routes
 from sms_events.audience import matches_sql, parse_client_filter

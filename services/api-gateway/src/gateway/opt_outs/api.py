@@ -19,7 +19,7 @@ from gateway.idempotency import NOT_KEPT_IMPORT, Idem, answer_alone, checked_key
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
-from gateway.opt_outs.rules import SOURCES, StopWords, parse_inbound, parse_opt_out, parse_phone
+from gateway.opt_outs.rules import SOURCES, StopWords, parse_phone
 from gateway.opt_outs.schemas import (
     INBOUND_EXAMPLE,
     OPT_OUT_EXAMPLE,
@@ -31,6 +31,8 @@ from gateway.opt_outs.schemas import (
     inbound_unauthorized,
     opt_out_body,
     opt_out_import_body,
+    parse_inbound,
+    parse_opt_out,
 )
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.responses import JSON

@@ -1,7 +1,7 @@
 """Bulk import of opt-outs from CSV (``phone,reason``, header optional) or NDJSON.
 
-Lines are read as the body streams in (``gateway.importer.parsed_lines``, the clients'
-reader), judged by ``rules.parse_opt_out`` and written ``BATCH_SIZE`` phones per transaction:
+Lines are read as the body streams in (``gateway.clients.importer.parsed_lines``, the clients'
+reader), judged by ``schemas.parse_opt_out`` and written ``BATCH_SIZE`` phones per transaction:
 one upsert for the batch, and the phones it put on the list appended as ``opt_outs.imported``
 events of up to ``EVENT_SIZE`` each, every item at the version the list returned. Phones already
 on the list are unchanged; importing the same file again changes nothing.
@@ -26,7 +26,7 @@ from gateway.clients.importer import (
 from gateway.errors import InvalidInput
 from gateway.metrics import OPT_OUTS
 from gateway.opt_outs import repository
-from gateway.opt_outs.rules import parse_opt_out
+from gateway.opt_outs.schemas import parse_opt_out
 from gateway.transactions import with_retries
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ImportedOptOut, OptOutsImported
