@@ -13,8 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from gateway.import_jobs import STALE_AFTER_S, STOPPED_ERROR
-from gateway.importer import BATCH_SIZE
+from gateway.clients.import_jobs import STALE_AFTER_S, STOPPED_ERROR
+from gateway.clients.importer import BATCH_SIZE
 from tests.e2e.conftest import System
 from tests.e2e.helpers import eventually
 

@@ -12,31 +12,30 @@ from typing import Any, Final
 import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
-from gateway import admin, audit, clients, events_feed, idempotency, mailings, preview, stats
+from gateway import admin, audit, errors, events_feed, idempotency
 from gateway.auth import Scope, require_scope, scope_by_method
-from gateway.commands import ClientNotFound, ConcurrentModification
+from gateway.clients import api as clients
+from gateway.clients.import_jobs import ImportJobs
+from gateway.clients.importer import ImportConflict
 from gateway.config import Settings
-from gateway.domain import NON_FIELD_ERRORS, Errors, InvalidInput
 from gateway.events_feed import RELAY_SOURCE
 from gateway.idempotency.expiry import prune_forever
-from gateway.import_jobs import ImportJobs
 from gateway.import_limits import RETRY_AFTER_S as IMPORT_RETRY_AFTER_S
 from gateway.import_limits import ImportTooLarge, TooManyImports
-from gateway.importer import ImportConflict
-from gateway.lifecycle import DomainError
-from gateway.mailing_commands import MailingNotFound
-from gateway.mailing_schemas import STATISTICS_UNAVAILABLE
+from gateway.mailings import api as mailings
+from gateway.mailings import preview
+from gateway.mailings.schemas import STATISTICS_UNAVAILABLE
 from gateway.middleware import REQUEST_ID_HEADER, RequestMiddleware
 from gateway.opt_outs import api as opt_outs
 from gateway.opt_outs.rules import StopWords
 from gateway.rate_limits import AddressLimitMiddleware, RateLimited, TokenBuckets
-from gateway.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.responses import JSON
-from gateway.schemas import Readiness, Status
+from gateway.stats import api as stats
+from gateway.stats.reporter_client import ReporterClient, ReporterUnavailable, make_http_client
 from gateway.trusted_hosts import TrustedHosts
 from sms_events.broker import Broker
 from sms_events.db import pool_for
@@ -88,6 +87,15 @@ counters and a `state` judged from the mailing's dates and flags alone.
 **Tracing**: send `X-Request-ID` to correlate a request with its events and logs; it is
 echoed back (a new one is made up when absent).
 """
+
+
+class Status(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    database: bool
+    broker: bool
 
 
 def _lifespan(settings: Settings) -> Any:
@@ -153,41 +161,10 @@ _UNAVAILABLE: Final = (
 )
 
 
-def _validation_errors(exc: RequestValidationError) -> Errors:
-    """FastAPI's own validation errors (it validates little here) in the DRF shape."""
-    errors: Errors = {}
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
-        errors.setdefault(loc[0] if loc else NON_FIELD_ERRORS, []).append(str(error.get("msg")))
-    return errors
-
-
-def _sentence(reason: str) -> str:
-    """``"a paused mailing cannot be paused"`` -> ``"A paused mailing cannot be paused."``"""
-    text = reason.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    async def invalid_input(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, InvalidInput)
-        return JSON(exc.errors, status_code=400)
-
-    async def request_validation(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return JSON(_validation_errors(exc), status_code=400)
-
-    async def not_found(_: Request, __: Exception) -> Response:
-        return JSON({"detail": "Not found."}, status_code=404)
-
-    async def conflict(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ConcurrentModification)
-        detail = f"The {exc.subject} was changed by another request at the same time; retry."
-        return JSON({"detail": detail}, status_code=409)
-
-    async def refused(_: Request, exc: Exception) -> Response:
-        # CommandRejected and EditRefused carry a reason fit to show a user.
-        return JSON({"detail": _sentence(str(exc))}, status_code=400)
+    """The answers to failures outside the rules (those are ``gateway.errors``'s): an outage,
+    a cap, an import that kept conflicting, a bug."""
+    errors.install(app)
 
     async def statistics_unavailable(_: Request, __: Exception) -> Response:
         # The reporter client has logged why.
@@ -237,13 +214,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(ImportTooLarge, import_too_large)
     app.add_exception_handler(TooManyImports, too_many_imports)
-    app.add_exception_handler(InvalidInput, invalid_input)
-    app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(ClientNotFound, not_found)
-    app.add_exception_handler(MailingNotFound, not_found)
-    app.add_exception_handler(opt_outs.OptOutNotFound, not_found)
-    app.add_exception_handler(ConcurrentModification, conflict)
-    app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(ReporterUnavailable, statistics_unavailable)
     app.add_exception_handler(ImportConflict, import_conflict)
     for error in _UNAVAILABLE:

@@ -11,10 +11,11 @@ import asyncpg
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from gateway.domain import InvalidInput
+from gateway.deps import Pool
+from gateway.docs import BadRequest, json_content, responses
+from gateway.errors import InvalidInput
 from gateway.pagination import Cursor, InvalidPage
-from gateway.routing import Pool, slash_routes
-from gateway.schemas import BadRequest, json_content, responses
+from gateway.routing import slash_routes
 
 __all__ = ["AuditEntry", "entries", "router", "stream_of"]
 

@@ -11,10 +11,11 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from gateway.domain import InvalidInput
+from gateway.deps import Pool
+from gateway.docs import BadRequest, json_content, responses
+from gateway.errors import InvalidInput
 from gateway.responses import JSON
-from gateway.routing import Pool, slash_routes
-from gateway.schemas import BadRequest, json_content, responses
+from gateway.routing import slash_routes
 from sms_events.broker import envelope_of
 from sms_events.contracts import registered_events
 from sms_events.feed import InvalidCursor, cursor_of, parse_cursor, read_page

@@ -1,25 +1,24 @@
 """HTTP plumbing shared by the /api/v1/ routers: paths with and without a trailing slash,
-hand-parsed JSON bodies, ids in paths, the pool as a dependency, fields for the request log line.
+hand-parsed JSON bodies, ids in paths, fields for the request log line.
 
-Bodies are parsed here rather than by FastAPI, so that errors come back in the old API's shape
-(400, each field with its messages) instead of FastAPI's 422.
+Bodies are read here rather than by FastAPI (415, 413 and unreadable JSON answered in the old
+API's words) and handed as they are to the commands, which validate them with the aggregate's
+request model (``gateway.fields.validate``): the idempotency guard fingerprints the raw body,
+and the admin pages and the importers feed the same commands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
-import asyncpg
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_ID",
-    "Pool",
     "Route",
-    "get_pool",
     "log_fields",
     "path_id",
     "read_json",
@@ -61,14 +60,6 @@ def slash_routes(router: APIRouter) -> Route:
         return register
 
     return route
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
 def path_id(raw: str, not_found: Callable[[str], Exception]) -> int:

@@ -11,10 +11,10 @@ import structlog
 from fastapi import HTTPException, Request, Response, status
 from starlette.requests import ClientDisconnect
 
-from gateway import importer
-from gateway.import_jobs import ImportJobs
+from gateway.clients import importer
+from gateway.clients.import_jobs import ImportJobs
+from gateway.clients.importer import ImportFormat, ImportResult
 from gateway.import_limits import capped, declared_length_fits
-from gateway.importer import ImportFormat, ImportResult
 from gateway.responses import JSON
 
 __all__ = ["ImportRun", "body_format", "run_import"]

@@ -17,7 +17,7 @@ import pytest
 from admin_support import API_KEY, Gateway, Provider, ReporterDouble, browser_login, local
 from playwright.sync_api import Page, expect
 
-from gateway.importer import BATCH_SIZE
+from gateway.clients.importer import BATCH_SIZE
 from sms_events.testing.environment import TestEnvironment
 
 SHOTS = Path("/tmp")

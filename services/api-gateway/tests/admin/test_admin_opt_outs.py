@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from admin_support import ADMIN_EMAIL, API_KEY, Gateway, csrf_of, local
 
-from gateway.domain import PHONE_MESSAGE
+from gateway.clients.rules import PHONE_MESSAGE
 from sms_events.testing.environment import TestEnvironment
 
 

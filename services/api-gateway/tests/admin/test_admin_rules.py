@@ -26,7 +26,7 @@ from gateway.admin.sessions import (
     safe_next,
 )
 from gateway.admin.stats import Bucket, parse_mailing_stats, parse_overview
-from gateway.mailing_repository import MailingRow
+from gateway.mailings.repository import MailingRow
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 

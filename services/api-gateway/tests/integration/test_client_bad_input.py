@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.domain import PHONE_MESSAGE, TIME_ZONE_MESSAGE
+from gateway.clients.rules import PHONE_MESSAGE, TIME_ZONE_MESSAGE
 
 Unchanged = Callable[[], Any]
 

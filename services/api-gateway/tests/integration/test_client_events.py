@@ -10,7 +10,7 @@ from uuid import uuid4
 import asyncpg
 import httpx
 
-from gateway import repository
+from gateway.clients import repository
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.store import EventStore
 

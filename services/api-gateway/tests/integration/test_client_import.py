@@ -23,8 +23,8 @@ from client_history import (
     last_position,
 )
 
-from gateway.domain import PHONE_MESSAGE, TIME_ZONE_MESSAGE
-from gateway.importer import EVENT_SIZE, ImportFormat, import_clients
+from gateway.clients.importer import EVENT_SIZE, ImportFormat, import_clients
+from gateway.clients.rules import PHONE_MESSAGE, TIME_ZONE_MESSAGE
 from sms_events.contracts import ClientDeleted
 from sms_events.store import EventStore, NewEvent, appending
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway.domain import PHONE_MESSAGE
-from gateway.import_jobs import STOPPED_ERROR, ImportJobs
+from gateway.clients.import_jobs import STOPPED_ERROR, ImportJobs
+from gateway.clients.importer import BATCH_SIZE, ImportFormat
+from gateway.clients.rules import PHONE_MESSAGE
 from gateway.import_limits import ImportLimits
-from gateway.importer import BATCH_SIZE, ImportFormat
 
 URL = "/api/v1/clients/import"
 ASYNC_CSV = {"Content-Type": "text/csv", "Prefer": "respond-async"}

@@ -10,7 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from gateway import Settings, create_app, repository
+from gateway import Settings, create_app
+from gateway.clients import repository
 
 
 async def test_healthz_and_readyz_need_no_key(anonymous: httpx.AsyncClient) -> None:

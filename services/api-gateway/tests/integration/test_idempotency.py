@@ -18,11 +18,12 @@ from fastapi import FastAPI
 from mailing_support import URL, body, stream
 
 from conftest import API_KEY, BASE_URL
-from gateway import Settings, create_app, mailing_commands
+from gateway import Settings, create_app
 from gateway.idempotency import Key, Once
 from gateway.idempotency.rules import request_hash
 from gateway.idempotency.store import prune_expired
-from gateway.mailing_repository import MailingRow
+from gateway.mailings import commands as mailing_commands
+from gateway.mailings.repository import MailingRow
 from gateway.responses import JSON
 from sms_events.db import Connection
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from mailing_support import URL, body, create, from_now
 
-from gateway.mailing_rules import (
+from gateway.mailings.rules import (
     DATETIME_MESSAGE,
     END_BEFORE_START,
     END_IN_THE_PAST,

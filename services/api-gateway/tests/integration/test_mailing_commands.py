@@ -17,7 +17,7 @@ from mailing_support import URL, body, create, from_now, started, stream, versio
 from reporter_stub import FakeReporter
 from structlog.testing import capture_logs
 
-from gateway.mailing_rules import END_IN_THE_PAST, STARTED
+from gateway.mailings.rules import END_IN_THE_PAST, STARTED
 from sms_events.contracts import MailingUpdated
 from sms_events.store import EventStore
 

@@ -13,7 +13,7 @@ from mailing_support import URL, create, from_now, iso, stream
 from reporter_stub import FakeReporter
 
 from conftest import Snapshot
-from gateway.mailing_rules import STATUSES_MESSAGE
+from gateway.mailings.rules import STATUSES_MESSAGE
 from sms_events.contracts import MailingScheduled
 
 

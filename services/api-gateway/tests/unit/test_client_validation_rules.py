@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-from gateway.domain import (
+from gateway.clients.rules import (
     PHONE_MESSAGE,
-    UNSET,
     ClientChange,
     ClientState,
-    InvalidInput,
     apply_change,
     is_time_zone,
     normalize_phone,
     operator_code,
-    parse_change,
 )
+from gateway.clients.schemas import parse_change
+from gateway.errors import InvalidInput
+from gateway.fields import UNSET
 
 
 @pytest.mark.parametrize(

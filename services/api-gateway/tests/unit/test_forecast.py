@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
-from gateway.forecast import MAX_HOURS, Unsendable, cost, departures
+from gateway.mailings.forecast import MAX_HOURS, Unsendable, cost, departures
 from sms_events.window import SendWindow
 
 NOW = datetime(2030, 3, 4, 0, 0, tzinfo=UTC)  # a Monday, no DST change near

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.import_jobs import ImportJob, JobState, parse_job_id, prefers_async
+from gateway.clients.import_jobs import ImportJob, JobState, parse_job_id, prefers_async
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.domain import InvalidInput
-from gateway.importer import (
+from gateway.clients.importer import (
     CsvRows,
     ImportFormat,
     LineSplitter,
@@ -15,6 +14,7 @@ from gateway.importer import (
     import_format,
     parse_ndjson_line,
 )
+from gateway.errors import InvalidInput
 
 
 def _split(data: bytes, cuts: list[int], max_line: int = 1000) -> list[tuple[int, bytes | None]]:

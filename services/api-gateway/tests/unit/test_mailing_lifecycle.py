@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.lifecycle import (
+from gateway.errors import DomainError
+from gateway.mailings.lifecycle import (
     Command,
     CommandRejected,
-    DomainError,
     MailingState,
     can_cancel,
     can_move_end,

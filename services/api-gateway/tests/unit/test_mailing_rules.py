@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.domain import InvalidInput
-from gateway.lifecycle import MailingState
-from gateway.mailing_rules import (
+from gateway.errors import InvalidInput
+from gateway.mailings.lifecycle import MailingState
+from gateway.mailings.rules import (
     DATETIME_MESSAGE,
     END_BEFORE_START,
     END_IN_THE_PAST,
@@ -22,8 +22,8 @@ from gateway.mailing_rules import (
     check_deletable,
     edit,
     new_mailing,
-    parse_change,
 )
+from gateway.mailings.schemas import parse_change
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 START = NOW + timedelta(hours=1)

@@ -22,7 +22,7 @@ from gateway.admin import (
 )
 from gateway.admin.config import AdminSettings
 from gateway.admin.web import HERE, Admin
-from gateway.reporter_client import ReporterClient
+from gateway.stats.reporter_client import ReporterClient
 
 __all__ = ["ROUTERS", "AdminSettings", "install"]
 

@@ -8,7 +8,6 @@ from typing import Any, Final
 import structlog
 from fastapi import APIRouter, Response
 
-from gateway import commands, repository
 from gateway.admin.charts import Part, progress_bar
 from gateway.admin.forms import client_body, client_values, field_errors
 from gateway.admin.history import history
@@ -26,11 +25,12 @@ from gateway.admin.web import (
     see_other,
 )
 from gateway.audit import AuditEntry
-from gateway.commands import ClientNotFound, ConcurrentModification
-from gateway.domain import InvalidInput
-from gateway.import_jobs import ImportJob, ImportJobs, parse_job_id
+from gateway.clients import commands, repository
+from gateway.clients.commands import ClientNotFound
+from gateway.clients.import_jobs import ImportJob, ImportJobs, parse_job_id
+from gateway.clients.repository import ClientFilters, ClientRow
+from gateway.errors import ConcurrentModification, InvalidInput, status_of
 from gateway.pagination import InvalidPage, PageRequest, num_pages
-from gateway.repository import ClientFilters, ClientRow
 from gateway.routing import MAX_ID
 
 __all__ = ["router"]
@@ -140,7 +140,7 @@ async def create_client(page: ChangePage) -> Response:
         row = await commands.create(page.pool, client_body(form))
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
-        return _form(page, values=values, errors=fields, general=general, status=400)
+        return _form(page, values=values, errors=fields, general=general, status=status_of(exc))
     log.info("admin_client_created", client_id=row.id, sub=page.user.sub)
     return see_other("/admin/clients?notice=created")
 
@@ -227,10 +227,12 @@ async def update_client(page: ChangePage, client_id: str) -> Response:
         return _not_found(page)
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
-        return _form(page, values=values, client=row, errors=fields, general=general, status=400)
-    except ConcurrentModification:
+        return _form(
+            page, values=values, client=row, errors=fields, general=general, status=status_of(exc)
+        )
+    except ConcurrentModification as exc:
         general = ["Someone changed this client at the same time; try again."]
-        return _form(page, values=values, client=row, general=general, status=409)
+        return _form(page, values=values, client=row, general=general, status=status_of(exc))
     log.info("admin_client_updated", client_id=row.id, sub=page.user.sub)
     return see_other("/admin/clients?notice=updated")
 

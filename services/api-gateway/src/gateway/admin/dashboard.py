@@ -11,8 +11,8 @@ from gateway.admin.charts import Part, donut, fill_gaps, stacked_bars
 from gateway.admin.mailing_pages import load_views
 from gateway.admin.stats import Overview
 from gateway.admin.web import AdminRoute, Page, ViewPage, render
-from gateway.lifecycle import MailingState
-from gateway.mailing_repository import list_mailings
+from gateway.mailings.lifecycle import MailingState
+from gateway.mailings.repository import list_mailings
 from gateway.pagination import PageRequest
 
 __all__ = ["router"]

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime, time, tzinfo
 from typing import Any, Final
 
-from gateway.domain import NON_FIELD_ERRORS, Errors
-from gateway.mailing_repository import MailingRow
+from gateway.errors import NON_FIELD_ERRORS, Errors
+from gateway.mailings.repository import MailingRow
 
 __all__ = [
     "CLIENT_FIELDS",

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Response
 
-from gateway import mailing_commands, mailing_repository
 from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
 from gateway.admin.history import history
@@ -27,10 +26,12 @@ from gateway.admin.web import (
     render,
     see_other,
 )
-from gateway.domain import InvalidInput
-from gateway.lifecycle import (
+from gateway.errors import DomainError, InvalidInput, status_of
+from gateway.mailings import commands as mailing_commands
+from gateway.mailings import repository as mailing_repository
+from gateway.mailings.commands import MailingNotFound
+from gateway.mailings.lifecycle import (
     Command,
-    DomainError,
     MailingState,
     can_cancel,
     can_move_end,
@@ -38,12 +39,11 @@ from gateway.lifecycle import (
     can_resume,
     editable,
 )
-from gateway.mailing_commands import MailingNotFound
-from gateway.mailing_repository import MailingRow, get_mailing, list_mailings
+from gateway.mailings.preview import forecast
+from gateway.mailings.repository import MailingRow, get_mailing, list_mailings
 from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
-from gateway.preview import forecast
-from gateway.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from gateway.routing import MAX_ID
+from gateway.stats.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
 from sms_events.segments import measure
 
 __all__ = ["MailingView", "load_views", "router"]
@@ -249,7 +249,9 @@ async def create_mailing(page: ChangePage) -> Response:
         )
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
-        return _form_page(page, values=values, errors=fields, general=general, status=400)
+        return _form_page(
+            page, values=values, errors=fields, general=general, status=status_of(exc)
+        )
     log.info("admin_mailing_created", mailing_id=row.id, sub=page.user.sub)
     return see_other(f"/admin/mailings/{row.id}?notice=created")
 
@@ -309,10 +311,12 @@ async def update_mailing(page: ChangePage, mailing_id: str) -> Response:
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
         return _form_page(
-            page, values=values, errors=fields, general=general, mailing=view, status=400
+            page, values=values, errors=fields, general=general, mailing=view, status=status_of(exc)
         )
     except DomainError as exc:
-        return _form_page(page, values=values, general=[str(exc)], mailing=view, status=409)
+        return _form_page(
+            page, values=values, general=[str(exc)], mailing=view, status=status_of(exc)
+        )
     log.info("admin_mailing_updated", mailing_id=view.row.id, sub=page.user.sub)
     return see_other(f"/admin/mailings/{view.row.id}?notice=updated")
 
@@ -485,7 +489,9 @@ async def _resend(page: Page, view: MailingView) -> Response:
         return _not_found(page)
     except InvalidInput as exc:
         message = "; ".join(m for messages in exc.errors.values() for m in messages)
-        return await _detail(page, view, MessagesQuery(None, 1, None), error=message, code=400)
+        return await _detail(
+            page, view, MessagesQuery(None, 1, None), error=message, code=status_of(exc)
+        )
     log.info("admin_mailing_resent", mailing_id=view.row.id, follow_up=row.id, sub=page.user.sub)
     return see_other(f"/admin/mailings/{row.id}?notice=resent")
 
@@ -511,7 +517,7 @@ async def mailing_action(page: ChangePage, mailing_id: str, action: str) -> Resp
         return _not_found(page)
     except DomainError as exc:
         first = MessagesQuery(None, 1, None)
-        return await _detail(page, view, first, error=str(exc), code=409)
+        return await _detail(page, view, first, error=str(exc), code=status_of(exc))
     log.info("admin_mailing_command", mailing_id=view.row.id, command=action, sub=page.user.sub)
     if action == "delete":
         return see_other("/admin/mailings?notice=deleted")

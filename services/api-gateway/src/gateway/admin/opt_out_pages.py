@@ -27,13 +27,13 @@ from gateway.admin.web import (
     render,
     see_other,
 )
-from gateway.commands import ConcurrentModification
-from gateway.domain import InvalidInput
-from gateway.import_jobs import ImportJobs
+from gateway.clients.import_jobs import ImportJobs
+from gateway.errors import ConcurrentModification, InvalidInput, status_of
 from gateway.import_limits import ImportTooLarge, TooManyImports, capped
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
-from gateway.opt_outs.rules import REASON_MAX_LENGTH, SOURCES, parse_opt_out, parse_phone
+from gateway.opt_outs.rules import REASON_MAX_LENGTH, SOURCES, parse_phone
+from gateway.opt_outs.schemas import parse_opt_out
 from gateway.pagination import InvalidPage, PageRequest, num_pages
 
 __all__ = ["router"]
@@ -111,9 +111,11 @@ async def add_opt_out(page: ChangePage) -> Response:
         done = await commands.record(page.pool, wanted.phone, wanted.reason, "admin")
     except InvalidInput as exc:
         fields, general = field_errors(exc.errors)
-        return await _list_page(page, values=values, errors=fields, general=general, status=400)
-    except ConcurrentModification:
-        return await _list_page(page, values=values, general=[CONFLICT], status=409)
+        return await _list_page(
+            page, values=values, errors=fields, general=general, status=status_of(exc)
+        )
+    except ConcurrentModification as exc:
+        return await _list_page(page, values=values, general=[CONFLICT], status=status_of(exc))
     log.info("admin_opt_out_recorded", created=done.created, sub=page.user.sub)
     if done.created:
         return see_other("/admin/opt-outs?notice=added")
@@ -130,8 +132,8 @@ async def remove_opt_out(page: ChangePage) -> Response:
         await commands.remove(page.pool, parse_phone(form.get("phone")))
     except (ValueError, commands.NotOptedOut):
         return not_found(page, "Opt-out")
-    except ConcurrentModification:
-        return await _list_page(page, general=[CONFLICT], status=409)
+    except ConcurrentModification as exc:
+        return await _list_page(page, general=[CONFLICT], status=status_of(exc))
     log.info("admin_opt_out_removed", sub=page.user.sub)
     return see_other("/admin/opt-outs?notice=removed")
 
@@ -165,8 +167,8 @@ async def import_file(page: ChangePage) -> Response:
         return _import_page(page, status=413, error=error)
     except TooManyImports as exc:
         return _import_page(page, status=refusal_status(exc), error=str(exc))
-    except ConcurrentModification:
-        return _import_page(page, status=409, error=IMPORT_CONFLICT)
+    except ConcurrentModification as exc:
+        return _import_page(page, status=status_of(exc), error=IMPORT_CONFLICT)
     finally:
         await upload.close()
     log.info("admin_opt_outs_imported", created=result.created, sub=page.user.sub)

@@ -1,5 +1,5 @@
 """The reporter's statistics for the admin pages: overall figures and one mailing's, read
-through ``gateway.reporter_client`` (the API's client, one connection pool) and parsed into
+through ``gateway.stats.reporter_client`` (the API's client, one connection pool) and parsed into
 what the templates show. A reporter that is down, slow or answers something unexpected gives
 ``None``: the pages then say "statistics unavailable" instead of failing.
 """
@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
-from gateway.reporter_client import ReporterClient, ReporterError, ReporterUnavailable
+from gateway.stats.reporter_client import ReporterClient, ReporterError, ReporterUnavailable
 from sms_events.vocabulary import MESSAGE_STATUSES
 
 __all__ = [

@@ -10,8 +10,8 @@ from typing import Final
 from starlette.datastructures import UploadFile
 
 from gateway.admin.web import Page, posted_upload_form
+from gateway.clients.importer import ImportFormat
 from gateway.import_limits import ImportLimits, ImportTooLarge, TooManyImports, declared_length_fits
-from gateway.importer import ImportFormat
 
 __all__ = ["REFUSALS", "NoFileChosen", "chunks", "posted_upload", "refusal_status", "upload_format"]
 

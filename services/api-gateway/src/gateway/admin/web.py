@@ -36,7 +36,7 @@ from gateway.admin.sessions import (
 )
 from gateway.admin.stats import StatsClient
 from gateway.admin.templating import environment
-from gateway.reporter_client import ReporterClient
+from gateway.stats.reporter_client import ReporterClient
 from sms_events.tracing import acting_as
 
 __all__ = [

@@ -5,9 +5,9 @@ Why in the command's own transaction
 A retry must find the first answer whenever the first request's writes exist. Storing the
 answer after the commit leaves a window (the process dies, the pool breaks) in which the mailing
 exists and its answer does not: the retry then creates a second one. So the command hands its
-result to ``Once.after`` just before it commits (``gateway.commands.with_retries``), which renders
-the response and writes it in the same transaction: the answer, the read-model rows and the
-events commit together or not at all.
+result to ``Once.after`` just before it commits (``gateway.transactions.with_retries``), which
+renders the response and writes it in the same transaction: the answer, the read-model rows and
+the events commit together or not at all.
 
 Why a concurrent duplicate gets 409 rather than waiting
 -------------------------------------------------------
@@ -18,7 +18,7 @@ while the first is still running does not get the lock and answers 409 with ``Re
 for the lock instead would hold a pooled connection per waiting duplicate, so a client
 hammering one key could drain the pool. A unique-key insert as the lock would wait too, and
 would give the transaction an id before the command's stream lock, which the order of events
-forbids (``gateway.commands``); an advisory lock writes nothing.
+forbids (``gateway.clients.commands``); an advisory lock writes nothing.
 """
 
 from __future__ import annotations

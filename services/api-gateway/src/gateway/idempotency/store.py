@@ -19,7 +19,7 @@ _LOCK_CLASS: Final = 0x67770003
 
 async def try_lock(conn: Connection, owner: str, key: str) -> bool:
     """Take the key's lock until the transaction ends, if nobody holds it. An advisory lock
-    writes nothing, so it gives the transaction no id (``gateway.commands`` needs that)."""
+    writes nothing, so it gives the transaction no id (``gateway.clients.commands`` needs that)."""
     return bool(
         await conn.fetchval(
             "SELECT pg_try_advisory_xact_lock($1, hashtext($2 || E'\\n' || $3))",

@@ -10,13 +10,16 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway import importer
+from gateway.clients import importer
+from gateway.clients.importer import ImportFormat
+from gateway.deps import Pool
+from gateway.docs import IMPORT_EXAMPLE, IMPORT_LIMIT_ERRORS, ImportResult, responses
+from gateway.errors import NotFound
 from gateway.idempotency import NOT_KEPT_IMPORT, Idem, answer_alone, checked_key
-from gateway.importer import ImportFormat
 from gateway.metrics import INBOUND_MESSAGES
 from gateway.opt_outs import commands, repository
 from gateway.opt_outs.importer import import_opt_outs
-from gateway.opt_outs.rules import SOURCES, StopWords, parse_inbound, parse_opt_out, parse_phone
+from gateway.opt_outs.rules import SOURCES, StopWords, parse_phone
 from gateway.opt_outs.schemas import (
     INBOUND_EXAMPLE,
     OPT_OUT_EXAMPLE,
@@ -28,11 +31,12 @@ from gateway.opt_outs.schemas import (
     inbound_unauthorized,
     opt_out_body,
     opt_out_import_body,
+    parse_inbound,
+    parse_opt_out,
 )
 from gateway.pagination import InvalidPage, links, num_pages, page_request
 from gateway.responses import JSON
-from gateway.routing import Pool, log_fields, read_json, slash_routes
-from gateway.schemas import IMPORT_EXAMPLE, IMPORT_LIMIT_ERRORS, ImportResult, responses
+from gateway.routing import log_fields, read_json, slash_routes
 from gateway.streamed_import import body_format, run_import
 from sms_events.bearer import bearer_matches
 
@@ -47,7 +51,7 @@ inbound_router = APIRouter(prefix="/api/v1/inbound", tags=["opt-outs"])
 inbound_route = slash_routes(inbound_router)
 
 
-class OptOutNotFound(LookupError):
+class OptOutNotFound(NotFound):
     """No such phone on the list (a 404, like an unknown id)."""
 
 

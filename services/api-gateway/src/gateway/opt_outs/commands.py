@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from gateway.commands import Guard, with_retries
 from gateway.metrics import OPT_OUTS
 from gateway.opt_outs import repository
 from gateway.opt_outs.repository import OptOutRow
+from gateway.transactions import Guard, with_retries
 from sms_events.contracts import OptOutRecorded, OptOutRemoved, OptOutSource
 from sms_events.db import Connection
 from sms_events.store import EventStore, NewEvent

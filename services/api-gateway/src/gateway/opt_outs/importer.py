@@ -1,7 +1,7 @@
 """Bulk import of opt-outs from CSV (``phone,reason``, header optional) or NDJSON.
 
-Lines are read as the body streams in (``gateway.importer.parsed_lines``, the clients'
-reader), judged by ``rules.parse_opt_out`` and written ``BATCH_SIZE`` phones per transaction:
+Lines are read as the body streams in (``gateway.clients.importer.parsed_lines``, the clients'
+reader), judged by ``schemas.parse_opt_out`` and written ``BATCH_SIZE`` phones per transaction:
 one upsert for the batch, and the phones it put on the list appended as ``opt_outs.imported``
 events of up to ``EVENT_SIZE`` each, every item at the version the list returned. Phones already
 on the list are unchanged; importing the same file again changes nothing.
@@ -15,9 +15,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from gateway.commands import with_retries
-from gateway.domain import InvalidInput
-from gateway.importer import (
+from gateway.clients.importer import (
     EVENT_SIZE,
     MAX_LINE_BYTES,
     CsvRows,
@@ -25,9 +23,11 @@ from gateway.importer import (
     ImportResult,
     parsed_lines,
 )
+from gateway.errors import InvalidInput
 from gateway.metrics import OPT_OUTS
 from gateway.opt_outs import repository
-from gateway.opt_outs.rules import parse_opt_out
+from gateway.opt_outs.schemas import parse_opt_out
+from gateway.transactions import with_retries
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ImportedOptOut, OptOutsImported
 from sms_events.db import Connection

@@ -1,16 +1,17 @@
-"""Opt-out rules as plain functions: what a request body or an import line may say, and whether
-an inbound text message is a stop word. No I/O; the endpoints, the importer and the admin page
-all judge with these."""
+"""Opt-out rules as plain functions: what each field of a request body or an import line may
+say (the request models of ``gateway.opt_outs.schemas`` carry them), and whether an inbound
+text message is a stop word. No I/O."""
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, get_args
 
-from gateway.domain import NON_FIELD_ERRORS, PHONE_MESSAGE, Errors, InvalidInput, normalize_phone
+from gateway.clients.rules import PHONE_MESSAGE, normalize_phone
+from gateway.errors import NOT_STRING, NULL_CHARACTER, REQUIRED
 from sms_events.contracts import OptOutSource
 
 __all__ = [
@@ -20,8 +21,11 @@ __all__ = [
     "InboundMessage",
     "OptOutRequest",
     "StopWords",
-    "parse_inbound",
-    "parse_opt_out",
+    "check_inbound_phone",
+    "check_inbound_text",
+    "check_phone",
+    "check_reason",
+    "check_received_at",
     "parse_phone",
 ]
 
@@ -29,10 +33,8 @@ REASON_MAX_LENGTH: Final = 200
 DEFAULT_STOP_WORDS: Final = ("STOP", "СТОП", "UNSUBSCRIBE")
 SOURCES: Final[tuple[OptOutSource, ...]] = get_args(OptOutSource)
 
-REQUIRED: Final = "This field is required."
 NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object."
 REASON_TOO_LONG: Final = f"Ensure this field has no more than {REASON_MAX_LENGTH} characters."
-NOT_STRING: Final = "Not a valid string."
 PHONE_INT_MESSAGE: Final = "Phone must be an integer of 11 digits starting with 7."
 DATETIME_MESSAGE: Final = "Datetime has wrong format. Use ISO 8601 with a time zone."
 
@@ -60,80 +62,64 @@ def parse_phone(raw: Any) -> str:
     return normalize_phone(str(raw))
 
 
-def _reason(raw: Any, errors: Errors) -> str | None:
+def check_phone(raw: Any) -> str:
+    """The phone of ``POST /api/v1/opt-outs/`` or an import line: null or blank is missing."""
+    if raw in (None, ""):
+        raise ValueError(REQUIRED)
+    return parse_phone(raw)
+
+
+def check_reason(raw: Any) -> str | None:
+    """Why, trimmed; blank or null is no reason."""
     if raw is None:
         return None
     if not isinstance(raw, str):
-        errors["reason"] = [NOT_STRING]
-        return None
+        raise ValueError(NOT_STRING)
     reason = raw.strip()
     if "\x00" in reason:
-        errors["reason"] = ["Null characters are not allowed."]
-    elif len(reason) > REASON_MAX_LENGTH:
-        errors["reason"] = [REASON_TOO_LONG]
+        raise ValueError(NULL_CHARACTER)
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValueError(REASON_TOO_LONG)
     return reason or None
 
 
-def parse_opt_out(data: Any) -> OptOutRequest:
-    """``{"phone": ..., "reason": ...}`` of ``POST /api/v1/opt-outs/`` or an import line;
-    raises ``InvalidInput`` naming each bad field."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
-    errors: Errors = {}
-    phone = ""
-    if data.get("phone") in (None, ""):
-        errors["phone"] = [REQUIRED]
-    else:
-        try:
-            phone = parse_phone(data["phone"])
-        except ValueError as exc:
-            errors["phone"] = [str(exc)]
-    reason = _reason(data.get("reason"), errors)
-    if errors:
-        raise InvalidInput(errors)
-    return OptOutRequest(phone, reason)
+def check_inbound_phone(raw: Any) -> int:
+    """The provider's sender: an integer of 11 digits starting with 7."""
+    if raw is None:
+        raise ValueError(REQUIRED)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(PHONE_INT_MESSAGE)
+    try:
+        normalize_phone(str(raw))
+    except ValueError:
+        raise ValueError(PHONE_INT_MESSAGE) from None
+    return raw
 
 
-def parse_inbound(data: Any) -> InboundMessage:
-    """The provider's ``{"phone": <int64>, "text": "...", "received_at": "..."}``; raises
-    ``InvalidInput`` naming each bad field."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
-    errors: Errors = {}
-    phone, text, received_at = "", "", None
-    raw_phone = data.get("phone")
-    if raw_phone is None:
-        errors["phone"] = [REQUIRED]
-    elif isinstance(raw_phone, bool) or not isinstance(raw_phone, int):
-        errors["phone"] = [PHONE_INT_MESSAGE]
-    else:
-        try:
-            phone = normalize_phone(str(raw_phone))
-        except ValueError:
-            errors["phone"] = [PHONE_INT_MESSAGE]
-    raw_text = data.get("text")
-    if raw_text is None:
-        errors["text"] = [REQUIRED]
-    elif not isinstance(raw_text, str):
-        errors["text"] = [NOT_STRING]
-    else:
-        text = raw_text
-    raw_at = data.get("received_at")
-    if raw_at is not None:
-        try:
-            if not isinstance(raw_at, str):
-                raise ValueError(raw_at)
-            received_at = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
-            if received_at.tzinfo is None:
-                raise ValueError(raw_at)
-        except ValueError:
-            errors["received_at"] = [DATETIME_MESSAGE]
-    if errors:
-        raise InvalidInput(errors)
-    return InboundMessage(phone, text, received_at)
+def check_inbound_text(raw: Any) -> str:
+    """The message's text, as sent."""
+    if raw is None:
+        raise ValueError(REQUIRED)
+    if not isinstance(raw, str):
+        raise ValueError(NOT_STRING)
+    return raw
 
 
-# What may surround a stop word: spaces and punctuation (dashes and ellipsis included).
+def check_received_at(raw: Any) -> datetime | None:
+    """When the provider received it: ISO 8601 with a zone, or null."""
+    if raw is None:
+        return None
+    try:
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        received_at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if received_at.tzinfo is None:
+            raise ValueError(raw)
+    except ValueError:
+        raise ValueError(DATETIME_MESSAGE) from None
+    return received_at
+
+
 _AROUND: Final = ".!?,;:\"'()[]«»\u2026-\u2013\u2014 \t\r\n"
 
 

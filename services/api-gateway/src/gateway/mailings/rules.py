@@ -1,31 +1,32 @@
-"""Mailing rules as plain functions: body validation with DRF-style messages, and which edits
+"""Mailing rules as plain functions: each field's rule with DRF-style messages (the request
+models of ``gateway.mailings.schemas`` carry them), the rules between fields, and which edits
 and deletions a mailing's state allows.
 
-No I/O and no clock: ``now`` is passed in. Field errors raise ``InvalidInput`` (a 400 naming
-each field); an edit or deletion the mailing's state refuses raises ``EditRefused`` (a 400 with
-``detail`` saying why). Lifecycle commands (cancel, pause, resume) are ``gateway.lifecycle``'s.
+No I/O and no clock: ``now`` is passed in. A field's rule raises ``ValueError`` with its message
+and the rules between fields raise ``InvalidInput`` (either way a 400 naming each field); an
+edit or deletion the mailing's state refuses raises ``EditRefused`` (a 400 with ``detail``
+saying why). Lifecycle commands (cancel, pause, resume) are
+``gateway.mailings.lifecycle``'s.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, time
 from typing import Any, Final
 
-from gateway.domain import (
-    NON_FIELD_ERRORS,
+from gateway.errors import (
     NOT_NULL,
     NOT_STRING,
     NULL_CHARACTER,
     REQUIRED,
-    UNSET,
+    DomainError,
     Errors,
     InvalidInput,
-    Unset,
 )
-from gateway.lifecycle import DomainError, MailingState, can_move_end, editable
+from gateway.fields import UNSET, Unset
+from gateway.mailings.lifecycle import MailingState, can_move_end, editable
 from sms_events.contracts import RESENDABLE_STATUSES
 from sms_events.segments import measure
 
@@ -42,12 +43,15 @@ __all__ = [
     "EditRefused",
     "MailingChange",
     "MailingFields",
+    "check_client_filter",
+    "check_datetime",
     "check_deletable",
+    "check_statuses",
+    "check_text",
+    "check_time",
     "edit",
     "follow_up",
     "new_mailing",
-    "parse_change",
-    "parse_resend",
     "too_many_segments",
 ]
 
@@ -118,7 +122,8 @@ def _string(value: Any) -> str:
     return text
 
 
-def _text(value: Any) -> str:
+def check_text(value: Any) -> str:
+    """A text, trimmed: not null, not blank, within ``TEXT_MAX_LENGTH``."""
     if value is None:
         raise ValueError(NOT_NULL)
     text = _string(value)
@@ -129,7 +134,8 @@ def _text(value: Any) -> str:
     return text
 
 
-def _client_filter(value: Any) -> str | None:
+def check_client_filter(value: Any) -> str | None:
+    """A client filter, trimmed; blank or null is every client."""
     if value is None:
         return None
     text = _string(value)
@@ -140,7 +146,7 @@ def _client_filter(value: Any) -> str | None:
     return text or None  # blank and null both mean "every client"
 
 
-def _datetime(value: Any) -> datetime:
+def check_datetime(value: Any) -> datetime:
     """ISO 8601 with a date and a time; a time without zone is UTC. Returned in UTC."""
     if value is None:
         raise ValueError(NOT_NULL)
@@ -158,7 +164,8 @@ def _datetime(value: Any) -> datetime:
         raise ValueError(DATETIME_RANGE) from None
 
 
-def _time(value: Any) -> time | None:
+def check_time(value: Any) -> time | None:
+    """A send window's bound, ``hh:mm[:ss]``; null is no window."""
     if value is None:
         return None
     match = _TIME.fullmatch(value.strip()) if isinstance(value, str) else None
@@ -166,40 +173,6 @@ def _time(value: Any) -> time | None:
         raise ValueError(TIME_MESSAGE)
     hour, minute, second = match.groups()
     return time(int(hour), int(minute), int(second or 0))
-
-
-_PARSERS: Final = {
-    "text": _text,
-    "datetime_start": _datetime,
-    "datetime_end": _datetime,
-    "send_interval_time_start": _time,
-    "send_interval_time_end": _time,
-    "client_filter": _client_filter,
-}
-
-
-def parse_change(data: Any, *, require: bool) -> MailingChange:
-    """Validate a decoded JSON body field by field; ``require`` (POST, PUT) makes
-    ``datetime_start``, ``datetime_end`` and ``text`` mandatory.
-
-    Unknown keys (read-only ones such as ``id`` or the counters among them) are ignored, as
-    Django REST framework does. Raises ``InvalidInput`` with every broken rule at once.
-    """
-    if not isinstance(data, dict | Mapping):
-        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
-    errors: Errors = {}
-    values: dict[str, Any] = {}
-    for name, parse in _PARSERS.items():
-        if name in data:
-            try:
-                values[name] = parse(data[name])
-            except ValueError as exc:
-                errors[name] = [str(exc)]
-        elif require and name in _REQUIRED_FIELDS:
-            errors[name] = [REQUIRED]
-    if errors:
-        raise InvalidInput(errors)
-    return MailingChange(**values)
 
 
 def too_many_segments(text: str, max_segments: int) -> str | None:
@@ -293,31 +266,11 @@ STATUSES_MESSAGE: Final = (
 )
 
 
-def parse_resend(data: Any) -> tuple[list[str], MailingChange]:
-    """A resend request: the statuses of the original's messages to send again (default
-    ``["ND"]``) and the fields it overrides (``client_filter`` is not one: the audience is
-    the original's recipients). Raises ``InvalidInput`` with every broken rule at once."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict | Mapping):
-        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
-    errors: Errors = {}
-    statuses: list[str] = ["ND"]
-    if "statuses" in data:
-        raw = data["statuses"]
-        if not isinstance(raw, list) or not raw or any(s not in RESENDABLE_STATUSES for s in raw):
-            errors["statuses"] = [STATUSES_MESSAGE]
-        else:
-            statuses = [s for s in RESENDABLE_STATUSES if s in raw]
-    fields = {k: v for k, v in data.items() if k in _PARSERS and k != "client_filter"}
-    try:
-        change = parse_change(fields, require=False)
-    except InvalidInput as exc:
-        errors |= exc.errors
-        change = MailingChange()
-    if errors:
-        raise InvalidInput(errors)
-    return statuses, change
+def check_statuses(value: Any) -> list[str]:
+    """The statuses of a resend, in ``RESENDABLE_STATUSES``' order."""
+    if not isinstance(value, list) or not value or any(s not in RESENDABLE_STATUSES for s in value):
+        raise ValueError(STATUSES_MESSAGE)
+    return [s for s in RESENDABLE_STATUSES if s in value]
 
 
 def follow_up(

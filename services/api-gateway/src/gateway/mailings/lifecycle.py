@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from gateway.errors import DomainError
 from sms_events.vocabulary import MailingState, mailing_state
 
 __all__ = [
     "Command",
     "CommandRejected",
-    "DomainError",
     "MailingState",
     "can_cancel",
     "can_move_end",
@@ -27,10 +27,6 @@ class Command(StrEnum):
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
-
-
-class DomainError(Exception):
-    """A request that the rules refuse; ``str(error)`` is a reason fit to show a user."""
 
 
 class CommandRejected(DomainError):

@@ -31,8 +31,8 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
+from gateway.clients.importer import ImportConflict, ImportFormat, ImportResult, import_clients
 from gateway.import_limits import ImportLimits, ImportSlots, ImportTooLarge, capped
-from gateway.importer import ImportConflict, ImportFormat, ImportResult, import_clients
 
 __all__ = [
     "PROGRESS_EVERY_S",

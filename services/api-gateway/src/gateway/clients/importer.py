@@ -26,17 +26,13 @@ import asyncpg
 import orjson
 import structlog
 
-from gateway.commands import ConcurrentModification, with_retries
-from gateway.domain import (
-    NON_FIELD_ERRORS,
-    Errors,
-    InvalidInput,
-    Unset,
-    parse_change,
-)
+from gateway.clients.repository import ClientRow, import_batch, written_after_us
+from gateway.clients.schemas import parse_change
+from gateway.errors import NON_FIELD_ERRORS, ConcurrentModification, Errors, InvalidInput
+from gateway.fields import Unset
 from gateway.import_limits import ImportTooLarge
 from gateway.metrics import IMPORT_ROWS
-from gateway.repository import ClientRow, import_batch, written_after_us
+from gateway.transactions import with_retries
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import ClientsImported, ImportedClient
 from sms_events.db import Connection
@@ -320,7 +316,7 @@ class _Batches:
         # updates: a command or another import that got its id later may have locked, written
         # and committed one of these clients in between. Writing the next version after that
         # would put the client's versions out of order for readers that go by transaction id
-        # (see gateway.commands). A new transaction gets a newer id, so the batch is simply
+        # (see gateway.clients.commands). A new transaction gets a newer id, so the batch is simply
         # retried. New clients need no check: nobody else knows them yet.
         if updated and await written_after_us(conn, [row.id for row in updated]):
             raise WrongExpectedVersion("<import batch>", None, None)  # retried

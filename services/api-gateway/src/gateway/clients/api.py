@@ -15,30 +15,28 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from starlette.requests import ClientDisconnect
 
-from gateway import commands, importer, repository
-from gateway.commands import ClientNotFound
-from gateway.idempotency import NOT_KEPT_IMPORT, Idem, checked_key
-from gateway.import_jobs import ImportJobs, parse_job_id, prefers_async
-from gateway.importer import ImportFormat
-from gateway.pagination import InvalidPage, links, num_pages, page_request
-from gateway.repository import ClientFilters, ClientRow
-from gateway.responses import JSON
-from gateway.routing import MAX_BODY_BYTES, Pool, path_id, read_json, slash_routes
-from gateway.schemas import (
+from gateway.clients import commands, importer, repository
+from gateway.clients.commands import ClientNotFound
+from gateway.clients.import_jobs import ImportJobs, parse_job_id, prefers_async
+from gateway.clients.importer import ImportFormat
+from gateway.clients.repository import ClientFilters, ClientRow
+from gateway.clients.schemas import (
     CLIENT_EXAMPLE,
-    IMPORT_EXAMPLE,
     IMPORT_JOB_EXAMPLE,
-    IMPORT_LIMIT_ERRORS,
     PAGE_EXAMPLE,
     UPDATED_EXAMPLE,
     Client,
     ClientPage,
     ImportJob,
-    ImportResult,
     client_body,
     import_body,
-    responses,
 )
+from gateway.deps import Pool
+from gateway.docs import IMPORT_EXAMPLE, IMPORT_LIMIT_ERRORS, ImportResult, responses
+from gateway.idempotency import NOT_KEPT_IMPORT, Idem, checked_key
+from gateway.pagination import InvalidPage, links, num_pages, page_request
+from gateway.responses import JSON
+from gateway.routing import MAX_BODY_BYTES, path_id, read_json, slash_routes
 from gateway.streamed_import import body_format, run_import
 
 __all__ = ["MAX_BODY_BYTES", "router"]

@@ -3,8 +3,8 @@
 The audience is read as grouped counts (one statement: the clients counted per zone, operator
 code and tag in one index-only scan, then ``GROUPING SETS`` over those few rows), never client
 by client;
-``gateway.forecast`` turns the per-zone counts into departures per hour. Nothing is stored and
-no event is appended.
+``gateway.mailings.forecast`` turns the per-zone counts into departures per hour. Nothing is
+stored and no event is appended.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.config import Settings
-from gateway.forecast import Departures, cost, departures
+from gateway.deps import Pool
+from gateway.docs import responses
 from gateway.idempotency import NOT_KEPT_FORECAST, checked_key
-from gateway.mailing_rules import MailingFields, new_mailing, parse_change
-from gateway.mailing_schemas import documented_errors, mailing_body
+from gateway.mailings.forecast import Departures, cost, departures
+from gateway.mailings.rules import MailingFields, new_mailing
+from gateway.mailings.schemas import documented_errors, mailing_body, parse_change
 from gateway.responses import JSON
-from gateway.routing import Pool, log_fields, read_json, slash_routes
-from gateway.schemas import responses
+from gateway.routing import log_fields, read_json, slash_routes
 from sms_events.audience import matches_sql, parse_client_filter
 from sms_events.segments import measure
 from sms_events.window import send_window

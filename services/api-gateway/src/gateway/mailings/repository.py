@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from gateway.mailing_rules import MailingFields
+from gateway.mailings.rules import MailingFields
 from gateway.pagination import PageRequest
 from sms_events.db import Connection
 
@@ -26,7 +26,8 @@ __all__ = [
     "update_mailing",
 ]
 
-# Advisory lock class of mailing streams; client streams use 0x67770001 (gateway.repository).
+# Advisory lock class of mailing streams; client streams use 0x67770001
+# (gateway.clients.repository).
 _STREAM_LOCK_CLASS: Final = 0x67770002
 
 _COLUMNS: Final = (
@@ -95,7 +96,7 @@ async def get_mailing(conn: Connection | asyncpg.Pool, mailing_id: int) -> Maili
 
 async def lock_stream(conn: Connection, mailing_id: int) -> None:
     """Take the mailing's stream lock until the transaction ends. Must come before the
-    transaction's first write (the reason is in ``gateway.commands``)."""
+    transaction's first write (the reason is in ``gateway.clients.commands``)."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, ($2::bigint % 4294967296 - 2147483648)::int)",
         _STREAM_LOCK_CLASS,

@@ -8,10 +8,10 @@ Versions: a client's events live in two kinds of stream
 ``gateway_clients.version`` is the client's version, and every change moves it by one. A
 command appends its event to ``client-<id>`` at that version; a bulk import carries the new
 state as an item of a ``clients.imported`` batch event, in a stream of its own (see
-``gateway.importer``). So ``client-<id>`` has no event at the versions an import wrote, and an
-imported client's stream may have no event at all: its head is no guide to the client's
-version, and ``EventStore.append``'s expected version (checked against that head) cannot be
-used. A command instead appends at the version of the read-model row it locked, plus one
+``gateway.clients.importer``). So ``client-<id>`` has no event at the versions an import
+wrote, and an imported client's stream may have no event at all: its head is no guide to the
+client's version, and ``EventStore.append``'s expected version (checked against that head)
+cannot be used. A command instead appends at the version of the read-model row it locked, plus one
 (``append_versioned``). Concurrency stays checked: the row lock orders every writer of one client
 (commands and imports alike), the row and the event commit together, and the unique (stream,
 version) index refuses an event at a version already taken, as by someone appending behind the
@@ -36,15 +36,12 @@ otherwise retried in a new transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final
 
 import asyncpg
 import structlog
 
-from gateway.domain import InvalidInput, apply_change, parse_change
-from gateway.projection import READ_MODELS
-from gateway.repository import (
+from gateway.clients.repository import (
     PHONE_CONSTRAINT,
     ClientRow,
     delete_client,
@@ -54,43 +51,23 @@ from gateway.repository import (
     update_client,
     written_after_us,
 )
+from gateway.clients.rules import apply_change
+from gateway.clients.schemas import parse_change
+from gateway.errors import InvalidInput, NotFound
+from gateway.transactions import Guard, with_retries
 from sms_events.contracts import ClientCreated, ClientDeleted, ClientUpdated
 from sms_events.db import Connection
-from sms_events.replay import writing
-from sms_events.retrying import CONFLICTS, RetryPolicy
-from sms_events.store import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion, appending
+from sms_events.store import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion
 
-__all__ = [
-    "ClientNotFound",
-    "ConcurrentModification",
-    "Guard",
-    "create",
-    "delete",
-    "update",
-    "with_retries",
-]
+__all__ = ["ClientNotFound", "create", "delete", "update"]
 
 log = structlog.get_logger(__name__)
 
 PHONE_TAKEN: Final = "A client with this phone already exists."
 
-T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
 
-# Conflicts that a fresh attempt of the same command resolves.
-_RETRYABLE = (WrongExpectedVersion, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-
-
-class ClientNotFound(LookupError):
+class ClientNotFound(NotFound):
     """No client has this id (never had, or it was deleted)."""
-
-
-class ConcurrentModification(RuntimeError):
-    """A stream kept moving under us; the caller may retry the request."""
-
-    def __init__(self, subject: str = "client") -> None:
-        super().__init__(f"the {subject} was modified concurrently")
-        self.subject = subject
 
 
 def client_event(row: ClientRow, *, created: bool) -> ClientCreated | ClientUpdated:
@@ -120,46 +97,8 @@ async def _append_at(
     await store.append_versioned([(stream, version, NewEvent(event))], conn=conn)
 
 
-class Guard(Protocol[T_contra]):
-    """Work a command's caller does in the command's own transaction: ``before`` ahead of its
-    first statement (it must write nothing), ``after`` with its result just before the commit.
-    An Idempotency-Key's answer is kept this way, so that it commits with the command's
-    writes or not at all (``gateway.idempotency.guard``)."""
-
-    async def before(self, conn: Connection) -> None: ...
-
-    async def after(self, conn: Connection, result: T_contra) -> None: ...
-
-
 def _phone_taken(exc: asyncpg.UniqueViolationError) -> bool:
     return exc.constraint_name == PHONE_CONSTRAINT
-
-
-async def with_retries(
-    pool: asyncpg.Pool,
-    attempt: Callable[[Connection], Awaitable[T]],
-    subject: str = "client",
-    guard: Guard[T] | None = None,
-    policy: RetryPolicy = CONFLICTS,
-) -> T:
-    """Run ``attempt`` in a transaction of its own, again in a new one (so with a new
-    transaction id) after a version conflict, as ``policy`` says; ``ConcurrentModification``
-    once its tries are used up. ``guard`` runs in each attempt's transaction, around
-    ``attempt``."""
-    try:
-        async for tried in policy.retrying(*_RETRYABLE, event="command_conflict", subject=subject):
-            with tried:
-                async with pool.acquire() as conn, appending(conn):
-                    if guard is not None:
-                        await guard.before(conn)
-                    await writing(conn, READ_MODELS)
-                    result = await attempt(conn)
-                    if guard is not None:
-                        await guard.after(conn, result)
-                    return result
-    except _RETRYABLE:
-        pass
-    raise ConcurrentModification(subject)
 
 
 async def create(pool: asyncpg.Pool, data: Any, guard: Guard[ClientRow] | None = None) -> ClientRow:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.domain import ClientState
+from gateway.clients.rules import ClientState
 from gateway.pagination import PageRequest, numbered_page
 from sms_events.contracts import ClientsImported
 from sms_events.db import Connection
@@ -94,7 +94,7 @@ async def get_client(conn: Connection | asyncpg.Pool, client_id: int) -> ClientR
 
 async def lock_stream(conn: Connection, client_id: int) -> None:
     """Take the client's stream lock until the transaction ends. Must come before the
-    transaction's first write (see ``gateway.commands``)."""
+    transaction's first write (see ``gateway.clients.commands``)."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, ($2::bigint % 4294967296 - 2147483648)::int)",
         _STREAM_LOCK_CLASS,
@@ -105,7 +105,7 @@ async def lock_stream(conn: Connection, client_id: int) -> None:
 async def written_after_us(conn: Connection, client_ids: Sequence[int]) -> bool:
     """Whether a transaction that got its id after ours appended an event about one of these
     clients: on the client's own stream (a command) or in an import's batch (see
-    ``gateway.commands`` and ``gateway.importer``)."""
+    ``gateway.clients.commands`` and ``gateway.clients.importer``)."""
     # Both look-ups are index scans: the first by stream, the second over the events of
     # younger transactions only (events_commit_order), which are the last few at most.
     return bool(

@@ -1,7 +1,7 @@
 """/api/v1/mailings/: the old API's mailing endpoints, plus state, messages and lifecycle commands.
 
 Mailings live in the gateway's read model; their counters and messages are the reporter's
-(``gateway.reporter_client``). Reads need the reporter and answer 503 without it. Commands do
+(``gateway.stats.reporter_client``). Reads need the reporter and answer 503 without it. Commands do
 not: they are committed whatever the reporter's health, and their answer then carries zero
 counters and a state judged by the clock and the mailing's own flags.
 """
@@ -15,16 +15,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, TypeVar
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from gateway import mailing_commands, mailing_repository
-from gateway.config import Settings
-from gateway.domain import InvalidInput
+from gateway.deps import Pool, Reporter, max_segments
+from gateway.docs import json_body, responses
+from gateway.errors import InvalidInput
 from gateway.idempotency import Idem
-from gateway.lifecycle import Command
-from gateway.mailing_commands import MailingNotFound, state_of
-from gateway.mailing_repository import MailingRow
-from gateway.mailing_schemas import (
+from gateway.mailings import commands, repository
+from gateway.mailings.commands import MailingNotFound, state_of
+from gateway.mailings.lifecycle import Command
+from gateway.mailings.repository import MailingRow
+from gateway.mailings.schemas import (
     DETAIL_EXAMPLE,
     MAILING_EXAMPLE,
     MESSAGES_EXAMPLE,
@@ -47,7 +48,9 @@ from gateway.pagination import (
     num_pages,
     page_request,
 )
-from gateway.reporter_client import (
+from gateway.responses import JSON
+from gateway.routing import log_fields, path_id, read_json, slash_routes
+from gateway.stats.reporter_client import (
     ZERO,
     Counters,
     MessagePage,
@@ -55,9 +58,6 @@ from gateway.reporter_client import (
     ReporterError,
     ReporterUnavailable,
 )
-from gateway.responses import JSON
-from gateway.routing import Pool, log_fields, path_id, read_json, slash_routes
-from gateway.schemas import json_body, responses
 from sms_events.segments import measure
 from sms_events.vocabulary import MESSAGE_STATUSES
 
@@ -84,20 +84,6 @@ _COMMAND_NOTE: Final = (
     "then shows zero counters and a `state` judged from the dates and the pause/cancel flags "
     "only (GET the mailing later for the real counters)."
 )
-
-
-def get_reporter(request: Request) -> ReporterClient:
-    reporter: ReporterClient = request.app.state.reporter
-    return reporter
-
-
-Reporter = Annotated[ReporterClient, Depends(get_reporter)]
-
-
-def max_segments(request: Request) -> int:
-    """The cap on a mailing text's SMS segments (``MAILING_MAX_SEGMENTS``; 0: none)."""
-    settings: Settings = request.app.state.settings
-    return settings.mailing_max_segments
 
 
 def _mailing_id(raw: str) -> int:
@@ -210,7 +196,7 @@ async def list_mailings(
 ) -> Response:
     wanted = _page(page, page_size)
     try:
-        count, number, rows = await mailing_repository.list_mailings(pool, wanted)
+        count, number, rows = await repository.list_mailings(pool, wanted)
     except InvalidPage:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Invalid page.") from None
     # One call for the whole page, never one per mailing.
@@ -243,9 +229,7 @@ async def create_mailing(request: Request, pool: Pool, idempotency: Idem) -> Res
     now = _now()
     data = await read_json(request)
     once = await idempotency.once(data, _created(now))
-    row = await mailing_commands.create(
-        pool, data, now=now, max_segments=max_segments(request), guard=once
-    )
+    row = await commands.create(pool, data, now=now, max_segments=max_segments(request), guard=once)
     log_fields(request, mailing_id=row.id, command="create")
     return once.response()
 
@@ -269,10 +253,10 @@ async def get_mailing(
     mailing_id: str, request: Request, pool: Pool, reporter: Reporter
 ) -> Response:
     mid = _mailing_id(mailing_id)
-    row = await mailing_repository.get_mailing(pool, mid)
+    row = await repository.get_mailing(pool, mid)
     if row is None:
         raise MailingNotFound(mailing_id)
-    follow_ups = await mailing_repository.follow_ups(pool, mid, DETAIL_FOLLOW_UPS)
+    follow_ups = await repository.follow_ups(pool, mid, DETAIL_FOLLOW_UPS)
     counters, newest = await _both(
         reporter.counters([mid, *(f.id for f in follow_ups)]),
         reporter.messages(mid, status=None, at=1, page_size=DETAIL_MESSAGES),
@@ -318,7 +302,7 @@ async def list_mailing_messages(
     cursor: CursorParam = None,
 ) -> Response:
     mid = _mailing_id(mailing_id)
-    if await mailing_repository.get_mailing(pool, mid) is None:
+    if await repository.get_mailing(pool, mid) is None:
         raise MailingNotFound(mailing_id)
     wanted_status = _status_filter(message_status)
     if cursor:
@@ -363,7 +347,7 @@ async def _update(
         counters = await _counters_for_command(reporter, mid)
         now = _now()
         final = counters.all_messages_final
-        row = await mailing_commands.update(
+        row = await commands.update(
             pool,
             mid,
             data,
@@ -427,7 +411,7 @@ async def resend_mailing(
         now = _now()
         data = await read_json(request)
         once = await idempotency.once(data, _created(now))
-        row = await mailing_commands.resend(
+        row = await commands.resend(
             pool, mid, data, now=now, max_segments=max_segments(request), guard=once
         )
         log_fields(request, follow_up_id=row.id)
@@ -476,7 +460,7 @@ async def put_mailing(
 async def delete_mailing(mailing_id: str, request: Request, pool: Pool) -> Response:
     mid = _mailing_id(mailing_id)
     with _command(request, mid, "delete"):
-        await mailing_commands.delete(pool, mid, now=_now())
+        await commands.delete(pool, mid, now=_now())
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -517,7 +501,7 @@ def _register_command(command: Command) -> None:
 
             # No body: the key names the command on this mailing (its path).
             once = await idempotency.once(None, answer)
-            await mailing_commands.run(
+            await commands.run(
                 pool,
                 mid,
                 command,

@@ -1,24 +1,34 @@
 """Request and response shapes of /api/v1/mailings/, with the examples shown in /docs.
 
-Validation lives in ``gateway.mailing_rules``; these models document the contract, which is
-the old Django REST framework API's, plus ``state`` and the messages of a mailing.
+The request models validate what they document: each field carries its rule (a function of
+``gateway.mailings.rules``, with the old Django REST framework API's message); the rules between
+fields and against the mailing's state stay in ``gateway.mailings.rules``. The contract is the
+old API's, plus ``state`` and the messages of a mailing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from gateway.lifecycle import MailingState
-from gateway.mailing_rules import (
+from gateway.docs import BadRequest, ErrorDetail, json_body, json_content
+from gateway.fields import given, validate
+from gateway.mailings.lifecycle import MailingState
+from gateway.mailings.rules import (
     CLIENT_FILTER_MAX_LENGTH,
     END_BEFORE_START,
+    NOT_AN_OBJECT,
     STARTED,
     TEXT_MAX_LENGTH,
+    MailingChange,
+    check_client_filter,
+    check_datetime,
+    check_statuses,
+    check_text,
+    check_time,
 )
-from gateway.schemas import BadRequest, ErrorDetail, json_body, json_content
 from sms_events.vocabulary import MessageStatus
 
 __all__ = [
@@ -40,6 +50,8 @@ __all__ = [
     "ResendRequest",
     "documented_errors",
     "mailing_body",
+    "parse_change",
+    "parse_resend",
 ]
 
 STATISTICS_UNAVAILABLE: Final = "Statistics are temporarily unavailable; retry later."
@@ -116,6 +128,17 @@ MESSAGES_EXAMPLE: Final[dict[str, Any]] = {
     "previous": None,
     "results": _MESSAGES[:2],
 }
+
+
+# Each field's rule (a function of ``gateway.mailings.rules``), bound once for the bodies of
+# POST and PUT, of PATCH, of a resend and of a forecast. The rule runs first and sees every
+# value, null included (pydantic would let a null through an optional field unchecked).
+Moment = Annotated[datetime, BeforeValidator(check_datetime)]
+MomentOrUnset = Annotated[datetime | None, BeforeValidator(check_datetime)]
+Text = Annotated[str, BeforeValidator(check_text)]
+TextOrUnset = Annotated[str | None, BeforeValidator(check_text)]
+WindowBound = Annotated[time | None, BeforeValidator(check_time)]
+ClientFilter = Annotated[str | None, BeforeValidator(check_client_filter)]
 
 
 class MailingMessage(BaseModel):
@@ -213,18 +236,29 @@ class MailingDetail(Mailing):
 class ResendRequest(BaseModel):
     """Body of POST /{id}/resend/ (may be empty): which recipients, and what to change."""
 
-    statuses: list[Literal["ND", "CA"]] = Field(
+    statuses: Annotated[list[Literal["ND", "CA"]], BeforeValidator(check_statuses)] = Field(
         default=["ND"], description="Final statuses of the original's messages to send again"
     )
-    text: str | None = Field(default=None, description="Default: the original's text")
-    datetime_start: datetime | None = Field(default=None, description="Default: now")
-    datetime_end: datetime | None = Field(
+    text: TextOrUnset = Field(default=None, description="Default: the original's text")
+    datetime_start: MomentOrUnset = Field(default=None, description="Default: now")
+    datetime_end: MomentOrUnset = Field(
         default=None, description="Default: the start plus the original's duration"
     )
-    send_interval_time_start: time | None = Field(
+    send_interval_time_start: WindowBound = Field(
         default=None, description="Default (with the end): the original's window"
     )
-    send_interval_time_end: time | None = None
+    send_interval_time_end: WindowBound = None
+
+
+def parse_resend(data: Any) -> tuple[list[str], MailingChange]:
+    """A resend request (``ResendRequest``; an empty or null body is ``{}``): the statuses of
+    the original's messages to send again (default ``["ND"]``) and the fields it overrides
+    (``client_filter`` is not one: the audience is the original's recipients). Raises
+    ``InvalidInput`` with every broken rule at once."""
+    body = validate(ResendRequest, {} if data is None else data, not_an_object=NOT_AN_OBJECT)
+    fields = given(body)
+    statuses = fields.pop("statuses", ["ND"])
+    return statuses, MailingChange(**fields)
 
 
 class MailingPage(BaseModel):
@@ -255,29 +289,29 @@ class MailingCreate(BaseModel):
     """Body of POST and PUT. Unknown and read-only fields are ignored; PUT keeps optional
     fields it leaves out."""
 
-    datetime_start: datetime = Field(
+    datetime_start: Moment = Field(
         description="ISO 8601; without a zone it is UTC. May be in the past: sending starts "
         "at once",
         examples=["2024-02-12T12:14:00Z"],
     )
-    datetime_end: datetime = Field(
+    datetime_end: Moment = Field(
         description="After datetime_start and in the future; nothing is sent from then on",
         examples=["2024-03-11T20:15:00Z"],
     )
-    text: str = Field(
+    text: Text = Field(
         min_length=1, max_length=TEXT_MAX_LENGTH, description="Trimmed; may not be blank"
     )
-    send_interval_time_start: time | None = Field(
+    send_interval_time_start: WindowBound = Field(
         default=None,
         description="HH:MM or HH:MM:SS, each client's local time; give both bounds or neither",
         examples=["09:00"],
     )
-    send_interval_time_end: time | None = Field(
+    send_interval_time_end: WindowBound = Field(
         default=None,
         description="HH:MM or HH:MM:SS; not equal to the start. 22:00-06:00 crosses midnight",
         examples=["21:00"],
     )
-    client_filter: str | None = Field(
+    client_filter: ClientFilter = Field(
         default=None,
         max_length=CLIENT_FILTER_MAX_LENGTH,
         description="Comma-separated operator codes and tags (a client matching any one "
@@ -289,12 +323,21 @@ class MailingCreate(BaseModel):
 class MailingPatch(BaseModel):
     """Body of PATCH: any subset of the writable fields. After the start only datetime_end."""
 
-    datetime_start: datetime | None = Field(default=None, examples=["2024-02-12T12:14:00Z"])
-    datetime_end: datetime | None = Field(default=None, examples=["2024-03-11T20:15:00Z"])
-    text: str | None = Field(default=None, max_length=TEXT_MAX_LENGTH)
-    send_interval_time_start: time | None = Field(default=None, examples=["09:00"])
-    send_interval_time_end: time | None = Field(default=None, examples=["21:00"])
-    client_filter: str | None = Field(default=None, max_length=CLIENT_FILTER_MAX_LENGTH)
+    datetime_start: MomentOrUnset = Field(default=None, examples=["2024-02-12T12:14:00Z"])
+    datetime_end: MomentOrUnset = Field(default=None, examples=["2024-03-11T20:15:00Z"])
+    text: TextOrUnset = Field(default=None, max_length=TEXT_MAX_LENGTH)
+    send_interval_time_start: WindowBound = Field(default=None, examples=["09:00"])
+    send_interval_time_end: WindowBound = Field(default=None, examples=["21:00"])
+    client_filter: ClientFilter = Field(default=None, max_length=CLIENT_FILTER_MAX_LENGTH)
+
+
+def parse_change(data: Any, *, require: bool) -> MailingChange:
+    """A decoded JSON body validated by ``MailingCreate`` (``require``: POST, PUT) or
+    ``MailingPatch``; fields it left out are ``UNSET``. Unknown keys (read-only ones such as
+    ``id`` or the counters among them) are ignored, as Django REST framework does. Raises
+    ``InvalidInput`` with every broken rule at once."""
+    model = MailingCreate if require else MailingPatch
+    return MailingChange(**given(validate(model, data, not_an_object=NOT_AN_OBJECT)))
 
 
 def mailing_body(*, partial: bool) -> dict[str, Any]:

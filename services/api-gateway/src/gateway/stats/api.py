@@ -9,14 +9,14 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from gateway.domain import InvalidInput
-from gateway.mailing_commands import MailingNotFound
-from gateway.mailing_repository import get_mailing
-from gateway.mailing_schemas import documented_errors
-from gateway.mailings import Reporter
+from gateway.deps import Pool, Reporter
+from gateway.docs import responses
+from gateway.errors import InvalidInput
+from gateway.mailings.commands import MailingNotFound
+from gateway.mailings.repository import get_mailing
+from gateway.mailings.schemas import documented_errors
 from gateway.responses import JSON
-from gateway.routing import Pool, path_id, slash_routes
-from gateway.schemas import responses
+from gateway.routing import path_id, slash_routes
 from sms_events.replay import parse_moment
 from sms_events.segments import measure
 

@@ -6,44 +6,40 @@ judged exactly like the body of a ``POST /api/v1/clients/``.
 
 from __future__ import annotations
 
-import enum
 import re
 import zoneinfo
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
+from gateway.errors import (
+    NOT_NULL,
+    NOT_STRING,
+    NULL_CHARACTER,
+    REQUIRED,
+    InvalidInput,
+)
+from gateway.fields import UNSET, Unset
+
 __all__ = [
     "DEFAULT_TIME_ZONE",
-    "NON_FIELD_ERRORS",
     "PHONE_MESSAGE",
     "TAG_MAX_LENGTH",
-    "UNSET",
     "ClientChange",
     "ClientState",
-    "Errors",
-    "InvalidInput",
-    "Unset",
     "apply_change",
+    "check_phone",
+    "check_tag",
+    "check_time_zone",
     "is_time_zone",
     "normalize_phone",
     "operator_code",
-    "parse_change",
 ]
-
-Errors = dict[str, list[str]]
-"""Field name -> messages, the body of a 400 answer (Django REST framework's shape)."""
 
 PHONE_MESSAGE: Final = "Phone must be 11 digits starting with 7, e.g. 79991234567."
 TAG_MAX_LENGTH: Final = 20
 DEFAULT_TIME_ZONE: Final = "UTC"
-NON_FIELD_ERRORS: Final = "non_field_errors"
 
-REQUIRED: Final = "This field is required."
-NOT_NULL: Final = "This field may not be null."
-NOT_STRING: Final = "Not a valid string."
-NULL_CHARACTER: Final = "Null characters are not allowed."
 TAG_TOO_LONG: Final = f"Ensure this field has no more than {TAG_MAX_LENGTH} characters."
 TIME_ZONE_MESSAGE: Final = "Unknown time zone; use an IANA name such as Europe/Moscow or UTC."
 NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object with the client's fields."
@@ -52,23 +48,6 @@ NOT_AN_OBJECT: Final = "Invalid data. Expected a JSON object with the client's f
 _PHONE = re.compile(r"7[0-9]{10}")
 # Names that exist on one machine but mean something else (or nothing) on another.
 _NOT_PORTABLE = frozenset({"localtime", "posixrules", "Factory"})
-
-
-class Unset(enum.Enum):
-    """Marks a field the caller did not send (different from sending ``null``)."""
-
-    UNSET = "UNSET"
-
-
-UNSET: Final = Unset.UNSET
-
-
-class InvalidInput(ValueError):
-    """The input breaks one or more rules; ``errors`` says which, per field."""
-
-    def __init__(self, errors: Errors) -> None:
-        super().__init__(", ".join(sorted(errors)))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +108,15 @@ def _text(value: Any) -> str:
     return text
 
 
-def _phone(value: Any) -> str:
+def check_phone(value: Any) -> str:
+    """A body's (or an import row's) phone, normalised; ``ValueError`` with DRF's message."""
     if value is None:
         raise ValueError(NOT_NULL)
     return normalize_phone(_text(value))
 
 
-def _tag(value: Any) -> str | None:
+def check_tag(value: Any) -> str | None:
+    """A tag, trimmed; blank or null is no tag."""
     if value is None:
         return None
     tag = _text(value)
@@ -144,7 +125,8 @@ def _tag(value: Any) -> str | None:
     return tag or None  # a blank tag means "no tag", so ?tag= filters never see ""
 
 
-def _time_zone(value: Any) -> str:
+def check_time_zone(value: Any) -> str:
+    """An IANA time zone name, trimmed."""
     if value is None:
         raise ValueError(NOT_NULL)
     if not isinstance(value, str):
@@ -153,30 +135,6 @@ def _time_zone(value: Any) -> str:
     if not is_time_zone(name):
         raise ValueError(TIME_ZONE_MESSAGE)
     return name
-
-
-def parse_change(data: Any, *, require_phone: bool) -> ClientChange:
-    """Validate a request body (or an import row) already decoded from JSON or CSV.
-
-    Unknown keys are ignored, as Django REST framework does. Raises ``InvalidInput`` with
-    every broken rule at once, so the caller can fix them all in one go.
-    """
-    # dict is tried first: an ABC check alone costs more than the rest of the validation.
-    if not isinstance(data, dict | Mapping):
-        raise InvalidInput({NON_FIELD_ERRORS: [NOT_AN_OBJECT]})
-    errors: Errors = {}
-    values: dict[str, Any] = {}
-    if "phone" not in data and require_phone:
-        errors["phone"] = [REQUIRED]
-    for name, check in (("phone", _phone), ("tag", _tag), ("time_zone", _time_zone)):
-        if name in data:
-            try:
-                values[name] = check(data[name])
-            except ValueError as exc:
-                errors[name] = [str(exc)]
-    if errors:
-        raise InvalidInput(errors)
-    return ClientChange(**values)
 
 
 def apply_change(current: ClientState | None, change: ClientChange) -> ClientState:

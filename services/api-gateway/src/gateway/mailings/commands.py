@@ -1,6 +1,6 @@
 """Mailing commands: decide, write the read model and append the event in one transaction.
 
-The discipline is the client commands' (``gateway.commands`` explains it): take the stream's
+The discipline is the client commands' (``gateway.clients.commands`` explains it): take the stream's
 advisory lock before the first write, lock the row, append at the version read (the row's
 ``version`` is always the version of ``mailing-<id>``), and run the whole command again in a
 new transaction when the store reports a conflict. A command that changes nothing appends
@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from gateway.commands import Guard, with_retries
-from gateway.lifecycle import Command, MailingState, mailing_state, transition
-from gateway.mailing_repository import (
+from gateway.errors import NotFound
+from gateway.mailings.lifecycle import Command, MailingState, mailing_state, transition
+from gateway.mailings.repository import (
     MailingRow,
     cancel_mailing,
     delete_mailing,
@@ -31,14 +31,14 @@ from gateway.mailing_repository import (
     set_paused,
     update_mailing,
 )
-from gateway.mailing_rules import (
+from gateway.mailings.rules import (
     check_deletable,
     edit,
     follow_up,
     new_mailing,
-    parse_change,
-    parse_resend,
 )
+from gateway.mailings.schemas import parse_change, parse_resend
+from gateway.transactions import Guard, with_retries
 from sms_events.contracts import (
     Event,
     MailingCancelled,
@@ -56,7 +56,7 @@ __all__ = ["MailingNotFound", "create", "delete", "resend", "run", "state_of", "
 SUBJECT = "mailing"
 
 
-class MailingNotFound(LookupError):
+class MailingNotFound(NotFound):
     """No mailing has this id (never had, or it was deleted)."""
 
 

@@ -1,0 +1,1 @@
+"""Clients: their rules, SQL, commands, bulk import (streamed or as a job) and endpoints."""

@@ -1,0 +1,1 @@
+"""Mailings: their rules and lifecycle, SQL, commands, forecast and endpoints."""
