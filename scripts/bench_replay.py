@@ -12,7 +12,6 @@ Uses TEST_DATABASE_URL (a database of its own, dropped at the end)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ from sms_events.contracts import (
 from sms_events.db import create_pool
 from sms_events.logs import configure_logging
 from sms_events.replay import Progress, projections, replay
+from sms_events.runtime import run_on_fast_loop
 from sms_events.store import EventStore, append_new_streams, appending
 from sms_events.testing.environment import TestEnvironment
 
@@ -213,4 +213,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_on_fast_loop(main())  # as sms-replay runs

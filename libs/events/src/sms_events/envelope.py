@@ -42,10 +42,14 @@ class Envelope:
     causationid: str | None = None
     cursor: str | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+    _event: Event | None = field(default=None, init=False, repr=False, compare=False)
 
     def payload(self) -> Event:
-        """The typed event model (upcast to the current schema version)."""
-        return upcast(self.type, self.dataversion, self.data)
+        """The typed event model (upcast to the current schema version), parsed once."""
+        if self._event is None:
+            object.__setattr__(self, "_event", upcast(self.type, self.dataversion, self.data))
+        assert self._event is not None
+        return self._event
 
     def to_json(self) -> bytes:
         """The structured-mode JSON body; extensions never override the attributes above."""

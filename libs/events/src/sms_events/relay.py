@@ -39,7 +39,7 @@ from sms_events.metrics import (
     OUTBOX_RELAY_LEADER,
 )
 from sms_events.retrying import OUTAGES, RetryPolicy
-from sms_events.store import Checkpoint, EventStore, RecordedEvent
+from sms_events.store import Checkpoint, EventStore, PageLimit, RecordedEvent
 from sms_events.tracing import new_correlation_id
 from sms_events.waits import wait_any
 
@@ -133,10 +133,15 @@ class OutboxRelay:
         # and a standby takes over, and this loop must fail at once instead of publishing on
         # from the pool beside the new leader.
         checkpoint = await self._store.load_checkpoint(RELAY_READER)
+        sizing = PageLimit(self._batch_size)
         while not stop.is_set() and self.is_leader:
             self._wake.clear()
             events = await self._store.read_all(
-                checkpoint, limit=self._batch_size, max_bytes=self._batch_bytes, conn=lock_conn
+                checkpoint,
+                limit=self._batch_size,
+                max_bytes=self._batch_bytes,
+                conn=lock_conn,
+                sizing=sizing,
             )
             if not events:
                 await self._update_gauges(checkpoint, lock_conn)

@@ -53,8 +53,9 @@ from sms_events.db import Connection, create_pool
 from sms_events.envelope import Envelope
 from sms_events.logs import configure_logging
 from sms_events.relay import RELAY_READER
+from sms_events.runtime import run_on_fast_loop
 from sms_events.settings import PostgresSettings
-from sms_events.store import Checkpoint, EventStore, RecordedEvent
+from sms_events.store import Checkpoint, EventStore, PageLimit
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -320,13 +321,28 @@ class _Pages:
     reader: Connection
     page: int
     max_bytes: int
-    _ahead: asyncio.Task[list[RecordedEvent]] | None = None
+    sizing: PageLimit
+    _ahead: asyncio.Task[tuple[list[Envelope], Checkpoint]] | None = None
     _ahead_of: Checkpoint | None = None
 
-    def _read(self, after: Checkpoint) -> Awaitable[list[RecordedEvent]]:
-        return self.store.read_all(
-            after, limit=self.page, max_bytes=self.max_bytes, types=self.p.types, conn=self.reader
+    async def _read(self, after: Checkpoint) -> tuple[list[Envelope], Checkpoint]:
+        """The page after ``after``, its events parsed, and the position of its last one: read
+        ahead, the parsing runs while the fold of the page before waits for the database."""
+        events = await self.store.read_all(
+            after,
+            limit=self.page,
+            max_bytes=self.max_bytes,
+            types=self.p.types,
+            conn=self.reader,
+            sizing=self.sizing,
         )
+        envelopes = [envelope_of(e, _SOURCE) for e in events]
+        for n, env in enumerate(envelopes):
+            with contextlib.suppress(Exception):  # a bad event fails in the fold, as live
+                env.payload()
+            if n % 8 == 7:
+                await asyncio.sleep(0)  # let the fold go on as soon as its answer is in
+        return envelopes, events[-1].checkpoint if events else after
 
     async def fold_next(
         self, writer: Connection, after: Checkpoint, *, prefetch: bool = False
@@ -334,18 +350,17 @@ class _Pages:
         """Fold the page after ``after`` on ``writer``; the new position and its size. With
         ``prefetch``, the page after it is being read meanwhile (call ``close`` when done)."""
         if self._ahead is not None and self._ahead_of == after:
-            events = await self._ahead
+            envelopes, reached = await self._ahead
         else:
             await self.close()
-            events = await self._read(after)
+            envelopes, reached = await self._read(after)
         self._ahead = None
-        if not events:
+        if not envelopes:
             return after, 0
-        reached = events[-1].checkpoint
         if prefetch:
             self._ahead, self._ahead_of = asyncio.ensure_future(self._read(reached)), reached
-        await self.p.fold(writer, [envelope_of(e, _SOURCE) for e in events])
-        return reached, len(events)
+        await self.p.fold(writer, envelopes)
+        return reached, len(envelopes)
 
     async def close(self) -> None:
         """Wait out a read ahead (its connection must be idle before it is used again)."""
@@ -372,7 +387,7 @@ async def replay(
     shadow = _shadow_schema(p.name)
     async with pool.acquire() as reader, pool.acquire() as writer:
         store = EventStore(pool)
-        pages = _Pages(p, store, reader, page, max_bytes)
+        pages = _Pages(p, store, reader, page, max_bytes, PageLimit(page))
         live = await _live_schema(writer)
         after = await _resume_point(writer, p.name, shadow) if resume else None
         if after is None:
@@ -509,10 +524,15 @@ async def at_moment(
                 if p.seed is not None:
                     await conn.execute(f"SET LOCAL search_path = pg_temp, {live}")
                     await p.seed(conn)
-            after, done = start, False
+            after, done, sizing = start, False, PageLimit(page)
             while not done:
                 events = await store.read_all(
-                    after, limit=page, max_bytes=max_bytes, types=p.types, conn=reader
+                    after,
+                    limit=page,
+                    max_bytes=max_bytes,
+                    types=p.types,
+                    conn=reader,
+                    sizing=sizing,
                 )
                 if not events:
                     break
@@ -657,4 +677,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     names = found if args.projection == "all" else [args.projection]
-    asyncio.run(_run(names, args.resume, args.page, args.after_restore))
+    # As the services run: on uvloop, with the collector tuned for batches of many objects.
+    run_on_fast_loop(_run(names, args.resume, args.page, args.after_restore))

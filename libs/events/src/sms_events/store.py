@@ -72,6 +72,7 @@ __all__ = [
     "Checkpoint",
     "EventStore",
     "NewEvent",
+    "PageLimit",
     "RecordedEvent",
     "WrongExpectedVersion",
     "append_new_streams",
@@ -175,12 +176,13 @@ _READ_ALL = """
 """
 
 # The same, cut where the running size of the events' JSON passes $5 bytes (the first event
-# always comes, however large).
+# always comes, however large); ``fetched`` says how many the LIMIT let through before the cut.
 _READ_ALL_BOUNDED = """
-    SELECT {columns} FROM (
+    SELECT {columns}, fetched FROM (
         SELECT e.*, sum(octet_length(data::text) + octet_length(metadata::text))
                     OVER (ORDER BY transaction_id, global_position) AS upto,
-               octet_length(data::text) + octet_length(metadata::text) AS size
+               octet_length(data::text) + octet_length(metadata::text) AS size,
+               count(*) OVER () AS fetched
         FROM (SELECT * FROM events
               WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
                 AND transaction_id < $3::text::xid8{types}
@@ -225,7 +227,31 @@ def _lost_the_race(exc: BaseException) -> bool:
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(**dict(row))
+    fields = dict(row)
+    fields.pop("fetched", None)
+    return RecordedEvent(**fields)
+
+
+class PageLimit:
+    """How many events a reader bounded by bytes should ask for next.
+
+    To cut a page by bytes the store sizes every event the count limit lets through (as JSON
+    text: the costly part of the read), so asking for 2,000 events of which 90 fit (batch
+    events of hundreds of messages are large) sizes twenty times what comes back. A reader
+    that keeps one ``PageLimit`` asks for what fit last time and a quarter more, and doubles
+    it again while pages come back full by count: pages of like events cost what they
+    return."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.value = most
+
+    def saw(self, asked: int, fetched: int, kept: int) -> None:
+        if kept < fetched:  # cut by bytes
+            self.value = max(1, min(self.most, kept + kept // 4 + 1))
+        elif fetched >= asked:  # full by count: the bytes would have let more through
+            self.value = min(self.most, asked * 2)
+        # else: the end of what is committed; nothing learnt about sizes
 
 
 class EventStore:
@@ -356,27 +382,34 @@ class EventStore:
         max_bytes: int | None = None,
         types: Collection[str] | None = None,
         conn: Connection | None = None,
+        sizing: PageLimit | None = None,
     ) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in an order that never skips an
         event committed late (see the module docstring). Resume from the last one's
         ``checkpoint``. With ``max_bytes``, the events stop where their data and metadata (as
         JSON text) would pass that many bytes, but at least one comes: a reader's memory is
         bounded by bytes, not only by count (batch events of hundreds of messages are large).
-        With ``types``, only events of those types come (a replay reads what it folds).
+        With ``types``, only events of those types come (a replay reads what it folds). With
+        ``sizing`` as well (a reader's own, kept across its reads), fewer than ``limit`` are
+        asked for when the last pages showed that fewer fit in ``max_bytes``.
         ``conn`` must not be in a transaction: the horizon and the read need a snapshot
         each, the read's taken after the horizon's."""
         if conn is None:
             async with self._pool.acquire() as own:
                 return await self.read_all(
-                    after, limit=limit, max_bytes=max_bytes, types=types, conn=own
+                    after, limit=limit, max_bytes=max_bytes, types=types, conn=own, sizing=sizing
                 )
         horizon = await read_horizon(conn)
+        if sizing is not None and max_bytes is not None:
+            limit = min(limit, sizing.value)
         args: list[Any] = [str(after.transaction_id), after.global_position, str(horizon), limit]
         if max_bytes is not None:
             args.append(max_bytes)
         if types is not None:
             args.append(list(types))
         rows = await conn.fetch(_read_all_query(max_bytes is not None, types is not None), *args)
+        if sizing is not None and max_bytes is not None and rows:
+            sizing.saw(limit, rows[0]["fetched"], len(rows))
         return [_record(r) for r in rows]
 
     async def load_checkpoint(self, reader: str) -> Checkpoint:

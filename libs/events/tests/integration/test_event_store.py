@@ -21,6 +21,7 @@ from sms_events.store import (
     Checkpoint,
     EventStore,
     NewEvent,
+    PageLimit,
     RecordedEvent,
     WrongExpectedVersion,
     append_new_streams,
@@ -350,6 +351,13 @@ async def test_read_all_returns_events_in_order_and_pages_by_checkpoint(
     two = await store.read_all(events[1].checkpoint, limit=10, max_bytes=sizes[2] + sizes[3] + 1)
     assert [e.event_id for e in two][:2] == [e.event_id for e in events[2:4]]
     assert len(two) <= 3
+    # A reader that keeps a PageLimit gets the same pages, asking for fewer once cut by bytes.
+    sizing = PageLimit(10)
+    one_again = await store.read_all(events[1].checkpoint, limit=10, max_bytes=1, sizing=sizing)
+    assert [e.event_id for e in one_again] == [events[2].event_id]
+    assert sizing.value == 2
+    next_one = await store.read_all(events[2].checkpoint, limit=10, max_bytes=1, sizing=sizing)
+    assert [e.event_id for e in next_one] == [events[3].event_id]
 
 
 async def test_checkpoints_are_saved_and_loaded_per_reader(store: EventStore) -> None:

@@ -300,7 +300,7 @@ class MailingDelta:
     last_event_at: datetime | None = None
 
     def count(self, state: MessageState, sign: int) -> None:
-        if not state.visible:
+        if state.status is Status.WITHDRAWN:  # not ``visible``: a call less, per change
             return
         self.created += sign
         self.attempts += sign * state.attempts

@@ -195,21 +195,21 @@ def _collect(
             clients.created.update(c.client_id for c in event.clients if c.created)
         case ClientDeleted():
             clients.deleted.setdefault(event.client_id, event.deleted_at)
-        case MessagesScheduled() | MessagesRescheduled():
-            kind = Kind.SCHEDULED if isinstance(event, MessagesScheduled) else Kind.RESCHEDULED
+        case MessagesScheduled():
+            # The client as the message was scheduled (one value object per distinct values).
+            seen: dict[tuple[str | None, str | None, str | None], ClientValues | None] = {}
+            for m in event.messages:
+                key = (m.operator_code, m.tag, m.time_zone)
+                if key not in seen:
+                    seen[key] = ClientValues.known(*key)
+                facts.append(
+                    Fact(Kind.SCHEDULED, m.message_id, event.mailing_id, at, m.client_id,
+                         m.due_at, client=seen[key])
+                )  # fmt: skip
+        case MessagesRescheduled():
+            # A reschedule's client values never win: the first scheduling's stay.
             facts.extend(
-                Fact(
-                    kind,
-                    m.message_id,
-                    event.mailing_id,
-                    at,
-                    client_id=m.client_id,
-                    at=m.due_at,
-                    # The client as the message was scheduled: a reschedule's values never win.
-                    client=ClientValues.known(m.operator_code, m.tag, m.time_zone)
-                    if kind is Kind.SCHEDULED
-                    else None,
-                )
+                Fact(Kind.RESCHEDULED, m.message_id, event.mailing_id, at, m.client_id, m.due_at)
                 for m in event.messages
             )
         case MessagesWithdrawn():
