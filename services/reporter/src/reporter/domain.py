@@ -52,6 +52,10 @@ class Status(StrEnum):
     UNDELIVERED = MessageStatus.UNDELIVERED.value
     DELIVERED = MessageStatus.DELIVERED.value
 
+    # The string's own hash (C, cached), equal to its value's as equality needs; Enum's is
+    # a Python call, and the fold looks statuses up a few times per message.
+    __hash__ = str.__hash__
+
 
 RANK: Mapping[Status, int] = {s: i for i, s in enumerate(Status)}
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -63,6 +67,8 @@ def join(a: Status | None, b: Status) -> Status:
 
 
 class Kind(Enum):
+    __hash__ = object.__hash__  # members are singletons compared by identity; C, not Python
+
     SCHEDULED = "scheduled"
     RESCHEDULED = "rescheduled"
     WITHDRAWN = "withdrawn"
