@@ -10,7 +10,7 @@ waits and retries (``is_transient``).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -27,6 +27,7 @@ __all__ = [
     "init_connection",
     "is_transient",
     "pool_for",
+    "stage",
 ]
 
 # What callers hold: a plain connection, or one acquired from the pool (a proxy to one).
@@ -168,3 +169,22 @@ async def pool_for(settings: PostgresSettings) -> asyncpg.Pool:
         command_timeout=settings.database_command_timeout_s,
         idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout_s,
     )
+
+
+async def stage(
+    conn: Connection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[Sequence[object]],
+) -> None:
+    """Put ``rows`` (and only them) into ``table``, a temporary table of the connection created
+    on first use with ``columns`` ((name, SQL type) pairs) and emptied at every commit, for one
+    set-based statement to join. Tens of thousands of rows go in by COPY in about half the time
+    they take as ``unnest()`` array parameters, whose encoding checks every element (seen: a
+    million-message rebuild)."""
+    spec = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {table} ({spec}) ON COMMIT DELETE ROWS;"
+        f" DELETE FROM {table}"  # what an earlier use in this transaction left
+    )
+    await conn.copy_records_to_table(table, records=rows, columns=[name for name, _ in columns])

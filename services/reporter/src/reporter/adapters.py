@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from reporter.domain import ClientValues, MailingDelta, MailingPatch, MessageState, Status
-from sms_events.db import Connection
+from sms_events.db import Connection, stage
 
 __all__ = [
     "add_deltas",
@@ -269,8 +269,7 @@ _LEAN_COLUMNS = (
     "message_id", "status", "datetime_send", "attempts", "last_error", "cancelled_at",
     "updated_at",
 )  # fmt: skip
-# Temporary tables of the connection, emptied at every commit: changed rows are copied in,
-# then applied by one UPDATE joining them.
+# Changed rows are copied into these (``sms_events.db.stage``), then applied by one UPDATE.
 _STAGE = "reporter_message_stage"
 _STAGE_LEAN = "reporter_message_stage_lean"
 
@@ -278,18 +277,16 @@ _STAGE_LEAN = "reporter_message_stage_lean"
 async def _stage(
     conn: Connection, states: Sequence[MessageState], table: str, columns: Sequence[str]
 ) -> None:
-    await conn.execute(
-        f"""
-        CREATE TEMP TABLE IF NOT EXISTS {table} (
-            message_id bigint, mailing_id bigint, client_id bigint, status text,
-            datetime_send timestamptz, attempts integer, last_error text,
-            cancelled_at timestamptz, created_at timestamptz, updated_at timestamptz,
-            operator_code text, tag text, time_zone text, first_due_at timestamptz
-        ) ON COMMIT DELETE ROWS
-        """
-    )
     rows = _lean_rows(states) if columns is _LEAN_COLUMNS else _rows(states)
-    await conn.copy_records_to_table(table, records=rows, columns=columns)
+    await stage(conn, table, [(c, _MESSAGE_TYPES[c]) for c in columns], rows)
+
+
+_MESSAGE_TYPES: Mapping[str, str] = {
+    "message_id": "bigint", "mailing_id": "bigint", "client_id": "bigint", "status": "text",
+    "datetime_send": "timestamptz", "attempts": "integer", "last_error": "text",
+    "cancelled_at": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz",
+    "operator_code": "text", "tag": "text", "time_zone": "text", "first_due_at": "timestamptz",
+}  # fmt: skip
 
 
 def _lean_rows(states: Sequence[MessageState]) -> list[tuple[object, ...]]:
