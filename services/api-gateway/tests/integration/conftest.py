@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from gateway_support import API_KEY, BASE_URL, Snapshot, new_phone
-from reporter_stub import FakeReporter
+from reporter_stub_support import FakeReporter
 
 from gateway import Settings, create_app
 from sms_events.settings import ServiceSettings
