@@ -19,7 +19,7 @@ import httpx
 import psycopg
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
     create_mailing,

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     create_mailing,
     eventually,
     import_clients,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import assert_counter, eventually, iso, messages, now, unique_tag
+from tests.e2e.e2e_support import assert_counter, eventually, iso, messages, now, unique_tag
 
 RATE = 20
 STARTUP_S = 5

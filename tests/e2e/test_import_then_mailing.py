@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import create_mailing, eventually, mailing, messages, unique_tag
+from tests.e2e.e2e_support import create_mailing, eventually, mailing, messages, unique_tag
 
 N = 20_000
 ZONES = ("Europe/Moscow", "Asia/Vladivostok", "UTC", "America/New_York")

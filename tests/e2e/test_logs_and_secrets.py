@@ -15,7 +15,7 @@ import pytest
 
 from sms_events.testing.environment import TEST_SIGNING_KEY
 from tests.e2e.conftest import API_KEY, PROVIDER_TOKEN, System
-from tests.e2e.helpers import create_client, eventually, iso, mailing, messages, now, unique_tag
+from tests.e2e.e2e_support import create_client, eventually, iso, mailing, messages, now, unique_tag
 
 pytestmark = pytest.mark.service_env({"LOG_LEVEL": "DEBUG"})
 

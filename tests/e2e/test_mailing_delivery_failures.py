@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     create_client,
     create_mailing,
     eventually,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
     create_mailing,

@@ -22,7 +22,7 @@ from sms_events.testing.environment import TestEnvironment
 from sms_events.testing.processes import SERVICES, free_port, wait_http_ok
 from sms_events.testing.restore import restore_events
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
     create_mailing,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import counters, create_client, create_mailing, eventually, mailing
+from tests.e2e.e2e_support import counters, create_client, create_mailing, eventually, mailing
 
 
 def test_three_clients_and_a_started_mailing_end_with_three_delivered(system: System) -> None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import eventually
+from tests.e2e.e2e_support import eventually
 from tests.e2e.window_support import (
     assert_unsent_wait_for_tomorrow,
     import_in_zone,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import eventually, iso, messages, now
+from tests.e2e.e2e_support import eventually, iso, messages, now
 from tests.e2e.window_support import (
     all_messages,
     assert_unsent_wait_for_tomorrow,

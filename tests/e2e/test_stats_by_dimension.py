@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import (
+from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
     create_mailing,

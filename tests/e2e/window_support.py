@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.e2e.helpers import create_mailing, iso, messages, now, unique_tag
+from tests.e2e.e2e_support import create_mailing, iso, messages, now, unique_tag
 
 ZONE = "Asia/Kathmandu"  # +05:45: a window in local time is not one in UTC
 

@@ -276,7 +276,7 @@ class ReporterDouble:
 def page_of(rows: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
     """The page the reporter answers for ``query`` over ``rows`` (newest first), the plain way:
     by number, or the rows just older (``before``) or newer (``after``) than an id (as in
-    tests/integration/reporter_stub.py)."""
+    tests/integration/reporter_stub_support.py)."""
     size = int(query.get("page_size", "100"))
     ids = [r["id"] for r in rows]
     if "before" in query:

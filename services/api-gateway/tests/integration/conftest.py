@@ -3,24 +3,17 @@ and a stand-in reporter (a real HTTP server) for mailing counters and messages."
 
 from __future__ import annotations
 
-import itertools
-import random
 from collections.abc import AsyncIterator, Callable, Iterator
-from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from reporter_stub import FakeReporter
+from gateway_support import API_KEY, BASE_URL, Snapshot, new_phone
+from reporter_stub_support import FakeReporter
 
 from gateway import Settings, create_app
 from sms_events.settings import ServiceSettings
-
-API_KEY = f"gw-test-{uuid4().hex}"
-BASE_URL = "http://testserver"
-
-_serial = itertools.count(random.randrange(10**6))
 
 
 def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Settings:
@@ -90,12 +83,6 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def new_phone(operator: str | None = None) -> str:
-    """A phone no other test uses: 7, an operator code, then a 7-digit serial."""
-    code = operator or f"{random.randrange(900, 1000)}"
-    return f"7{code}{next(_serial) % 10**7:07d}"
-
-
 @pytest.fixture
 def phone() -> Callable[..., str]:
     return new_phone
@@ -104,35 +91,6 @@ def phone() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def api_key() -> str:
     return API_KEY
-
-
-class Snapshot:
-    """Row and event counts, to prove a refused request stored nothing."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self.before: tuple[int, ...] = ()
-
-    async def counts(self) -> tuple[int, ...]:
-        # The read models' rows, their versions (an UPDATE bumps one), and the events.
-        row = await self._pool.fetchrow(
-            """
-            SELECT (SELECT count(*) FROM gateway_clients),
-                   (SELECT count(*) FROM gateway_mailings),
-                   (SELECT coalesce(sum(version), 0) FROM gateway_mailings),
-                   (SELECT count(*) FROM events)
-            """
-        )
-        assert row is not None
-        return tuple(int(v) for v in row.values())
-
-    async def __aenter__(self) -> Snapshot:
-        self.before = await self.counts()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            assert await self.counts() == self.before, "a refused request stored something"
 
 
 @pytest.fixture

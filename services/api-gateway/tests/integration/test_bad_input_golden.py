@@ -22,8 +22,8 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_support import API_KEY, BASE_URL, Snapshot, new_phone
 
-from conftest import API_KEY, BASE_URL, Snapshot, new_phone
 from gateway import Settings, create_app
 
 INBOUND_TOKEN = f"inbound-{uuid4().hex}"

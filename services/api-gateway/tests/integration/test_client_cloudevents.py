@@ -16,7 +16,7 @@ import httpx
 from gateway import Settings, create_app
 from sms_events.testing import environment
 
-CONSUMER = Path(__file__).with_name("cloudevent_consumer.py")
+CONSUMER = Path(__file__).with_name("cloudevent_support.py")
 KEY = f"ce-{uuid4().hex}"
 
 

@@ -14,7 +14,7 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
-from client_history import (
+from client_history_support import (
     IMPORTED_CREATED,
     IMPORTED_UPDATED,
     Change,

@@ -15,9 +15,9 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_support import API_KEY, BASE_URL
 from mailing_support import URL, body, stream
 
-from conftest import API_KEY, BASE_URL
 from gateway import Settings, create_app
 from gateway.idempotency import Key, Once
 from gateway.idempotency.rules import request_hash

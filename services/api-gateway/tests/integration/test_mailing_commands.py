@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import structlog
 from mailing_support import URL, body, create, from_now, started, stream, version
-from reporter_stub import FakeReporter
+from reporter_stub_support import FakeReporter
 from structlog.testing import capture_logs
 
 from gateway.mailings.rules import END_IN_THE_PAST, STARTED

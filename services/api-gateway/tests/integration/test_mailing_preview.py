@@ -11,9 +11,9 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_support import API_KEY, BASE_URL, Snapshot, new_phone
 from mailing_support import iso
 
-from conftest import API_KEY, BASE_URL, Snapshot, new_phone
 from gateway import Settings, create_app
 
 URL = "/api/v1/mailings/preview/"

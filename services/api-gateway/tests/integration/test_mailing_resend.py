@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+from gateway_support import Snapshot
 from mailing_support import URL, create, from_now, iso, stream
-from reporter_stub import FakeReporter
+from reporter_stub_support import FakeReporter
 
-from conftest import Snapshot
 from gateway.mailings.rules import STATUSES_MESSAGE
 from sms_events.contracts import MailingScheduled
 

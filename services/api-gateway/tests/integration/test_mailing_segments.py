@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_support import API_KEY, BASE_URL, Snapshot
 from mailing_support import URL, body, create
 
-from conftest import API_KEY, BASE_URL, Snapshot
 from gateway import Settings, create_app
 
 

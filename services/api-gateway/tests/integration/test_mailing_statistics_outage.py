@@ -13,7 +13,7 @@ import pytest
 import structlog
 from fastapi import FastAPI
 from mailing_support import URL, assert_mailing_shape, body, create, started, stream
-from reporter_stub import FakeReporter, free_port
+from reporter_stub_support import FakeReporter, free_port
 from structlog.testing import capture_logs
 
 from gateway import Settings, create_app

@@ -16,7 +16,7 @@ from mailing_support import (
     from_now,
     started,
 )
-from reporter_stub import FakeReporter
+from reporter_stub_support import FakeReporter
 
 
 async def test_create_mailing_answers_like_the_seed(client: httpx.AsyncClient) -> None:

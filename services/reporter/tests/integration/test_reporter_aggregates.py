@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from reporter_testkit import (
+from reporter_support import (
     aggregates,
     assert_aggregates_consistent,
     assert_global_consistent,

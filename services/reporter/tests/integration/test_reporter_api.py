@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr, ValidationError
-from reporter_testkit import (
+from reporter_support import (
     T0,
     cancelled,
     delivered,

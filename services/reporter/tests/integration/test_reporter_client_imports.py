@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from reporter_testkit import T0, envelope, new_id
+from reporter_support import T0, envelope, new_id
 
 from reporter.handlers import handle_batch
 from sms_events.contracts import (

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from reporter_testkit import (
+from reporter_support import (
     counts,
     delivered,
     envelope,

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from reporter_testkit import (
+from reporter_support import (
     T0,
     cancelled,
     delivered,

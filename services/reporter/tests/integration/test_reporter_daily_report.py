@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import structlog.testing
 from pydantic import SecretStr
-from reporter_testkit import (
+from reporter_support import (
     delivered_at,
     envelope,
     eventually,
@@ -28,7 +28,7 @@ from reporter_testkit import (
     new_id,
     scheduled,
 )
-from smtp_sink import Received, SmtpSink
+from smtp_support import Received, SmtpSink
 
 from reporter.config import Settings
 from reporter.daily_report import DailyReporter, Outcome, ReportConfig, deliver

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from reporter_testkit import (
+from reporter_support import (
     T0,
     assert_aggregates_consistent,
     breakdown,

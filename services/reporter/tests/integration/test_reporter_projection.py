@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import asyncpg
-from reporter_testkit import (
+from reporter_support import (
     T0,
     cancelled,
     counters,

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from reporter_testkit import (
+from reporter_support import (
     T0,
     assert_breakdown_consistent,
     breakdown,

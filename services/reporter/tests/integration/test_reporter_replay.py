@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from reporter_testkit import delivered, failed, ids, new_id, scheduled, undelivered
+from reporter_support import delivered, failed, ids, new_id, scheduled, undelivered
 
 from reporter.handlers import handle_batch
 from reporter.projection import PROJECTION

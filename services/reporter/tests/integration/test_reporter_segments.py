@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-from reporter_testkit import delivered_at, handle, ids, new_id, scheduled
+from reporter_support import delivered_at, handle, ids, new_id, scheduled
 
 from reporter import queries
 from reporter.report import render_text

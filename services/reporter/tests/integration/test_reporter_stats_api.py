@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
-from reporter_testkit import (
+from reporter_support import (
     delivered_at,
     envelope,
     failed,

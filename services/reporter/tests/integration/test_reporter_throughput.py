@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import asyncpg
-from reporter_testkit import counts, delivered, envelope, handle, ids, new_id, recount, scheduled
+from reporter_support import counts, delivered, envelope, handle, ids, new_id, recount, scheduled
 
 MESSAGES = 100_000
 PER_ENVELOPE = 200

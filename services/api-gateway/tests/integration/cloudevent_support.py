@@ -1,7 +1,7 @@
 """Stands in for another project: binds its own queue to the events exchange, says "ready",
 prints the body of the first message it receives, and exits.
 
-Usage: python cloudevent_consumer.py AMQP_URL EXCHANGE ROUTING_KEY
+Usage: python cloudevent_support.py AMQP_URL EXCHANGE ROUTING_KEY
 """
 
 from __future__ import annotations
