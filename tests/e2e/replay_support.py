@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -31,6 +30,7 @@ from tests.e2e.e2e_support import (
     unique_phone,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 # Not something the events determine (as table.column), each with why:
 BOOKKEEPING = frozenset(

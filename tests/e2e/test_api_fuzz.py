@@ -25,7 +25,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.e2e.conftest import API_KEY, System
+from tests.e2e.system_support import API_KEY, System
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 OPERATIONS: list[APIOperation] = [

@@ -21,8 +21,8 @@ from sms_events.contracts import MailingScheduled
 from sms_events.envelope import Envelope
 from sms_events.signing import SIGNATURE_HEADER, Signer
 from sms_events.testing.environment import TEST_SIGNING_KEY
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import create_client, eventually, now, unique_tag
+from tests.e2e.system_support import System
 
 AUDIENCE = 3
 

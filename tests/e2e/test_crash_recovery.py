@@ -9,7 +9,6 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     create_mailing,
     eventually,
@@ -18,6 +17,7 @@ from tests.e2e.e2e_support import (
     messages,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 N = 10_000
 CONCURRENCY = 50  # DISPATCH_CONCURRENCY: also the bound on duplicates after a kill -9

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import assert_counter, eventually, iso, messages, now, unique_tag
+from tests.e2e.system_support import System
 
 RATE = 20
 STARTUP_S = 5

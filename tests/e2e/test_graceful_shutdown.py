@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import create_mailing, eventually, mailing, messages, unique_tag
+from tests.e2e.system_support import System
 
 N = 4000
 RATE = 250  # messages per second: the mailing lasts long enough to stop all four services

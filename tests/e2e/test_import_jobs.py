@@ -15,8 +15,8 @@ import pytest
 
 from gateway.clients.import_jobs import STALE_AFTER_S, STOPPED_ERROR
 from gateway.clients.importer import BATCH_SIZE
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import eventually
+from tests.e2e.system_support import System
 
 URL = "/api/v1/clients/import"
 

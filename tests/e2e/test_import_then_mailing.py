@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import create_mailing, eventually, mailing, messages, unique_tag
+from tests.e2e.system_support import System
 
 N = 20_000
 ZONES = ("Europe/Moscow", "Asia/Vladivostok", "UTC", "America/New_York")

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from sms_events.testing.environment import TEST_SIGNING_KEY
-from tests.e2e.conftest import API_KEY, PROVIDER_TOKEN, System
 from tests.e2e.e2e_support import create_client, eventually, iso, mailing, messages, now, unique_tag
+from tests.e2e.system_support import API_KEY, PROVIDER_TOKEN, System
 
 pytestmark = pytest.mark.service_env({"LOG_LEVEL": "DEBUG"})
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -17,6 +16,7 @@ from tests.e2e.e2e_support import (
     recipients,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 
 def test_filter_by_tag_and_by_operator_code(system: System) -> None:

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import httpx
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     create_client,
     create_mailing,
@@ -17,6 +16,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 
 def test_provider_failing_30_percent_still_delivers_every_message(

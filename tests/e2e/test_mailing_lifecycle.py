@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -17,6 +16,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 
 def test_edit_and_delete_before_start(system: System) -> None:

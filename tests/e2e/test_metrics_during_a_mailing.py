@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import create_mailing, eventually, mailing, messages, unique_tag
+from tests.e2e.system_support import System
 
 N = 200
 # The consumer a mailing's events go through, per service; the dispatcher also runs

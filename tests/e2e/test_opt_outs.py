@@ -11,7 +11,6 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -22,6 +21,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 INBOUND_TOKEN = "inbound-e2e-token-0123456789abcdef0123"
 

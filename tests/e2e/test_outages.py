@@ -31,7 +31,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     counters,
     create_mailing,
@@ -41,6 +40,7 @@ from tests.e2e.e2e_support import (
     messages,
     unique_tag,
 )
+from tests.e2e.system_support import System
 from tests.support.tcp_proxy import TcpProxy
 
 N = 2500

@@ -21,7 +21,6 @@ from scheduler.projection import PROJECTION as SCHEDULER
 from sms_events.testing.environment import TestEnvironment
 from sms_events.testing.processes import SERVICES, free_port, wait_http_ok
 from sms_events.testing.restore import restore_events
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -41,6 +40,7 @@ from tests.e2e.replay_support import (
     table_rows,
     varied_history,
 )
+from tests.e2e.system_support import System
 
 # Sending paced at 100 messages a second, so that rebuilds run while a mailing sends.
 pytestmark = pytest.mark.service_env({"DISPATCH_RATE_LIMIT": "100"})

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from sms_events.testing.processes import SERVICES, free_port, wait_http_ok
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import create_mailing, eventually, import_clients, mailing, unique_tag
+from tests.e2e.system_support import System
 
 N = 3_000
 RATE = 300  # messages per second, all dispatchers together: the mailing takes ~10 s

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import httpx
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -20,6 +19,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 
 def test_a_follow_up_retries_exactly_the_failed_recipients(

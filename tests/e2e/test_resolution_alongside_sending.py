@@ -13,7 +13,6 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     create_mailing,
     eventually,
@@ -23,6 +22,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 BIG = 60_000
 SMALL = 400

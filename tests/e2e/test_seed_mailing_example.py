@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import counters, create_client, create_mailing, eventually, mailing
+from tests.e2e.system_support import System
 
 
 def test_three_clients_and_a_started_mailing_end_with_three_delivered(system: System) -> None:

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import eventually
+from tests.e2e.system_support import System
 from tests.e2e.window_support import (
     assert_unsent_wait_for_tomorrow,
     import_in_zone,

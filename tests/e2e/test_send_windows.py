@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import eventually, iso, messages, now
+from tests.e2e.system_support import System
 from tests.e2e.window_support import (
     all_messages,
     assert_unsent_wait_for_tomorrow,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from smsctl import Client, ImportJob
-from tests.e2e.conftest import API_KEY, System
+from tests.e2e.system_support import API_KEY, System
 
 SMSCTL = Path(sys.executable).with_name("smsctl")
 CLIENTS = 1500

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -23,6 +22,7 @@ from tests.e2e.e2e_support import (
     now,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 GROUPS = (("911", "Europe/Moscow"), ("922", "Asia/Tokyo"))
 PER_GROUP = 8

@@ -10,7 +10,6 @@ import httpx
 import psycopg
 
 from sms_events.testing.held import scratch_database, write_held_open
-from tests.e2e.conftest import System
 from tests.e2e.e2e_support import (
     assert_counter,
     create_client,
@@ -18,6 +17,7 @@ from tests.e2e.e2e_support import (
     eventually,
     unique_tag,
 )
+from tests.e2e.system_support import System
 
 # The writes stay open from before the mailing is created until after it was delivered and they
 # were seen still open: for the whole delivery, at most this long. The issue held them 60 s;
