@@ -16,8 +16,10 @@ import psycopg
 import pytest
 from admin_support import API_KEY, Gateway, Provider, ReporterDouble, browser_login, local
 from playwright.sync_api import Page, expect
+from pydantic import BaseModel
 
 from gateway.clients.importer import BATCH_SIZE
+from sms_events import reporter_contract as contract
 from sms_events.testing.environment import TestEnvironment
 
 SHOTS = Path("/tmp")
@@ -41,7 +43,7 @@ def iso(t: datetime) -> str:
 def overview() -> dict[str, Any]:
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rng = random.Random(7)
-    return {
+    answer = {
         "clients": 12840,
         "mailings": {"scheduled": 3, "running": 2, "paused": 1, "finished": 14, "cancelled": 2},
         "messages": {"SC": 1840, "DL": 40210, "ND": 1312, "CA": 410},
@@ -55,7 +57,9 @@ def overview() -> dict[str, Any]:
             for h in range(30, -1, -1)
             if h not in (11, 12)
         ],
+        "segments_per_day": [{"day": hour.date().isoformat(), "segments": 41_922}],
     }
+    return _valid(contract.Overview, answer)
 
 
 def test_the_dashboard_shows_figures_and_charts(
@@ -117,7 +121,7 @@ def counters(created: int, delivered: int, failed: int, cancelled: int = 0) -> d
 def mailing_stats(mailing_id: int, delivered: int, failed: int) -> dict[str, Any]:
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     rng = random.Random(mailing_id)
-    return {
+    answer = {
         "mailing_id": mailing_id,
         "messages": {"SC": 30, "DL": delivered, "ND": failed, "CA": 0},
         "delivery_rate": round(delivered / (delivered + failed), 4),
@@ -152,9 +156,19 @@ def mailing_stats(mailing_id: int, delivered: int, failed: int) -> dict[str, Any
                            "delivery_rate": 0.8824}],
             "unknown": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
         },
+        "segments_per_message": 1,
+        "segments_sent": delivered,
         "latency": {"settled": delivered + failed, "p50_s": 1.585, "p90_s": 12.589,
                     "p99_s": 79.433, "max_s": 316.228, "resolution": 0.259},
     }  # fmt: skip
+    return _valid(contract.MailingStats, answer)
+
+
+def _valid(model: type[BaseModel], answer: dict[str, Any]) -> dict[str, Any]:
+    """The double answers what the real reporter would: its contract holds the answer (the
+    gateway refuses any other as garbled)."""
+    model.model_validate(answer)
+    return answer
 
 
 def messages(mailing_id: int) -> list[dict[str, Any]]:
