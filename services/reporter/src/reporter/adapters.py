@@ -218,10 +218,12 @@ async def save_states(
     if moving:
         # Most updates move only the delivery columns (a message scheduled, then delivered):
         # those go with them alone, half the bytes to encode; the rest with every column.
-        lean = [new for old, new in moving if _same_origin(old, new)]
-        full = [new for old, new in moving if not _same_origin(old, new)]
+        lean: list[MessageState] = []
+        full: list[MessageState] = []
+        for old, new in moving:
+            (lean if _same_origin(old, new) else full).append(new)
         if lean:
-            await _stage(conn, lean, _STAGE_LEAN, _LEAN_COLUMNS)
+            await _stage(conn, _STAGE_LEAN, _LEAN_COLUMNS, _lean_rows(lean))
             await conn.execute(
                 f"""
                 UPDATE reporter_messages m SET
@@ -233,7 +235,7 @@ async def save_states(
                 """
             )
         if full:
-            await _stage(conn, full, _STAGE, _MESSAGE_COLUMNS)
+            await _stage(conn, _STAGE, _MESSAGE_COLUMNS, _rows(full))
             await conn.execute(
                 f"""
                 UPDATE reporter_messages m SET
@@ -275,9 +277,8 @@ _STAGE_LEAN = "reporter_message_stage_lean"
 
 
 async def _stage(
-    conn: Connection, states: Sequence[MessageState], table: str, columns: Sequence[str]
+    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]
 ) -> None:
-    rows = _lean_rows(states) if columns is _LEAN_COLUMNS else _rows(states)
     await stage(conn, table, [(c, _MESSAGE_TYPES[c]) for c in columns], rows)
 
 
