@@ -73,11 +73,11 @@ test: $(STAMP) $(NODE_STAMP) $(OIDC_STAMP) browser ## the whole suite against th
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## fast tests with no services
-	$(BIN)/pytest $$(find libs services tools -path '*/tests/unit' -type d)
+	$(BIN)/pytest $$(find libs services tools -path '*tests/unit' -type d)
 
 test-integration: $(STAMP) ## tests against PostgreSQL and RabbitMQ
 	@$(ENSURE) --for test
-	$(BIN)/pytest $$(find libs services tools -path '*/tests/integration' -type d)
+	$(BIN)/pytest $$(find libs services tools -path '*tests/integration' -type d)
 
 test-e2e: $(STAMP) ## every service as a real process
 	@$(ENSURE) --for test
@@ -85,7 +85,7 @@ test-e2e: $(STAMP) ## every service as a real process
 
 test-admin: $(STAMP) $(OIDC_STAMP) browser ## admin UI: real browser, real OIDC provider
 	@$(ENSURE) --for test
-	$(BIN)/pytest services/api-gateway/tests/admin
+	$(BIN)/pytest services/api-gateway/gateway_tests/admin
 
 lint: $(STAMP) ## ruff, mypy, and the audit when the package registry answers
 	$(BIN)/ruff check .

@@ -121,7 +121,7 @@ def _keyset(status: str | None) -> tuple[str, str, str]:
     plan whatever the statistics, custom or generic. Only that one column is a range: btree
     stops a scan at the bounds of the first non-equality column, so the scan ends at the end
     of the mailing (or of the status) even when the page is not full.
-    tests/integration/test_reporter_message_pages.py EXPLAINs every shape.
+    reporter_tests/integration/test_reporter_message_pages.py EXPLAINs every shape.
 
     A text per filter rather than "($n IS NULL OR status = $n)" for the same reason.
     """
