@@ -97,6 +97,39 @@ class _CpuMeter:
         }
 
 
+class _WriteMeter:
+    """What the bench's database wrote between two marks: rows inserted, updated and deleted
+    per table, transactions committed and WAL bytes (the cluster's: the bench runs alone).
+    Per message, it shows which tables the hot path's PostgreSQL time goes to."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    def mark(self) -> tuple[dict[str, int], int, int]:
+        with psycopg.connect(self._dsn, autocommit=True) as db:
+            db.execute("SELECT pg_stat_force_next_flush()")
+            rows = db.execute(
+                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
+            ).fetchall()
+            commits, wal = db.execute(
+                "SELECT xact_commit, pg_current_wal_lsn() - '0/0'::pg_lsn FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            ).fetchone() or (0, 0)
+        return {str(r[0]): int(r[1]) for r in rows}, int(commits), int(wal)
+
+    @staticmethod
+    def report(before: tuple[dict[str, int], int, int], after: tuple[dict[str, int], int, int],
+               n: int) -> str:  # fmt: skip
+        rows = {t: (v - before[0].get(t, 0)) / n for t, v in after[0].items()}
+        top = sorted(((v, t) for t, v in rows.items() if v >= 0.01), reverse=True)
+        return (
+            f"{sum(rows.values()):.2f} rows ("
+            + ", ".join(f"{t} {v:.2f}" for v, t in top)
+            + f"), {(after[1] - before[1]) / n:.3f} commits,"
+            f" {(after[2] - before[2]) / n:,.0f} bytes of WAL"
+        )
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -215,6 +248,8 @@ def _run(
           f"({n / import_s:,.0f} rows/s)")  # fmt: skip
 
     provider.post("/_reset")
+    writes = _WriteMeter(env.database_url)
+    writes_from = writes.mark()
     mailing_id, t0, post_s = _post_mailing(api, "bench")
     print(f"  POST /mailings/ answered in {post_s * 1000:.0f} ms, right after the import")
 
@@ -238,6 +273,7 @@ def _run(
         return time.time() if body["delivered_messages"] == n else None
 
     t_exact = _wait(counters_exact, 600, "exact counters", every=0.05)
+    written = _WriteMeter.report(writes_from, writes.mark(), n)
     longest.stop()
     stats_ms = _stats_latency(api, mailing_id)
     memory = {name: _peak_rss_mib(r.proc.pid) for name, r in group.running.items()}
@@ -269,6 +305,7 @@ def _run(
         + ", ".join(f"{k} {v:.3f} ms" for k, v in cpu_ms.items())
         + f"; total {sum(cpu_ms.values()):.3f} ms"
     )
+    print(f"  PostgreSQL writes per message (POST -> exact counters): {written}")
     print(f"  ceiling (bare aiohttp client, same provider, concurrency {args.concurrency}): "
           f"{ceiling_rate:,.0f} req/s ({dict(statuses)}); CPU per request: client "
           f"{load_ms[0]:.3f} ms, provider {load_ms[1]:.3f} ms")  # fmt: skip
