@@ -14,7 +14,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from sms_events.broker import Broker
-from sms_events.consumer.topology import ConsumerQueue, QueueSpec, cancel_task
+from sms_events.consumer.topology import ConsumerQueue, QueueSpec, cancel_task, through_outages
 from sms_events.db import Connection, error_label, is_transient
 from sms_events.envelope import Envelope
 from sms_events.horizon import appending
@@ -185,14 +185,9 @@ class BatchConsumer:
         """Commit, waiting out database trouble (not the events' fault) until it is done or
         ``stop`` is set; returns whether it committed. Other errors propagate."""
         try:
-            async for attempt in self._outages.retrying(
-                retry_if=is_transient,
-                stop=stop,
-                event="consumer_transient_error",
-                queue=self.queue_name,
-            ):
-                with attempt:
-                    await self._commit(envelopes)
+            await through_outages(
+                self._outages, lambda: self._commit(envelopes), stop=stop, queue=self.queue_name
+            )
         except Exception as exc:
             if is_transient(exc) and stop.is_set():
                 return False

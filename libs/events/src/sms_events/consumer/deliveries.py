@@ -12,7 +12,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from sms_events.broker import Broker
-from sms_events.consumer.topology import ConsumerQueue, QueueSpec, cancel_task
+from sms_events.consumer.topology import ConsumerQueue, QueueSpec, cancel_task, through_outages
 from sms_events.db import error_label, is_transient
 from sms_events.envelope import Envelope
 from sms_events.metrics import CONSUMER_FAILURES
@@ -118,7 +118,9 @@ class DeliveryConsumer:
         async def once() -> None:
             nonlocal failures
             try:
-                await self._waiting_out_outages(env, stop)
+                await through_outages(
+                    self._outages, lambda: self._handler(env), stop=stop, queue=self.queue_name
+                )
             except Exception as exc:
                 if not is_transient(exc):
                     failures += 1
@@ -139,15 +141,3 @@ class DeliveryConsumer:
             return
         await self._queue.settle(message.ack())
         self._queue.handled((env,))
-
-    async def _waiting_out_outages(self, env: Envelope, stop: asyncio.Event) -> None:
-        """Handle ``env``, waiting out database trouble (not the event's fault, not one of its
-        tries) until ``stop``, when the last such error is raised."""
-        async for attempt in self._outages.retrying(
-            retry_if=is_transient,
-            stop=stop,
-            event="consumer_transient_error",
-            queue=self.queue_name,
-        ):
-            with attempt:
-                await self._handler(env)

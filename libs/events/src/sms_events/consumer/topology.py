@@ -1,5 +1,6 @@
 """What both consumers share: a service's queue, its bindings and its dead-letter queue, the
-signature check and parse of each delivery, dead-lettering, acks, and the queue's gauges."""
+signature check and parse of each delivery, dead-lettering, acks, the queue's gauges, and how
+database trouble is waited out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from aio_pika.abc import (
 )
 
 from sms_events.broker import Broker, declare_exchange
+from sms_events.db import is_transient
 from sms_events.envelope import Envelope, EnvelopeError
 from sms_events.metrics import (
     CONSUMER_DEAD_LETTERED,
@@ -28,6 +30,7 @@ from sms_events.metrics import (
     CONSUMER_LAG,
     CONSUMER_QUEUE_DEPTH,
 )
+from sms_events.retrying import RetryPolicy
 from sms_events.signing import SIGNATURE_HEADER
 
 __all__ = ["DEAD_LETTER_REASON", "ConsumerQueue", "QueueSpec"]
@@ -215,6 +218,19 @@ class ConsumerQueue:
                     await asyncio.wait_for(stop.wait(), interval)
         finally:
             await close_channel(channel)
+
+
+async def through_outages(
+    outages: RetryPolicy, work: Callable[[], Awaitable[None]], *, stop: asyncio.Event, queue: str
+) -> None:
+    """Run ``work``, waiting out database trouble (not the events' fault, so not one of their
+    tries) until it is done or ``stop`` is set, when the last such error is raised. Other
+    errors propagate at once."""
+    async for attempt in outages.retrying(
+        retry_if=is_transient, stop=stop, event="consumer_transient_error", queue=queue
+    ):
+        with attempt:
+            await work()
 
 
 async def cancel_task(task: asyncio.Task[None]) -> None:
