@@ -19,7 +19,6 @@ from scheduler.domain import (
     MailingStatus,
     MessageState,
     Unsent,
-    settled_state,
 )
 from scheduler.opt_outs import EVENT_TYPES as OPT_OUT_EVENTS
 from scheduler.opt_outs import apply_opt_outs
@@ -37,8 +36,8 @@ from scheduler.resolution import (
     load_mailing,
     message_events,
     not_opted_out,
-    settled_events,
 )
+from scheduler.settling import settle
 from sms_events.contracts import (
     OPTED_OUT,
     MailingCancelled,
@@ -59,7 +58,7 @@ from sms_events.replay import folded
 from sms_events.store import append_new_streams
 from sms_events.tracing import traced
 
-__all__ = ["Clock", "handle_batch", "settle"]
+__all__ = ["Clock", "handle_batch"]
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +69,6 @@ _HANDED_OVER = MessageState.HANDED_OVER.value
 _DELIVERED = MessageState.DELIVERED.value
 _UNDELIVERED = MessageState.UNDELIVERED.value
 _CANCELLED = MessageState.CANCELLED.value
-_ACTIVE = MailingStatus.ACTIVE.value
-_PAUSED = MailingStatus.PAUSED.value
 
 
 def _now() -> datetime:
@@ -100,10 +97,8 @@ async def handle_batch(
             run_key = key
             continue
         with traced(env.correlationid, causation_id=str(env.id)):
-            if env.type in _MAILING_STATE:
-                await _on_mailing_state(conn, env, clock(), again=env.id in again)
-            elif (handler := _HANDLERS.get(env.type)) is not None:
-                await handler(conn, env, clock())
+            if env.type in _SINGLE_EVENTS:
+                await _apply(conn, env, clock(), again=env.id in again)
     if run:
         assert run_key is not None
         await _traced_run(conn, run, *run_key, clock())
@@ -149,38 +144,48 @@ async def _on_clients(
 # --- mailings ----------------------------------------------------------------------------------
 
 
-async def _on_mailing_state(
-    conn: Connection, env: Envelope, now: datetime, *, again: bool = False
-) -> None:
-    await apply_mailing_state(conn, env, now, again=again)
+async def _apply(conn: Connection, env: Envelope, now: datetime, *, again: bool) -> None:
+    """One event that is not part of a run, by its type (``_SINGLE_EVENTS``)."""
+    match env.payload():
+        case MailingScheduled() | MailingUpdated():
+            await apply_mailing_state(conn, env, now, again=again)
+        case MailingDeleted() as event:
+            # The timer deletes its unsent messages in chunks (``timer.settle_stopped``).
+            await project_status(conn, event.mailing_id, MailingStatus.DELETED)
+        case MailingCancelled() as event:
+            # The timer cancels its unsent messages in chunks (``timer.settle_stopped``).
+            await project_status(conn, event.mailing_id, MailingStatus.CANCELLED)
+        case MailingPaused() | MailingResumed() as event:
+            await project_pause(conn, event)
+        case MessagesDelivered() as event:
+            await _on_delivered(conn, event)
+        case MessagesUndelivered() as event:
+            await _on_undelivered(conn, event)
+        case MessageAttemptsFailed() as event:
+            await _on_attempts_failed(conn, event, now)
 
 
-async def _on_mailing_deleted(conn: Connection, env: Envelope, now: datetime) -> None:
-    # The timer deletes its unsent messages in chunks (``timer.settle_stopped``).
-    event = env.payload()
-    assert isinstance(event, MailingDeleted)
-    await project_status(conn, event.mailing_id, MailingStatus.DELETED)
-
-
-async def _on_mailing_cancelled(conn: Connection, env: Envelope, now: datetime) -> None:
-    # The timer cancels its unsent messages in chunks (``timer.settle_stopped``).
-    event = env.payload()
-    assert isinstance(event, MailingCancelled)
-    await project_status(conn, event.mailing_id, MailingStatus.CANCELLED)
-
-
-async def _on_mailing_paused_or_resumed(conn: Connection, env: Envelope, now: datetime) -> None:
-    event = env.payload()
-    assert isinstance(event, MailingPaused | MailingResumed)
-    await project_pause(conn, event)
+_SINGLE_EVENTS = frozenset(
+    cls.event_type
+    for cls in (
+        MailingScheduled,
+        MailingUpdated,
+        MailingDeleted,
+        MailingCancelled,
+        MailingPaused,
+        MailingResumed,
+        MessagesDelivered,
+        MessagesUndelivered,
+        MessageAttemptsFailed,
+    )
+)
+"""The event types ``_apply`` handles; the others a batch may hold are the runs' or ignored."""
 
 
 # --- outcomes from the dispatcher --------------------------------------------------------------
 
 
-async def _on_delivered(conn: Connection, env: Envelope, now: datetime) -> None:
-    event = env.payload()
-    assert isinstance(event, MessagesDelivered)
+async def _on_delivered(conn: Connection, event: MessagesDelivered) -> None:
     await conn.execute(
         f"""
         UPDATE scheduler_messages m SET state = '{_DELIVERED}', attempts = u.attempt,
@@ -193,9 +198,7 @@ async def _on_delivered(conn: Connection, env: Envelope, now: datetime) -> None:
     )
 
 
-async def _on_undelivered(conn: Connection, env: Envelope, now: datetime) -> None:
-    event = env.payload()
-    assert isinstance(event, MessagesUndelivered)
+async def _on_undelivered(conn: Connection, event: MessagesUndelivered) -> None:
     await conn.execute(
         f"""
         UPDATE scheduler_messages m SET state = '{_UNDELIVERED}', attempts = u.attempts,
@@ -209,12 +212,12 @@ async def _on_undelivered(conn: Connection, env: Envelope, now: datetime) -> Non
     )
 
 
-async def _on_attempts_failed(conn: Connection, env: Envelope, now: datetime) -> None:
+async def _on_attempts_failed(
+    conn: Connection, event: MessageAttemptsFailed, now: datetime
+) -> None:
     """Put each message back on the timer in its client's next send slot from its retry time
     (never from before now); when no slot is left before the end the message is settled: ND
     with the last error when the provider was tried, CA when it never was."""
-    event = env.payload()
-    assert isinstance(event, MessageAttemptsFailed)
     mailing = await load_mailing(conn, event.mailing_id)
     failures = {f.message_id: f for f in event.messages}
     if mailing is None or mailing.stopped:
@@ -324,57 +327,3 @@ async def _cancel_unsent(
     )
     ids = [r["message_id"] for r in rows]
     await append_new_streams(conn, cancelled_events(mailing_id, ids, reason))
-
-
-async def settle(
-    conn: Connection,
-    mailing_id: int,
-    unsent: Sequence[Unsent],
-    now: datetime,
-) -> None:
-    """Final state for messages with no send moment left: ND if tried, CA if never tried."""
-    if not unsent:
-        return
-    tried = [u for u in unsent if settled_state(u.attempts) is MessageState.UNDELIVERED]
-    untried = [u.message_id for u in unsent if u.attempts == 0]
-    log.info(
-        "messages_settled", mailing_id=mailing_id, undelivered=len(tried), cancelled=len(untried)
-    )
-    if log.is_enabled_for(logging.DEBUG):
-        for u in unsent:
-            log.debug(
-                "message_settled",
-                message_id=u.message_id,
-                mailing_id=mailing_id,
-                attempt=u.attempts,
-                status="ND" if u.attempts else "CA",
-                error=u.error,
-            )
-    await conn.execute(
-        f"""
-        UPDATE scheduler_messages m
-           SET state = CASE WHEN u.attempts > 0 THEN '{_UNDELIVERED}' ELSE '{_CANCELLED}' END,
-               attempts = u.attempts,
-               last_error = CASE WHEN u.attempts > 0 THEN u.error ELSE m.last_error END,
-               updated_at = now()
-        FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
-        WHERE m.message_id = u.message_id
-        """,
-        [u.message_id for u in unsent],
-        [u.attempts for u in unsent],
-        [u.error for u in unsent],
-    )
-    await append_new_streams(conn, settled_events(mailing_id, unsent, now))
-
-
-_MAILING_STATE = frozenset({MailingScheduled.event_type, MailingUpdated.event_type})
-
-_HANDLERS = {
-    "mailing.deleted": _on_mailing_deleted,
-    "mailing.cancelled": _on_mailing_cancelled,
-    "mailing.paused": _on_mailing_paused_or_resumed,
-    "mailing.resumed": _on_mailing_paused_or_resumed,
-    "messages.delivered": _on_delivered,
-    "messages.undelivered": _on_undelivered,
-    "messages.attempt_failed": _on_attempts_failed,
-}

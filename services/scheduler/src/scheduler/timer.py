@@ -31,9 +31,9 @@ import asyncpg
 import structlog
 
 from scheduler.domain import NO_SEND_MOMENT, PROJECTION_NAME, MailingStatus, MessageState, Unsent
-from scheduler.handlers import settle
 from scheduler.metrics import DUE_BACKLOG, HANDED_OVER, HANDOVER_LATENESS
 from scheduler.resolution import cancelled_events, load_mailings, message_events, resolve_next_chunk
+from scheduler.settling import settle
 from sms_events.batches import chunks, new_batch_id
 from sms_events.contracts import (
     DueMessage,
