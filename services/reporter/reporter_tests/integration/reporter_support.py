@@ -13,9 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from reporter.api import ROUTES
 from reporter.breakdown import latency_bucket
 from reporter.handlers import handle_batch
+from sms_events.broker import Broker
 from sms_events.contracts import (
     DeliveredMessage,
     Event,
@@ -30,6 +34,8 @@ from sms_events.contracts import (
     UndeliveredMessage,
 )
 from sms_events.envelope import Envelope
+from sms_events.runtime import RUNTIME, Runtime
+from sms_events.settings import ServiceSettings
 from sms_events.testing.factories import envelope_for
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -42,6 +48,18 @@ COUNTERS = (
     "attempts_total",
 )
 _rng = random.SystemRandom()
+
+
+Client = TestClient[web.Request, web.Application]
+
+
+def reporter_app(settings: ServiceSettings, pool: asyncpg.Pool, broker: Broker) -> web.Application:
+    """The reporter's HTTP API as the service serves it, on the test's pool and broker (the
+    ``client`` fixture of this package's conftest serves it)."""
+    app = web.Application()
+    app[RUNTIME] = Runtime("reporter", settings, pool, broker, asyncio.Event())
+    app.add_routes(ROUTES)
+    return app
 
 
 def new_id() -> int:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr, ValidationError
 
-from reporter.api import ROUTES
 from reporter.config import Settings as ReporterSettings
 from sms_events.bearer import bearer_header
 from sms_events.broker import Broker
 from sms_events.contracts import MailingDeleted
-from sms_events.runtime import RUNTIME, Runtime
 from sms_events.settings import ServiceSettings
 
 from .reporter_support import (
     T0,
+    Client,
     cancelled,
     delivered,
     envelope,
@@ -29,19 +25,9 @@ from .reporter_support import (
     handle,
     ids,
     new_id,
+    reporter_app,
     scheduled,
 )
-
-
-@pytest.fixture
-async def client(
-    pool: asyncpg.Pool, broker: Broker, settings: ServiceSettings
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    app = web.Application()
-    app[RUNTIME] = Runtime("reporter", settings, pool, broker, asyncio.Event())
-    app.add_routes(ROUTES)
-    async with TestClient(TestServer(app)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -59,7 +45,7 @@ async def mailing(pool: asyncpg.Pool) -> tuple[int, list[int]]:
 
 
 async def test_counters_of_several_mailings_with_unknown_ids_absent(
-    client: TestClient[web.Request, web.Application], mailing: tuple[int, list[int]]
+    client: Client, mailing: tuple[int, list[int]]
 ) -> None:
     mailing_id, _ = mailing
     unknown = new_id()
@@ -84,7 +70,7 @@ async def test_counters_of_several_mailings_with_unknown_ids_absent(
 
 
 async def test_counters_answer_400_for_bad_ids(
-    client: TestClient[web.Request, web.Application],
+    client: Client,
 ) -> None:
     for query in ("", "?ids=1,x", "?ids=-3", "?ids=0", "?ids=99999999999999999999",
                   "?ids=" + ",".join(str(i) for i in range(1, 1002))):  # fmt: skip
@@ -97,7 +83,7 @@ async def test_counters_answer_400_for_bad_ids(
 
 
 async def test_messages_newest_first_with_the_old_shape(
-    client: TestClient[web.Request, web.Application], mailing: tuple[int, list[int]]
+    client: Client, mailing: tuple[int, list[int]]
 ) -> None:
     mailing_id, msgs = mailing
     resp = await client.get(f"/internal/v1/mailings/{mailing_id}/messages")
@@ -118,7 +104,7 @@ async def test_messages_newest_first_with_the_old_shape(
 
 
 async def test_messages_filtered_by_status_count_from_the_counters(
-    client: TestClient[web.Request, web.Application], mailing: tuple[int, list[int]]
+    client: Client, mailing: tuple[int, list[int]]
 ) -> None:
     mailing_id, msgs = mailing
     expected = {"SC": [msgs[4], msgs[3]], "DL": [msgs[1], msgs[0]], "CA": [msgs[2]], "ND": []}
@@ -130,9 +116,7 @@ async def test_messages_filtered_by_status_count_from_the_counters(
         assert all(m["status"] == status for m in body["results"])
 
 
-async def test_messages_pagination(
-    client: TestClient[web.Request, web.Application], mailing: tuple[int, list[int]]
-) -> None:
+async def test_messages_pagination(client: Client, mailing: tuple[int, list[int]]) -> None:
     mailing_id, msgs = mailing
     newest_first = sorted(msgs, reverse=True)
     pages = []
@@ -147,7 +131,7 @@ async def test_messages_pagination(
 
 
 async def test_messages_of_an_unknown_or_deleted_mailing_are_an_empty_list(
-    client: TestClient[web.Request, web.Application], pool: asyncpg.Pool
+    client: Client, pool: asyncpg.Pool
 ) -> None:
     empty = {"count": 0, "results": [], "next_before": None, "previous_after": None}
     resp = await client.get(f"/internal/v1/mailings/{new_id()}/messages")
@@ -182,7 +166,7 @@ async def test_messages_of_an_unknown_or_deleted_mailing_are_an_empty_list(
     ],
 )
 async def test_messages_answer_400_with_a_reason(
-    client: TestClient[web.Request, web.Application], query: str, parameter: str
+    client: Client, query: str, parameter: str
 ) -> None:
     resp = await client.get(f"/internal/v1/mailings/1/messages?{query}")
     assert resp.status == 400
@@ -192,7 +176,7 @@ async def test_messages_answer_400_with_a_reason(
 
 
 async def test_messages_answer_400_for_a_bad_mailing_id(
-    client: TestClient[web.Request, web.Application],
+    client: Client,
 ) -> None:
     resp = await client.get("/internal/v1/mailings/abc/messages")
     assert resp.status == 400
@@ -206,10 +190,7 @@ async def test_with_a_token_every_internal_call_needs_it(
     guarded = ReporterSettings(
         **settings.model_dump(), internal_api_token=SecretStr(token), _env_file=None
     )
-    app = web.Application()
-    app[RUNTIME] = Runtime("reporter", guarded, pool, broker, asyncio.Event())
-    app.add_routes(ROUTES)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(reporter_app(guarded, pool, broker))) as client:
         for header in ({}, {"Authorization": f"Bearer {token}x"}, {"Authorization": token}):
             refused = await client.get("/internal/v1/stats", headers=header)
             assert (refused.status, await refused.json()) == (401, {"error": "unauthorized"})

@@ -4,17 +4,10 @@ unknown fields: a change to an answer that the models do not follow fails here."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from reporter.api import ROUTES
-from sms_events.broker import Broker
 from sms_events.reporter_contract import (
     PATHS,
     Counters,
@@ -23,11 +16,10 @@ from sms_events.reporter_contract import (
     Overview,
     openapi,
 )
-from sms_events.runtime import RUNTIME, Runtime
-from sms_events.settings import ServiceSettings
 
 from .reporter_support import (
     T0,
+    Client,
     cancelled,
     delivered,
     envelope,
@@ -38,22 +30,9 @@ from .reporter_support import (
     scheduled,
 )
 
-Client = TestClient[web.Request, web.Application]
 
-
-@pytest.fixture
-async def api(
-    pool: asyncpg.Pool, broker: Broker, settings: ServiceSettings
-) -> AsyncIterator[Client]:
-    app = web.Application()
-    app[RUNTIME] = Runtime("reporter", settings, pool, broker, asyncio.Event())
-    app.add_routes(ROUTES)
-    async with TestClient(TestServer(app)) as client:
-        yield client
-
-
-async def test_serves_its_openapi_document_with_the_contracts_schemas(api: Client) -> None:
-    resp = await api.get("/openapi.json")
+async def test_serves_its_openapi_document_with_the_contracts_schemas(client: Client) -> None:
+    resp = await client.get("/openapi.json")
     assert resp.status == 200
     served = await resp.json()
     assert served == openapi()
@@ -72,7 +51,9 @@ async def test_serves_its_openapi_document_with_the_contracts_schemas(api: Clien
     }
 
 
-async def test_its_real_answers_match_the_contracts_models(api: Client, pool: asyncpg.Pool) -> None:
+async def test_its_real_answers_match_the_contracts_models(
+    client: Client, pool: asyncpg.Pool
+) -> None:
     mailing, msgs = new_id(), ids(5)
     await handle(pool, scheduled(mailing, msgs))
     await handle(
@@ -83,7 +64,7 @@ async def test_its_real_answers_match_the_contracts_models(api: Client, pool: as
     )
 
     async def answer(path: str) -> bytes:
-        resp = await api.get(path)
+        resp = await client.get(path)
         assert resp.status == 200, path
         return await resp.read()
 

@@ -8,26 +8,20 @@ to see the timings of the first page and of a page 900 pages deep."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from reporter.api import ROUTES
 from reporter.domain import Status
 from reporter.message_pages import Newer, Older, PageNumber, other_side_query, page_query
-from sms_events.broker import Broker
-from sms_events.runtime import RUNTIME, Runtime
-from sms_events.settings import ServiceSettings
 
 from .reporter_support import (
+    Client,
     cancelled,
     delivered,
     failed,
@@ -38,20 +32,8 @@ from .reporter_support import (
     withdrawn,
 )
 
-Client = TestClient[web.Request, web.Application]
 STATUSES = (None, "SC", "DL", "ND", "CA")
 CHUNK = 500  # messages per event
-
-
-@pytest.fixture
-async def client(
-    pool: asyncpg.Pool, broker: Broker, settings: ServiceSettings
-) -> AsyncIterator[Client]:
-    app = web.Application()
-    app[RUNTIME] = Runtime("reporter", settings, pool, broker, asyncio.Event())
-    app.add_routes(ROUTES)
-    async with TestClient(TestServer(app)) as client:
-        yield client
 
 
 def _chunks(items: Sequence[int]) -> list[Sequence[int]]:

@@ -12,19 +12,13 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from reporter import gauges, queries
-from reporter.api import ROUTES
 from reporter.stats import mailing_state
-from sms_events.broker import Broker
 from sms_events.contracts import (
     Event,
     MailingAudienceResolved,
@@ -33,10 +27,9 @@ from sms_events.contracts import (
     MailingPaused,
     MailingScheduled,
 )
-from sms_events.runtime import RUNTIME, Runtime
-from sms_events.settings import ServiceSettings
 
 from .reporter_support import (
+    Client,
     delivered_at,
     envelope,
     failed,
@@ -47,19 +40,7 @@ from .reporter_support import (
     scheduled,
 )
 
-Client = TestClient[web.Request, web.Application]
 T2 = datetime(2032, 8, 9, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def client(
-    pool: asyncpg.Pool, broker: Broker, settings: ServiceSettings
-) -> AsyncIterator[Client]:
-    app = web.Application()
-    app[RUNTIME] = Runtime("reporter", settings, pool, broker, asyncio.Event())
-    app.add_routes(ROUTES)
-    async with TestClient(TestServer(app)) as client:
-        yield client
 
 
 def mailing_event(mailing_id: int, start: datetime, end: datetime) -> Event:
