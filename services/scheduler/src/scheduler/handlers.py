@@ -163,6 +163,8 @@ async def _apply(conn: Connection, env: Envelope, now: datetime, *, again: bool)
             await _on_undelivered(conn, event)
         case MessageAttemptsFailed() as event:
             await _on_attempts_failed(conn, event, now)
+        case _:  # listed in _SINGLE_EVENTS without a case here: fail loudly, never skip
+            raise TypeError(f"no handler for {env.type}")
 
 
 _SINGLE_EVENTS = frozenset(

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import structlog
 
-from scheduler.domain import MessageState, Unsent, settled_state
+from scheduler.domain import RESEND_STATES, MessageState, Unsent, settled_state
 from scheduler.resolution import settled_events
 from sms_events.db import Connection
 from sms_events.store import append_new_streams
@@ -20,7 +20,8 @@ __all__ = ["settle"]
 log = structlog.get_logger(__name__)
 
 _UNDELIVERED = MessageState.UNDELIVERED.value
-_CANCELLED = MessageState.CANCELLED.value
+# The old API's status of each settled state, as the debug lines name it.
+_STATUS = {state: status for status, state in RESEND_STATES.items()}
 
 
 async def settle(
@@ -32,33 +33,40 @@ async def settle(
     """Final state for messages with no send moment left: ND if tried, CA if never tried."""
     if not unsent:
         return
-    tried = [u for u in unsent if settled_state(u.attempts) is MessageState.UNDELIVERED]
-    untried = [u.message_id for u in unsent if u.attempts == 0]
+    # The rule (domain.settled_state) decides each message once; the log and the SQL use it.
+    states = [settled_state(u.attempts) for u in unsent]
+    undelivered = sum(1 for state in states if state is MessageState.UNDELIVERED)
     log.info(
-        "messages_settled", mailing_id=mailing_id, undelivered=len(tried), cancelled=len(untried)
+        "messages_settled",
+        mailing_id=mailing_id,
+        undelivered=undelivered,
+        cancelled=len(unsent) - undelivered,
     )
     if log.is_enabled_for(logging.DEBUG):
-        for u in unsent:
+        for u, state in zip(unsent, states, strict=True):
             log.debug(
                 "message_settled",
                 message_id=u.message_id,
                 mailing_id=mailing_id,
                 attempt=u.attempts,
-                status="ND" if u.attempts else "CA",
+                status=_STATUS[state],
                 error=u.error,
             )
+    # A message never tried keeps the last error it had; a tried one takes the provider's.
     await conn.execute(
         f"""
         UPDATE scheduler_messages m
-           SET state = CASE WHEN u.attempts > 0 THEN '{_UNDELIVERED}' ELSE '{_CANCELLED}' END,
-               attempts = u.attempts,
-               last_error = CASE WHEN u.attempts > 0 THEN u.error ELSE m.last_error END,
+           SET state = u.state, attempts = u.attempts,
+               last_error = CASE WHEN u.state = '{_UNDELIVERED}' THEN u.error
+                                 ELSE m.last_error END,
                updated_at = now()
-        FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(message_id, attempts, error)
+        FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])
+             AS u(message_id, attempts, error, state)
         WHERE m.message_id = u.message_id
         """,
         [u.message_id for u in unsent],
         [u.attempts for u in unsent],
         [u.error for u in unsent],
+        [state.value for state in states],
     )
     await append_new_streams(conn, settled_events(mailing_id, unsent, now))
