@@ -17,16 +17,19 @@ from pydantic.json_schema import models_json_schema
 __all__ = [
     "PATHS",
     "ApiError",
+    "ByDimension",
     "Counters",
-    "DaySegments",
-    "Failure",
-    "HourSends",
+    "DailySegments",
+    "DimensionValue",
+    "FailureReason",
+    "HourlySends",
+    "LatencyPercentiles",
     "MailingCounters",
     "MailingStats",
     "Message",
     "MessagePage",
     "MinuteSends",
-    "Overview",
+    "OverallStats",
     "openapi",
 ]
 
@@ -81,32 +84,38 @@ class MessagePage(_Answer):
     previous_after: StrictInt | None = Field(ge=0)
 
 
-class HourSends(_Answer):
+class HourlySends(_Answer):
     hour: datetime
     delivered: StrictInt = Field(ge=0)
     failed: StrictInt = Field(ge=0)
 
 
-class DaySegments(_Answer):
-    day: date
-    segments: StrictInt = Field(ge=0)
+class DailySegments(_Answer):
+    day: date = Field(description="A UTC day, YYYY-MM-DD")
+    segments: StrictInt = Field(ge=0, description="SMS segments of the messages delivered that day")
 
 
-class Overview(_Answer):
-    """Figures over every mailing: now, or as they were at ``as_of``."""
+class OverallStats(_Answer):
+    """Figures over every mailing: now, or as they were at `as_of`."""
 
     clients: StrictInt = Field(ge=0)
     mailings: dict[str, StrictInt] = Field(description="Mailings by state")
-    messages: dict[str, StrictInt] = Field(description="Messages by status (SC, DL, ND, CA)")
-    delivery_rate: float | None
-    sends_per_hour: list[HourSends] = Field(description="The last 24 hours, oldest first")
-    segments_per_day: list[DaySegments]
+    messages: dict[str, StrictInt] = Field(description="Messages by status: SC, DL, ND, CA")
+    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
+    sends_per_hour: list[HourlySends] = Field(description="The last 24 hours, oldest first")
+    segments_per_day: list[DailySegments] = Field(
+        description="SMS segments delivered on each of the last 7 days (UTC), today last"
+    )
 
 
-class Failure(_Answer):
-    reason: str
-    attempts: StrictInt = Field(ge=0)
-    final: StrictInt = Field(ge=0)
+class FailureReason(_Answer):
+    reason: str = Field(description="Normalised provider answer, e.g. `HTTP 503`, `timeout`")
+    attempts: StrictInt = Field(
+        ge=0, description="Failed attempts with this reason (retried or not)"
+    )
+    final: StrictInt = Field(
+        ge=0, description="Messages that ended undelivered (ND) with this reason"
+    )
 
 
 class MinuteSends(_Answer):
@@ -115,25 +124,62 @@ class MinuteSends(_Answer):
     failed: StrictInt = Field(ge=0)
 
 
+class DimensionValue(_Answer):
+    value: str | None = Field(description="The client's value (a tag of null: no tag)")
+    messages: dict[str, StrictInt] = Field(description="Messages by status: SC, DL, ND, CA")
+    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
+
+
+class ByDimension(_Answer):
+    operator_code: list[DimensionValue]
+    tag: list[DimensionValue]
+    time_zone: list[DimensionValue]
+    unknown: dict[str, StrictInt] = Field(
+        description="Messages by status whose client's values were not recorded (scheduled "
+        "before the platform kept them): in none of the lists"
+    )
+
+
+class LatencyPercentiles(_Answer):
+    settled: StrictInt = Field(
+        ge=0, description="Messages delivered or finally undelivered, measured"
+    )
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    max_s: float
+    resolution: float = Field(
+        description="Read from log-spaced buckets (ten per decade from 0.1 s): each figure is "
+        "the upper edge of its bucket, at most this fraction above the true value"
+    )
+
+
 class MailingStats(_Answer):
-    """One mailing's figures: now, or as they were at ``as_of``."""
+    """One mailing's figures: now, or as they were at `as_of`."""
 
     mailing_id: StrictInt
-    messages: dict[str, StrictInt] = Field(description="Messages by status (SC, DL, ND, CA)")
-    delivery_rate: float | None
+    messages: dict[str, StrictInt] = Field(description="Messages by status: SC, DL, ND, CA")
+    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
     attempts_total: StrictInt = Field(ge=0)
-    failures: list[Failure] = Field(description="The most frequent failure reasons")
+    failures: list[FailureReason] = Field(description="Top 20 reasons, most frequent first")
     started_at: datetime | None
     completed_at: datetime | None
-    time_to_complete_s: float | None
+    time_to_complete_s: float | None = Field(description="From datetime_start to completion")
     sends_per_minute: list[MinuteSends]
-    segments_per_message: StrictInt | None
-    segments_sent: StrictInt | None
-    by_dimension: dict[str, Any] = Field(
-        description="Messages by status for each value of operator_code, tag and time_zone,"
-        " and for the messages whose values are unknown"
+    segments_per_message: StrictInt | None = Field(
+        description="SMS segments each message takes (its text's encoding and length)"
     )
-    latency: dict[str, Any] | None = Field(description="Delivery latency percentiles")
+    segments_sent: StrictInt | None = Field(
+        description="SMS segments of the delivered messages: DL times segments_per_message"
+    )
+    by_dimension: ByDimension = Field(
+        description="Messages by status per operator code, tag and time zone: the client's "
+        "values when its message was scheduled, the largest 100 of each"
+    )
+    latency: LatencyPercentiles | None = Field(
+        description="Seconds from each message's first due time to the provider answer that "
+        "settled it (delivered: sent, undelivered: failed); null before any"
+    )
 
 
 class ApiError(_Answer):
@@ -144,7 +190,7 @@ class ApiError(_Answer):
 
 
 PATHS: Final[dict[str, tuple[str, type[BaseModel]]]] = {
-    "/internal/v1/stats": ("Figures over every mailing", Overview),
+    "/internal/v1/stats": ("Figures over every mailing", OverallStats),
     "/internal/v1/mailings/counters": ("Counters of several mailings (?ids=1,2,3)", Counters),
     "/internal/v1/mailings/{mailing_id}/messages": ("A page of a mailing's messages", MessagePage),
     "/internal/v1/mailings/{mailing_id}/stats": ("One mailing's figures", MailingStats),

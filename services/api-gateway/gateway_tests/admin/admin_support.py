@@ -4,7 +4,6 @@ thread), and a login through the provider's forms with plain HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -14,7 +13,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -26,13 +24,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from aiohttp import web
 from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Page
-
-from sms_events.testing.processes import free_port
-
-from ..reporter_pages_support import page_of
 
 ROOT = Path(__file__).resolve().parents[4]
 PROVIDER_DIR = ROOT / "tools" / "oidc-provider"
@@ -197,82 +190,6 @@ class Gateway:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class ReporterDouble:
-    """The reporter's internal API as a real HTTP server whose answers the tests set.
-
-    ``down`` makes every endpoint answer 503; ``overview`` ``None`` makes /stats 503 alone.
-    """
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.down = False
-        self.overview: dict[str, Any] | None = None
-        self.mailing_stats: dict[int, dict[str, Any]] = {}
-        self.counters: dict[int, dict[str, Any]] = {}
-        self.messages: dict[int, list[dict[str, Any]]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.add_routes(
-            [
-                web.get("/internal/v1/stats", self._stats),
-                web.get("/internal/v1/mailings/counters", self._counters),
-                web.get("/internal/v1/mailings/{id}/stats", self._mailing_stats),
-                web.get("/internal/v1/mailings/{id}/messages", self._messages),
-            ]
-        )
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def _unavailable(self) -> web.Response:
-        return web.json_response({"error": "down"}, status=503)
-
-    async def _stats(self, _: web.Request) -> web.Response:
-        if self.down or self.overview is None:
-            return self._unavailable()
-        return web.json_response(self.overview)
-
-    async def _counters(self, request: web.Request) -> web.Response:
-        if self.down:
-            return self._unavailable()
-        ids = [int(i) for i in request.query.get("ids", "").split(",") if i]
-        return web.json_response({str(i): self.counters[i] for i in ids if i in self.counters})
-
-    async def _mailing_stats(self, request: web.Request) -> web.Response:
-        mailing_id = int(request.match_info["id"])
-        if self.down or mailing_id not in self.mailing_stats:
-            return self._unavailable()
-        return web.json_response(self.mailing_stats[mailing_id])
-
-    async def _messages(self, request: web.Request) -> web.Response:
-        if self.down:
-            return self._unavailable()
-        rows = self.messages.get(int(request.match_info["id"]), [])
-        status = request.query.get("status")
-        if status:
-            rows = [r for r in rows if r["status"] == status]
-        return web.json_response(page_of(rows, request.query))
 
 
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"', re.I)

@@ -14,12 +14,12 @@ from playwright.sync_api import Browser, Page, Route, sync_playwright
 from sms_events.testing.environment import TestEnvironment
 from sms_events.testing.processes import free_port
 
+from ..reporter_support import ReporterDouble
 from .admin_support import (
     ADMIN_EMAIL,
     API_KEY,
     Gateway,
     Provider,
-    ReporterDouble,
     logged_in,
     oidc_env,
 )
@@ -62,9 +62,9 @@ def provider(ports: dict[str, int], logs: Path) -> Iterator[Provider]:
 @pytest.fixture(scope="session")
 def reporter_double() -> Iterator[ReporterDouble]:
     double = ReporterDouble()
-    double.start()
+    double.start_in_thread()
     yield double
-    double.stop()
+    double.stop_in_thread()
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ from gateway.clients.importer import BATCH_SIZE
 from sms_events import reporter_contract as contract
 from sms_events.testing.environment import TestEnvironment
 
-from .admin_support import API_KEY, Gateway, Provider, ReporterDouble, browser_login, local
+from ..reporter_support import ReporterDouble
+from .admin_support import API_KEY, Gateway, Provider, browser_login, local
 
 SHOTS = Path("/tmp")
 
@@ -60,7 +61,7 @@ def overview() -> dict[str, Any]:
         ],
         "segments_per_day": [{"day": hour.date().isoformat(), "segments": 41_922}],
     }
-    return _valid(contract.Overview, answer)
+    return _valid(contract.OverallStats, answer)
 
 
 def test_the_dashboard_shows_figures_and_charts(

@@ -13,7 +13,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import AdminSettings
-from gateway.admin.charts import Part, donut, fill_gaps, nice_max, progress_bar, stacked_bars
+from gateway.admin.charts import (
+    Bucket,
+    Part,
+    buckets,
+    donut,
+    fill_gaps,
+    nice_max,
+    progress_bar,
+    stacked_bars,
+)
 from gateway.admin.forms import mailing_body, mailing_changes, mailing_values
 from gateway.admin.oidc import AccessDenied, check_access
 from gateway.admin.roles import Role
@@ -25,8 +34,8 @@ from gateway.admin.sessions import (
     new_session,
     safe_next,
 )
-from gateway.admin.stats import Bucket, parse_mailing_stats, parse_overview
 from gateway.mailings.repository import MailingRow
+from sms_events.reporter_contract import MinuteSends, OverallStats
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 
@@ -221,56 +230,24 @@ def test_charts_are_svg_without_inline_styles_and_with_escaped_text() -> None:
     assert 'width="25"' in bar
 
 
-def test_reporter_statistics_are_parsed_and_checked() -> None:
-    overview = parse_overview(
+def test_the_reporters_sends_become_bars_oldest_first() -> None:
+    hours = OverallStats.model_validate(
         {
             "clients": 3,
             "mailings": {"running": 1},
             "messages": {"SC": 1, "DL": 2, "ND": 0, "CA": 0},
             "delivery_rate": 1.0,
-            "sends_per_hour": [{"hour": "2030-01-01T10:00:00Z", "delivered": 2, "failed": 0}],
-        }
-    )
-    assert overview.messages["DL"] == 2 and overview.sends_per_hour[0].at.hour == 10
-    stats = parse_mailing_stats(
-        {
-            "mailing_id": 4,
-            "messages": {"SC": 0, "DL": 1, "ND": 2, "CA": 0},
-            "delivery_rate": 0.3333,
-            "attempts_total": 9,
-            "failures": [
-                {"reason": "timeout", "attempts": 1, "final": 0},
-                {"reason": "HTTP 400: invalid phone", "attempts": 2, "final": 2},
+            "sends_per_hour": [
+                {"hour": "2030-01-01T11:00:00Z", "delivered": 1, "failed": 1},
+                {"hour": "2030-01-01T10:00:00Z", "delivered": 2, "failed": 0},
             ],
-            "started_at": None,
-            "completed_at": None,
-            "time_to_complete_s": None,
-            "sends_per_minute": [],
+            "segments_per_day": [],
         }
-    )
-    assert [f.reason for f in stats.failures] == ["HTTP 400: invalid phone", "timeout"]
-    assert not any(stats.by_dimension.values()) and stats.latency is None  # none given
-    counts = {"SC": 0, "DL": 1, "ND": 2, "CA": 0}
-    full = parse_mailing_stats(
-        {
-            "mailing_id": 4,
-            "messages": counts,
-            "by_dimension": {
-                "operator_code": [{"value": "999", "messages": counts, "delivery_rate": 0.3333}],
-                "tag": [{"value": None, "messages": counts, "delivery_rate": 0.3333}],
-                "time_zone": [],
-                "unknown": {"SC": 1, "DL": 0, "ND": 0, "CA": 0},
-            },
-            "latency": {"settled": 3, "p50_s": 1.0, "p90_s": 2.512, "p99_s": 2.512,
-                        "max_s": 2.512, "resolution": 0.259},
-        }
-    )  # fmt: skip
-    assert full.by_dimension["operator_code"][0].value == "999"
-    assert full.by_dimension["tag"][0].value is None and full.by_dimension["time_zone"] == []
-    assert full.unknown_dimension["SC"] == 1
-    assert full.latency is not None and full.latency.p90_s == 2.512
-    with pytest.raises((ValueError, KeyError, TypeError)):
-        parse_overview({"clients": -1, "mailings": {}, "messages": {}})
+    ).sends_per_hour
+    t = datetime(2030, 1, 1, 10, tzinfo=UTC)
+    assert buckets(hours) == [Bucket(t, 2, 0), Bucket(t + timedelta(hours=1), 1, 1)]
+    minute = MinuteSends(minute=t, delivered=3, failed=0)
+    assert buckets([minute]) == [Bucket(t, 3, 0)]
 
 
 async def test_install_mounts_the_admin_once() -> None:

@@ -11,13 +11,13 @@ import httpx
 from gateway.admin.sessions import SESSION_COOKIE
 from sms_events.testing.environment import TestEnvironment
 
+from ..reporter_support import ReporterDouble
 from .admin_support import (
     ADMIN_EMAIL,
     API_KEY,
     OPERATOR_EMAIL,
     Gateway,
     Provider,
-    ReporterDouble,
     csrf_of,
     logged_in,
     oidc_env,

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from gateway import Settings, create_app
 from sms_events.settings import ServiceSettings
 
+from ..reporter_support import ReporterDouble
 from .gateway_support import API_KEY, BASE_URL, Snapshot, new_phone
-from .reporter_stub_support import FakeReporter
 
 
 def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Settings:
@@ -30,15 +30,15 @@ def gateway_settings_from(settings: ServiceSettings, **overrides: object) -> Set
 
 
 @pytest.fixture(scope="session")
-async def fake_reporter() -> AsyncIterator[FakeReporter]:
-    reporter = FakeReporter()
+async def fake_reporter() -> AsyncIterator[ReporterDouble]:
+    reporter = ReporterDouble()
     await reporter.start()
     yield reporter
     await reporter.stop()
 
 
 @pytest.fixture
-def reporter(fake_reporter: FakeReporter) -> Iterator[FakeReporter]:
+def reporter(fake_reporter: ReporterDouble) -> Iterator[ReporterDouble]:
     """The stand-in reporter, answering normally again after the test."""
     yield fake_reporter
     fake_reporter.fail_with, fake_reporter.delay_s = None, 0.0
@@ -46,7 +46,7 @@ def reporter(fake_reporter: FakeReporter) -> Iterator[FakeReporter]:
 
 @pytest.fixture(scope="session")
 def make_settings(
-    settings: ServiceSettings, fake_reporter: FakeReporter
+    settings: ServiceSettings, fake_reporter: ReporterDouble
 ) -> Callable[..., Settings]:
     """Gateway settings for this run's database, broker and reporter, with ``overrides``."""
     return lambda **overrides: gateway_settings_from(

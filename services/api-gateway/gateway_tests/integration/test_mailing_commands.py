@@ -19,8 +19,8 @@ from gateway.mailings.rules import END_IN_THE_PAST, STARTED
 from sms_events.contracts import MailingUpdated
 from sms_events.store import EventStore
 
+from ..reporter_support import ReporterDouble
 from .mailing_support import URL, body, create, from_now, started, stream, version
-from .reporter_stub_support import FakeReporter
 
 Unchanged = Callable[[], Any]
 
@@ -118,7 +118,7 @@ async def test_a_started_mailing_refuses_edits_and_deletion(
 
 
 async def test_the_end_of_a_started_mailing_may_move_while_it_is_not_final(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, reporter: FakeReporter, unchanged: Unchanged
+    client: httpx.AsyncClient, pool: asyncpg.Pool, reporter: ReporterDouble, unchanged: Unchanged
 ) -> None:
     mailing = await create(client, **started())
     mid, url = mailing["id"], f"{URL}{mailing['id']}/"
@@ -198,7 +198,7 @@ async def test_pause_resume_and_cancel_follow_the_state(
 
 
 async def test_a_running_mailing_can_be_paused_resumed_and_cancelled(
-    client: httpx.AsyncClient, reporter: FakeReporter
+    client: httpx.AsyncClient, reporter: ReporterDouble
 ) -> None:
     mid = (await create(client, **started()))["id"]
     reporter.set_counters(mid, clients_count=3, created_messages=3, scheduled_messages=2,
@@ -210,7 +210,7 @@ async def test_a_running_mailing_can_be_paused_resumed_and_cancelled(
 
 
 async def test_a_finished_mailing_refuses_every_command(
-    client: httpx.AsyncClient, reporter: FakeReporter, unchanged: Unchanged
+    client: httpx.AsyncClient, reporter: ReporterDouble, unchanged: Unchanged
 ) -> None:
     mid = (await create(client, **started()))["id"]
     reporter.set_counters(mid, clients_count=1, created_messages=1, undelivered_messages=1)

@@ -13,9 +13,9 @@ import httpx
 from gateway.mailings.rules import STATUSES_MESSAGE
 from sms_events.contracts import MailingScheduled
 
+from ..reporter_support import ReporterDouble
 from .gateway_support import Snapshot
 from .mailing_support import URL, create, from_now, iso, stream
-from .reporter_stub_support import FakeReporter
 
 
 def _utc(text: str) -> datetime:
@@ -23,7 +23,7 @@ def _utc(text: str) -> datetime:
 
 
 async def test_a_follow_up_keeps_the_originals_text_window_and_duration(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, reporter: FakeReporter
+    client: httpx.AsyncClient, pool: asyncpg.Pool, reporter: ReporterDouble
 ) -> None:
     began = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     original = await create(

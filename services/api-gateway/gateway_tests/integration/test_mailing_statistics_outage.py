@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 
 from gateway import Settings, create_app
 
+from ..reporter_support import ReporterDouble, free_port
 from .mailing_support import URL, assert_mailing_shape, body, create, started, stream
-from .reporter_stub_support import FakeReporter, free_port
 
 UNAVAILABLE = {"detail": "Statistics are temporarily unavailable; retry later."}
 
@@ -71,7 +71,7 @@ async def _assert_commands_work(
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_reads_are_503_while_the_reporter_answers_5xx(
-    client: httpx.AsyncClient, reporter: FakeReporter, status: int
+    client: httpx.AsyncClient, reporter: ReporterDouble, status: int
 ) -> None:
     mid = (await create(client))["id"]
     reporter.fail_with = status
@@ -81,7 +81,7 @@ async def test_reads_are_503_while_the_reporter_answers_5xx(
 
 
 async def test_commands_are_carried_out_while_the_reporter_fails(
-    client: httpx.AsyncClient, reporter: FakeReporter, pool: asyncpg.Pool
+    client: httpx.AsyncClient, reporter: ReporterDouble, pool: asyncpg.Pool
 ) -> None:
     reporter.fail_with = 500
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
@@ -105,7 +105,7 @@ async def test_a_reporter_that_is_down_makes_reads_503_and_commands_still_work(
 
 
 async def test_a_slow_reporter_times_out_into_a_503(
-    make_settings: Callable[..., Settings], api_key: str, reporter: FakeReporter
+    make_settings: Callable[..., Settings], api_key: str, reporter: ReporterDouble
 ) -> None:
     reporter.delay_s = 1.0
     async with _gateway(make_settings(reporter_timeout_s=0.2), api_key) as client:
@@ -117,7 +117,7 @@ async def test_a_slow_reporter_times_out_into_a_503(
 
 
 async def test_a_reporter_refusing_a_read_is_a_500_not_an_outage(
-    make_settings: Callable[..., Settings], api_key: str, reporter: FakeReporter
+    make_settings: Callable[..., Settings], api_key: str, reporter: ReporterDouble
 ) -> None:
     async with _gateway(make_settings(), api_key) as client:
         mid = (await create(client))["id"]

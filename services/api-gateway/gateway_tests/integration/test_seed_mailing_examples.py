@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from ..reporter_support import ReporterDouble
 from .mailing_support import (
     DETAIL_KEYS,
     URL,
@@ -17,7 +18,6 @@ from .mailing_support import (
     from_now,
     started,
 )
-from .reporter_stub_support import FakeReporter
 
 
 async def test_create_mailing_answers_like_the_seed(client: httpx.AsyncClient) -> None:
@@ -64,7 +64,7 @@ async def test_all_fields_are_stored_and_rendered_like_drf(client: httpx.AsyncCl
 
 
 async def test_detail_shows_the_reporters_counters_and_newest_100_messages(
-    client: httpx.AsyncClient, reporter: FakeReporter
+    client: httpx.AsyncClient, reporter: ReporterDouble
 ) -> None:
     created = await create(client, **started())
     mid = created["id"]
@@ -102,7 +102,7 @@ async def test_a_mailing_the_reporter_has_not_seen_yet_has_zero_counters(
 
 
 async def test_a_started_mailing_is_running_until_every_message_is_final(
-    client: httpx.AsyncClient, reporter: FakeReporter
+    client: httpx.AsyncClient, reporter: ReporterDouble
 ) -> None:
     mid = (await create(client, **started()))["id"]
     reporter.set_counters(mid, resolved=False)  # audience not resolved yet
@@ -116,7 +116,7 @@ async def test_a_started_mailing_is_running_until_every_message_is_final(
 
 
 async def test_list_is_newest_first_in_pages_with_one_counters_call_per_page(
-    client: httpx.AsyncClient, reporter: FakeReporter
+    client: httpx.AsyncClient, reporter: ReporterDouble
 ) -> None:
     ids = [(await create(client, text=f"m{i}"))["id"] for i in range(30)]
     reporter.set_counters(ids[-1], clients_count=7, created_messages=7, scheduled_messages=7)
@@ -152,7 +152,7 @@ async def test_list_is_newest_first_in_pages_with_one_counters_call_per_page(
 
 
 async def test_messages_are_paginated_and_filtered_by_status(
-    client: httpx.AsyncClient, reporter: FakeReporter
+    client: httpx.AsyncClient, reporter: ReporterDouble
 ) -> None:
     mid = (await create(client, **started()))["id"]
     messages = reporter.set_messages(mid, ["DL", "ND", "SC", "CA", "DL", "DL", "SC"])

@@ -13,7 +13,7 @@ from sms_events.reporter_contract import (
     Counters,
     MailingStats,
     MessagePage,
-    Overview,
+    OverallStats,
     openapi,
 )
 
@@ -79,7 +79,7 @@ async def test_its_real_answers_match_the_contracts_models(
     stats = MailingStats.model_validate_json(await answer(f"/internal/v1/mailings/{mailing}/stats"))
     assert stats.mailing_id == mailing and stats.messages["DL"] == 2
     assert [f.reason for f in stats.failures] == ["timeout"]
-    overview = Overview.model_validate_json(await answer("/internal/v1/stats"))
+    overview = OverallStats.model_validate_json(await answer("/internal/v1/stats"))
     assert len(overview.sends_per_hour) == 24
     as_of = (T0 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    Overview.model_validate_json(await answer(f"/internal/v1/stats?as_of={as_of}"))
+    OverallStats.model_validate_json(await answer(f"/internal/v1/stats?as_of={as_of}"))

@@ -7,19 +7,46 @@ the markup carries no inline styles and passes a strict Content-Security-Policy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Final
 
 from markupsafe import Markup, escape
 
-from gateway.admin.stats import Bucket
+from sms_events.reporter_contract import HourlySends, MinuteSends
 
-__all__ = ["Part", "donut", "fill_gaps", "nice_max", "progress_bar", "stacked_bars"]
+__all__ = [
+    "Bucket",
+    "Part",
+    "buckets",
+    "donut",
+    "fill_gaps",
+    "nice_max",
+    "progress_bar",
+    "stacked_bars",
+]
 
 MAX_BARS: Final = 120
 MAX_BAR_WIDTH: Final = 36.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One bar: the sends finished in one hour or minute."""
+
+    at: datetime
+    delivered: int
+    failed: int
+
+
+def buckets(sends: Iterable[HourlySends | MinuteSends]) -> list[Bucket]:
+    """The reporter's sends per hour or per minute as bars, oldest first."""
+    bars = [
+        Bucket(s.hour if isinstance(s, HourlySends) else s.minute, s.delivered, s.failed)
+        for s in sends
+    ]
+    return sorted(bars, key=lambda b: b.at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Response
 
-from gateway.admin.charts import Part, donut, fill_gaps, stacked_bars
+from gateway.admin.charts import Part, buckets, donut, fill_gaps, stacked_bars
 from gateway.admin.mailing_pages import load_views
-from gateway.admin.stats import Overview
 from gateway.admin.web import AdminRoute, Page, ViewPage, render
 from gateway.mailings.lifecycle import MailingState
 from gateway.mailings.repository import list_mailings
 from gateway.pagination import PageRequest
+from sms_events.reporter_contract import OverallStats
 
 __all__ = ["router"]
 
@@ -23,11 +23,11 @@ RECENT: Final = 5
 HOURS_SHOWN: Final = 48
 
 
-def _charts(page: Page, overview: Overview | None) -> dict[str, Any]:
+def _charts(page: Page, overview: OverallStats | None) -> dict[str, Any]:
     if overview is None:
         return {}
     m = overview.messages
-    hours = fill_gaps(overview.sends_per_hour, timedelta(hours=1), limit=HOURS_SHOWN)
+    hours = fill_gaps(buckets(overview.sends_per_hour), timedelta(hours=1), limit=HOURS_SHOWN)
     return {
         "per_hour": stacked_bars(
             hours, label="Sends per hour", time_format="%d.%m %H:00", zone=page.admin.zone

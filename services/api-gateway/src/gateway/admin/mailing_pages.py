@@ -11,10 +11,9 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Response
 
-from gateway.admin.charts import Part, donut, fill_gaps, progress_bar, stacked_bars
+from gateway.admin.charts import Part, buckets, donut, fill_gaps, progress_bar, stacked_bars
 from gateway.admin.forms import field_errors, mailing_body, mailing_changes, mailing_values
 from gateway.admin.history import history
-from gateway.admin.stats import MailingStats
 from gateway.admin.web import (
     AdminRoute,
     ChangePage,
@@ -44,6 +43,7 @@ from gateway.mailings.repository import MailingRow, get_mailing, list_mailings
 from gateway.pagination import Cursor, InvalidPage, PageRequest, num_pages
 from gateway.routing import MAX_ID
 from gateway.stats.reporter_client import Counters, MessagePage, ReporterError, ReporterUnavailable
+from sms_events.reporter_contract import MailingStats
 from sms_events.segments import measure
 
 __all__ = ["MailingView", "load_views", "router"]
@@ -414,14 +414,16 @@ async def _detail(
 def _live_context(page: Page, view: MailingView, stats: MailingStats | None) -> dict[str, Any]:
     charts: dict[str, Any] = {}
     if stats is not None:
-        minutes = fill_gaps(stats.sends_per_minute, timedelta(minutes=1))
+        minutes = fill_gaps(buckets(stats.sends_per_minute), timedelta(minutes=1))
         charts["per_minute"] = stacked_bars(
             minutes, label="Sends per minute", time_format="%H:%M", zone=page.admin.zone
         )
-        peak = max((f.attempts for f in stats.failures), default=0)
+        # The most harmful first: final failures, then failed attempts.
+        failures = sorted(stats.failures, key=lambda f: (-f.final, -f.attempts, f.reason))
+        peak = max((f.attempts for f in failures), default=0)
         charts["failures"] = [
             (f, progress_bar([Part("failed", f.attempts, "c-failed")], peak, label=f.reason))
-            for f in stats.failures
+            for f in failures
         ]
     c = view.counters
     if c is not None:

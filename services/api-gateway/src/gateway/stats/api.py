@@ -4,10 +4,9 @@ projections (never a scan of messages), so they answer in milliseconds at any vo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
 
 from gateway.deps import Pool, Reporter
 from gateway.docs import responses
@@ -17,8 +16,10 @@ from gateway.mailings.repository import get_mailing
 from gateway.mailings.schemas import documented_errors
 from gateway.responses import JSON
 from gateway.routing import path_id, slash_routes
+from sms_events import reporter_contract as contract
 from sms_events.replay import parse_moment
 from sms_events.segments import measure
+from sms_events.vocabulary import MESSAGE_STATUSES
 
 __all__ = ["router"]
 
@@ -63,96 +64,6 @@ MAILING_EXAMPLE: Final = {
 }  # fmt: skip
 
 
-class HourlySends(BaseModel):
-    hour: str
-    delivered: int
-    failed: int
-
-
-class MinuteSends(BaseModel):
-    minute: str
-    delivered: int
-    failed: int
-
-
-class DailySegments(BaseModel):
-    day: str = Field(description="A UTC day, YYYY-MM-DD")
-    segments: int = Field(description="SMS segments of the messages delivered that day")
-
-
-class FailureReason(BaseModel):
-    reason: str = Field(description="Normalised provider answer, e.g. `HTTP 503`, `timeout`")
-    attempts: int = Field(description="Failed attempts with this reason (retried or not)")
-    final: int = Field(description="Messages that ended undelivered (ND) with this reason")
-
-
-class DimensionValue(BaseModel):
-    value: str | None = Field(description="The client's value (a tag of null: no tag)")
-    messages: dict[str, int] = Field(description="Messages by status: SC, DL, ND, CA")
-    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
-
-
-class ByDimension(BaseModel):
-    operator_code: list[DimensionValue]
-    tag: list[DimensionValue]
-    time_zone: list[DimensionValue]
-    unknown: dict[str, int] = Field(
-        description="Messages by status whose client's values were not recorded (scheduled "
-        "before the platform kept them): in none of the lists"
-    )
-
-
-class LatencyPercentiles(BaseModel):
-    settled: int = Field(description="Messages delivered or finally undelivered, measured")
-    p50_s: float
-    p90_s: float
-    p99_s: float
-    max_s: float
-    resolution: float = Field(
-        description="Read from log-spaced buckets (ten per decade from 0.1 s): each figure is "
-        "the upper edge of its bucket, at most this fraction above the true value"
-    )
-
-
-class OverallStats(BaseModel):
-    clients: int
-    mailings: dict[str, int] = Field(description="Mailings by state")
-    messages: dict[str, int] = Field(description="Messages by status: SC, DL, ND, CA")
-    delivery_rate: float | None = Field(description="DL / (DL + ND); null before any result")
-    sends_per_hour: list[HourlySends] = Field(description="The last 24 hours, oldest first")
-    segments_per_day: list[DailySegments] = Field(
-        description="SMS segments delivered on each of the last 7 days (UTC), today last"
-    )
-
-
-class MailingStats(BaseModel):
-    mailing_id: int
-    messages: dict[str, int]
-    delivery_rate: float | None
-    attempts_total: int
-    failures: list[FailureReason] = Field(description="Top 20 reasons, most frequent first")
-    started_at: str | None
-    completed_at: str | None
-    time_to_complete_s: float | None = Field(description="From datetime_start to completion")
-    sends_per_minute: list[MinuteSends]
-    segments_per_message: int | None = Field(
-        description="SMS segments each message takes (its text's encoding and length)"
-    )
-    segments_sent: int | None = Field(
-        description="SMS segments of the delivered messages: DL times segments_per_message"
-    )
-    by_dimension: ByDimension | None = Field(
-        default=None,
-        description="Messages by status per operator code, tag and time zone: the client's "
-        "values when its message was scheduled, the largest 100 of each",
-    )
-    latency: LatencyPercentiles | None = Field(
-        default=None,
-        description="Seconds from each message's first due time to the provider answer that "
-        "settled it (delivered: sent, undelivered: failed); null before any",
-    )
-
-
 AsOfParam = Annotated[
     str | None,
     Query(
@@ -172,27 +83,24 @@ def _moment(as_of: str | None) -> datetime | None:
         raise InvalidInput({"as_of": [f"as_of {exc}."]}) from None
 
 
-def _empty_mailing_stats(mailing_id: int, text: str) -> dict[str, Any]:
-    return {
-        "mailing_id": mailing_id,
-        "messages": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
-        "delivery_rate": None,
-        "attempts_total": 0,
-        "failures": [],
-        "started_at": None,
-        "completed_at": None,
-        "time_to_complete_s": None,
-        "sends_per_minute": [],
-        "segments_per_message": measure(text).segments,
-        "segments_sent": 0,
-        "by_dimension": {
-            "operator_code": [],
-            "tag": [],
-            "time_zone": [],
-            "unknown": {"SC": 0, "DL": 0, "ND": 0, "CA": 0},
-        },
-        "latency": None,
-    }
+def _no_messages_yet(mailing_id: int, text: str) -> contract.MailingStats:
+    """A mailing's figures before the reporter has seen any of its messages."""
+    none = {status.value: 0 for status in MESSAGE_STATUSES}
+    return contract.MailingStats(
+        mailing_id=mailing_id,
+        messages=none,
+        delivery_rate=None,
+        attempts_total=0,
+        failures=[],
+        started_at=None,
+        completed_at=None,
+        time_to_complete_s=None,
+        sends_per_minute=[],
+        segments_per_message=measure(text).segments,
+        segments_sent=0,
+        by_dimension=contract.ByDimension(operator_code=[], tag=[], time_zone=[], unknown=none),
+        latency=None,
+    )
 
 
 @route(
@@ -204,10 +112,10 @@ def _empty_mailing_stats(mailing_id: int, text: str) -> dict[str, Any]:
     "hour over the last 24 hours and SMS segments per day over the last 7 (up to `as_of` with "
     "it). 400 for a bad `as_of`, 503 when the "
     "statistics service cannot be reached.",
-    responses=responses(200, OVERALL_EXAMPLE, OverallStats, 400, 503, documented=_ERRORS),
+    responses=responses(200, OVERALL_EXAMPLE, contract.OverallStats, 400, 503, documented=_ERRORS),
 )
 async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
-    return JSON(await reporter.overall_stats(as_of=_moment(as_of)))
+    return _answer(await reporter.overall_stats(as_of=_moment(as_of)))
 
 
 @route(
@@ -219,7 +127,9 @@ async def overall(reporter: Reporter, as_of: AsOfParam = None) -> Response:
     "to complete, sends per minute over the mailing's life, SMS segments sent, messages by "
     "status per operator code, tag and time zone, and delivery latency percentiles (as they "
     "were at `as_of` with it). 400 for a bad `as_of`.",
-    responses=responses(200, MAILING_EXAMPLE, MailingStats, 400, 404, 503, documented=_ERRORS),
+    responses=responses(
+        200, MAILING_EXAMPLE, contract.MailingStats, 400, 404, 503, documented=_ERRORS
+    ),
 )
 async def mailing(
     mailing_id: str, pool: Pool, reporter: Reporter, as_of: AsOfParam = None
@@ -230,4 +140,10 @@ async def mailing(
     if row is None:
         raise MailingNotFound(wanted)
     stats = await reporter.mailing_stats(wanted, as_of=moment)
-    return JSON(stats if stats is not None else _empty_mailing_stats(wanted, row.text))
+    return _answer(stats if stats is not None else _no_messages_yet(wanted, row.text))
+
+
+def _answer(figures: contract.OverallStats | contract.MailingStats) -> Response:
+    # Python-mode dump, rendered by orjson like the reporter renders it: each timestamp reads
+    # exactly as the reporter wrote it (UTC with Z, microseconds only when there are some).
+    return JSON(figures.model_dump())

@@ -10,12 +10,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 import orjson
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from gateway.metrics import REPORTER_REQUESTS, REPORTER_SECONDS
 from gateway.pagination import Cursor
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 COUNTERS_PATH: Final = "/internal/v1/mailings/counters"
 MESSAGES_PATH: Final = "/internal/v1/mailings/{mailing_id}/messages"
@@ -157,10 +159,7 @@ class ReporterClient:
         if status is not None:
             params["status"] = status
         body = await self._get("messages", MESSAGES_PATH.format(mailing_id=mailing_id), params)
-        try:
-            page = contract.MessagePage.model_validate(body)
-        except ValueError as exc:  # pydantic's ValidationError is one
-            raise self._garbled("messages", exc) from None
+        page = self._parse("messages", contract.MessagePage, body)
         # Each message passed through as the reporter rendered it (ISO 8601 with Z), checked
         # by the model above, in the seed's key order.
         return MessagePage(
@@ -170,19 +169,15 @@ class ReporterClient:
             page.previous_after,
         )
 
-    async def overall_stats(self, *, as_of: datetime | None = None) -> dict[str, Any]:
+    async def overall_stats(self, *, as_of: datetime | None = None) -> contract.OverallStats:
         """Figures over every mailing (read from the reporter's projections, or from the
         event history as they were at ``as_of``)."""
         body = await self._get("stats", STATS_PATH, _as_of_params(as_of))
-        try:
-            contract.Overview.model_validate(body)
-        except ValueError as exc:
-            raise self._garbled("stats", exc) from None
-        return body  # type: ignore[no-any-return]
+        return self._parse("stats", contract.OverallStats, body)
 
     async def mailing_stats(
         self, mailing_id: int, *, as_of: datetime | None = None
-    ) -> dict[str, Any] | None:
+    ) -> contract.MailingStats | None:
         """One mailing's figures (as they were at ``as_of``); None when the reporter has seen
         nothing of it yet (by then)."""
         body = await self._get(
@@ -191,12 +186,7 @@ class ReporterClient:
             _as_of_params(as_of),
             missing_ok=True,
         )
-        if body is not None:
-            try:
-                contract.MailingStats.model_validate(body)
-            except ValueError as exc:
-                raise self._garbled("mailing_stats", exc) from None
-        return body  # type: ignore[no-any-return]
+        return None if body is None else self._parse("mailing_stats", contract.MailingStats, body)
 
     async def _get(
         self, endpoint: str, path: str, params: Mapping[str, Any], *, missing_ok: bool = False
@@ -230,6 +220,13 @@ class ReporterClient:
         finally:
             REPORTER_REQUESTS.labels(endpoint, outcome).inc()
             REPORTER_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+
+    @classmethod
+    def _parse(cls, endpoint: str, model: type[Answer], body: Any) -> Answer:
+        try:
+            return model.model_validate(body)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise cls._garbled(endpoint, exc) from None
 
     @staticmethod
     def _garbled(endpoint: str, exc: Exception) -> ReporterUnavailable:
